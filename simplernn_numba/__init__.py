@@ -1,0 +1,13 @@
+"""simplernn_numba: the Keras ``SimpleRNN`` layer as Numba-compiled kernels.
+
+>>> import numpy as np
+>>> from simplernn_numba import SimpleRNN
+>>> SimpleRNN(4)(np.zeros((2, 3, 5), np.float32)).shape
+(2, 4)
+"""
+
+from . import activations, constraints, initializers, regularizers
+from .layer import SimpleRNN
+
+__version__ = "0.1.0"
+__all__ = ["SimpleRNN", "activations", "constraints", "initializers", "regularizers"]

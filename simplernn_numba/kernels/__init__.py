@@ -1,0 +1,20 @@
+"""SimpleRNN kernels: one contract, three implementations.
+
+- :mod:`.reference` — plain NumPy, the oracle every other kernel is tested against;
+  also the path for user-supplied (Python callable) activations.
+- :mod:`.cpu` — Numba ``@njit(parallel=True, cache=True)`` kernels.
+- :mod:`.cuda` — Numba CUDA kernels (optional ``cuda`` extra).
+
+Contract shared by every backend (arrays already validated by
+:mod:`simplernn_numba._validate`: C-contiguous, one float dtype, matching shapes)::
+
+    forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
+            input_dropout=None, recurrent_dropout=None, go_backwards=False,
+            activation="tanh", return_sequences=True) -> (outputs, final_state)
+
+``x`` (B, T, F); ``kernel`` (F, U); ``recurrent_kernel`` (U, U); ``bias`` (U,) or
+None; ``initial_state`` (B, U); ``mask`` (B, T) bool or None; ``input_dropout``
+(B, F) and ``recurrent_dropout`` (B, U) multiplicative masks (already scaled by
+1 / (1 - rate)) or None. ``outputs`` is (B, T, U) in processing order when
+``return_sequences`` else the last output (B, U); ``final_state`` is (B, U).
+"""

@@ -1,0 +1,69 @@
+"""CPU forward kernel against the NumPy reference."""
+
+import itertools
+
+import numpy as np
+import pytest
+from cases import ACTIVATIONS, make_problem
+from conftest import tolerance
+
+from simplernn_numba.kernels import cpu, reference
+
+
+def _both(problem, **kw):
+    ours = cpu.forward(*problem.arrays(), **problem.options(), **kw)
+    ref = reference.forward(*problem.arrays(), **problem.options(), **kw)
+    return ours, ref
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation_matches_reference(rng, dtype, activation):
+    problem = make_problem(rng, dtype=dtype, masked=True, dropout=True)
+    (out, state), (ref_out, ref_state) = _both(problem, activation=activation)
+    rtol, atol = tolerance(dtype)
+    assert out.dtype == state.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize(
+    "dtype,use_bias,masked,dropout,go_backwards,return_sequences",
+    list(itertools.product([np.float64, np.float32], [True, False], [True, False], [True, False],
+                      [True, False], [True, False])),
+)
+def test_flag_grid_matches_reference(rng, dtype, use_bias, masked, dropout, go_backwards,
+                                     return_sequences):
+    problem = make_problem(rng, batch=4, steps=6, dtype=dtype, use_bias=use_bias,
+                           masked=masked, dropout=dropout)
+    (out, state), (ref_out, ref_state) = _both(
+        problem, go_backwards=go_backwards, return_sequences=return_sequences)
+    rtol, atol = tolerance(dtype)
+    expected_shape = (4, 6, 6) if return_sequences else (4, 6)
+    assert out.shape == expected_shape
+    np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
+
+
+def test_last_output_only_does_not_allocate_sequence(rng):
+    problem = make_problem(rng, batch=2, steps=50, units=3)
+    out, _ = cpu.forward(*problem.arrays(), return_sequences=False)
+    assert out.shape == (2, 3)
+    assert out.base is None or out.base.size == 2 * 3
+
+
+def test_float32_matches_float64_reference(rng):
+    p64 = make_problem(rng, batch=5, steps=30, features=7, units=9)
+    p32 = make_problem(np.random.default_rng(0), dtype=np.float32)
+    for name in ("x", "kernel", "recurrent_kernel", "bias", "initial_state"):
+        setattr(p32, name, getattr(p64, name).astype(np.float32))
+    out32, _ = cpu.forward(*p32.arrays())
+    out64, _ = reference.forward(*p64.arrays())
+    np.testing.assert_allclose(out32, out64, rtol=1e-5, atol=2e-6)
+
+
+def test_fully_masked_row_keeps_initial_state_and_outputs_zeros(rng):
+    problem = make_problem(rng, masked=True)
+    out, state = cpu.forward(*problem.arrays(), mask=problem.mask)
+    np.testing.assert_array_equal(out[0], 0)
+    np.testing.assert_array_equal(state[0], problem.initial_state[0])
