@@ -43,8 +43,8 @@ def demo(repeat: int = 20) -> None:
         h0 = np.zeros((batch, units), np.float32)
         args = (x, *layer.weights, h0)
         ref, _ = reference.forward(*args, activation="tanh")
-        ours_ms = _median_ms(lambda: layer(x), repeat)
-        ref_ms = _median_ms(lambda: reference.forward(*args, activation="tanh"), max(3, repeat // 4))
+        ours_ms = _median_ms(lambda layer=layer, x=x: layer(x), repeat)
+        ref_ms = _median_ms(lambda a=args: reference.forward(*a, activation="tanh"), max(3, repeat // 4))
         diff = float(np.abs(out - ref).max())
         shape = f"{batch},{steps},{features},{units}"
         print(f"{shape:>18} {ours_ms:9.3f} {ref_ms:9.3f} {ref_ms / ours_ms:7.1f}x {diff:10.2e}")
