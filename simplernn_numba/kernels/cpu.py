@@ -221,14 +221,13 @@ def _dot_one(vt, v0, init0, bias, z0):
 def _commit(z, h, out, mask, b, t, seen, act):
     """Finish one row's step: activation, new state and output, or carry over a masked step."""
     if mask is not None and not mask[b, t]:
-        if seen:
-            out[:] = h
-        else:
-            out[:] = 0
+        for u in range(out.shape[0]):
+            out[u] = h[u] if seen else 0
         return seen
     activate(z, act)
-    h[:] = z
-    out[:] = z
+    for u in range(out.shape[0]):
+        h[u] = z[u]
+        out[u] = z[u]
     return True
 
 
@@ -315,6 +314,36 @@ def fused_weights(kernel, recurrent_kernel):
     return np.ascontiguousarray(np.concatenate((kernel, recurrent_kernel)).T)
 
 
+def _transposed(recurrent_kernel):
+    return np.ascontiguousarray(recurrent_kernel.T)
+
+
+#: Prepared (transposed) weights of read-only weight arrays that own their data, such as a
+#: layer's weights, which are replaced rather than modified: (id, id, fused) -> (arrays, result).
+_PREPARED: dict = {}
+_PREPARED_MAX = 16
+
+
+def prepared_weights(kernel, recurrent_kernel, fused: bool) -> np.ndarray:
+    """:func:`fused_weights` or the transposed recurrent kernel, cached for immutable weights.
+
+    Arrays that are writeable or views are prepared afresh on every call.
+    """
+    build = fused_weights if fused else _transposed
+    immutable = all(not a.flags.writeable and a.base is None for a in (kernel, recurrent_kernel))
+    if not immutable:
+        return build(kernel, recurrent_kernel) if fused else build(recurrent_kernel)
+    key = (id(kernel), id(recurrent_kernel), fused)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0] is kernel and hit[1] is recurrent_kernel:
+        return hit[2]
+    result = build(kernel, recurrent_kernel) if fused else build(recurrent_kernel)
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    _PREPARED[key] = (kernel, recurrent_kernel, result)
+    return result
+
+
 def input_projection(x, kernel, input_dropout=None, out=None):
     """``(x * input_dropout) @ kernel`` for all timesteps as one GEMM: (B, T, U).
 
@@ -343,11 +372,11 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)
     final_state = np.empty((batch, units), x.dtype)
     xw = None
-    if (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES:
-        vt = fused_weights(kernel, recurrent_kernel)
+    fused = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
+    vt = prepared_weights(kernel, recurrent_kernel, fused)
+    if fused:
         in_drop = input_dropout
     else:
-        vt = np.ascontiguousarray(recurrent_kernel.T)
         in_place = return_sequences and not go_backwards
         xw = input_projection(x, kernel, input_dropout, outputs if in_place else None)
         in_drop = None
