@@ -37,6 +37,18 @@ OURS = "simplernn_numba"
 GRID = ((32, 10, 8, 4), (1, 1000, 16, 64), (64, 100, 128, 128), (16, 500, 32, 32),
         (128, 200, 512, 512))
 PEERS = ("numpy", "torch", "keras_tf_function", "keras_eager", "onnxruntime", "jax")
+#: Set by ``--threads N`` (the CLI re-executes itself so that BLAS and XLA see it at import).
+THREADS_ENV = "SIMPLERNN_BENCH_THREADS"
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    """Environment limiting every library in this process to ``threads`` threads."""
+    n = str(threads)
+    env = {THREADS_ENV: n, "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
+           "NUMBA_NUM_THREADS": n}
+    if threads == 1:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return env
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,8 @@ def _torch(p: Problem, case: Case) -> Callable[[], np.ndarray]:
 
     if p.mask is not None:
         raise NotImplementedError("torch.nn.RNN has no per-step mask")
+    if THREADS_ENV in os.environ:
+        torch.set_num_threads(int(os.environ[THREADS_ENV]))
     dt = torch.float32 if case.dtype == "float32" else torch.float64
     rnn = torch.nn.RNN(case.features, case.units, batch_first=True).to(dt)
     with torch.no_grad():
@@ -162,6 +176,10 @@ def _keras_layer(p: Problem, case: Case):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
     import tf_keras
+
+    if THREADS_ENV in os.environ and not tf.config.threading.get_intra_op_parallelism_threads():
+        tf.config.threading.set_intra_op_parallelism_threads(int(os.environ[THREADS_ENV]))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
     layer = tf_keras.layers.SimpleRNN(case.units, return_sequences=True, dtype=case.dtype)
     layer.build(p.x.shape)
@@ -215,7 +233,12 @@ def _onnxruntime(p: Problem, case: Case) -> Callable[[], np.ndarray]:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = min(model.ir_version, 9)
     onnx.checker.check_model(model)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if THREADS_ENV in os.environ:
+        options.intra_op_num_threads = int(os.environ[THREADS_ENV])
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
     x = p.x
 
     def run():
@@ -459,9 +482,17 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                         help="where bench.md and bench.png go")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--no-roofline", action="store_true", help="skip the sgemm measurement")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="limit every implementation (BLAS, Numba, torch, TF, ORT, XLA) to N "
+                             "threads; default: each library's own default (all cores)")
     parser.add_argument("--startup", action="store_true",
                         help="also time import + first call with a cold and a warm Numba cache")
     args = parser.parse_args(argv)
+    if args.threads and os.environ.get(THREADS_ENV) != str(args.threads):
+        os.environ.update(_thread_env(args.threads))
+        argv = sys.argv[1:] if argv is None else list(argv)
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "simplernn_numba.bench", *argv])
     cases = args.case or [Case(*g) for g in GRID] + [Case(64, 100, 128, 128, "float64"),
                                                     Case(64, 100, 128, 128, masked=True)]
     if args.skip_large:
@@ -476,6 +507,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         print(f"numpy sgemm 2048x2048: {gflops:.1f} GFLOP/s", file=sys.stderr)
     rows = run(cases, peers, args.repeat, args.budget)
     text = markdown(rows, gflops)
+    threads = os.environ.get(THREADS_ENV)
+    text += f"\nThreads: {threads + ' per library' if threads else 'each library default'}.\n"
     if gflops:
         text += f"\nRoofline: numpy sgemm on 2048x2048 = {gflops:.1f} GFLOP/s in this run.\n"
     if args.startup:
