@@ -48,6 +48,13 @@ def _is_keras2_layer(keras_layer) -> bool:
     return _keras_major(importlib.import_module(root)) < 3
 
 
+def _shortest_float(value):
+    """Keras 3 keeps regularizer factors as float32 (0.01 -> 0.009999999776...); undo that."""
+    if isinstance(value, float) and np.isfinite(value) and float(np.float32(value)) == value:
+        return float(str(np.float32(value)))
+    return value
+
+
 def _object_from_keras(spec, module):
     """A Keras initializer/regularizer/constraint config as our ``{"class_name", "config"}``."""
     if spec is None or isinstance(spec, str):
@@ -60,7 +67,7 @@ def _object_from_keras(spec, module):
     config = {}
     for key, value in (spec.get("config") or {}).items():
         if key in accepted:
-            config[key] = value
+            config[key] = _shortest_float(value)
         elif value is not None:
             raise ValueError(f"Keras {kind} {name!r} argument {key}={value!r} is not supported.")
     return {"class_name": name, "config": config}
@@ -127,7 +134,10 @@ def from_keras(keras_layer, *, device: str = "auto"):
         layer = Bidirectional(forward, merge_mode=keras_layer.merge_mode, backward_layer=backward,
                               name=keras_layer.name)
         if forward.built and backward.built:
+            layer.build((forward._batch_size, None, forward.kernel.shape[0]))
             layer.set_weights(forward.get_weights() + backward.get_weights())
+            if layer.stateful and forward.states[0] is not None:
+                layer.reset_states([forward.states[0], backward.states[0]])
         return layer
     return _simple_rnn_from_keras(keras_layer, device=device)
 
@@ -150,6 +160,15 @@ def _keras_kwargs(layer: SimpleRNN, keras2: bool) -> dict:
     if not keras2 and seed is not None:
         config["seed"] = seed
     return config
+
+
+def _keras_simple_rnn(keras, layer: SimpleRNN, keras2: bool):
+    config = _keras_kwargs(layer, keras2)
+    keras_layer = keras.layers.SimpleRNN(**config)
+    if keras_layer.activity_regularizer is None and config["activity_regularizer"] is not None:
+        # Keras 3.x SimpleRNN drops this argument; the attribute is what Keras applies and serialises
+        keras_layer.activity_regularizer = keras.regularizers.get(config["activity_regularizer"])
+    return keras_layer
 
 
 def _copy_into_keras(keras_layer, layer: SimpleRNN) -> None:
@@ -186,12 +205,12 @@ def to_keras(layer, module="keras"):
     keras = _import(module)
     keras2 = _keras_major(keras) < 3
     if isinstance(layer, Bidirectional):
-        forward = keras.layers.SimpleRNN(**_keras_kwargs(layer.forward_layer, keras2))
-        backward = keras.layers.SimpleRNN(**_keras_kwargs(layer.backward_layer, keras2))
+        forward = _keras_simple_rnn(keras, layer.forward_layer, keras2)
+        backward = _keras_simple_rnn(keras, layer.backward_layer, keras2)
         keras_layer = keras.layers.Bidirectional(forward, merge_mode=layer.merge_mode,
                                                  backward_layer=backward, name=layer.name)
     elif isinstance(layer, SimpleRNN):
-        keras_layer = keras.layers.SimpleRNN(**_keras_kwargs(layer, keras2))
+        keras_layer = _keras_simple_rnn(keras, layer, keras2)
     else:
         raise TypeError(f"Expected a SimpleRNN or Bidirectional layer; received {type(layer).__name__}.")
     _build_keras(keras_layer, layer)

@@ -96,7 +96,7 @@ def _copy_direction(rnn, layer: SimpleRNN, suffix: str) -> None:
 
     def assign(name, value):
         param = getattr(rnn, name + suffix)
-        param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+        param.copy_(torch.from_numpy(np.array(value)))
 
     assign("weight_ih_l0", layer.kernel.T)
     assign("weight_hh_l0", layer.recurrent_kernel.T)
