@@ -114,8 +114,10 @@ class Stream:
 
     Attributes
     ----------
-    state : ndarray (batch_size, units), read-only
-        The state after the last step (the last output).
+    state : ndarray (batch_size, units)
+        The state after the last step (the last output). :meth:`step` returns
+        this same array, a new one at every step; modifying it changes the
+        state the next step starts from.
     """
 
     __slots__ = ("_layer", "_weights", "_x_shape", "state", "__weakref__")
@@ -128,21 +130,20 @@ class Stream:
         self.reset(initial_state)
 
     def reset(self, state=None) -> None:
-        """Start again from zeros, or from ``state`` (batch_size, units)."""
+        """Start again from zeros, or from ``state`` (batch_size, units) (copied)."""
         w = self._weights
         shape = (self._x_shape[0], w.units)
-        arr = np.zeros(shape, w.dtype) if state is None else w.array(state, "state", shape).copy()
-        arr.flags.writeable = False
-        self.state = arr
+        self.state = np.zeros(shape, w.dtype) if state is None else w.array(state, "state", shape).copy()
 
     def step(self, x_t) -> np.ndarray:
         """Advance one timestep with inputs ``x_t`` (batch_size, features); returns the new state."""
         w = self._weights
         if w.version != self._layer._weights_version:
             w = self._weights = _weights(self._layer)
-        x_t = w.array(x_t, "x_t", self._x_shape)
+        if (x_t.__class__ is not np.ndarray or x_t.shape != self._x_shape or x_t.dtype != w.dtype
+                or not x_t.flags.c_contiguous):
+            x_t = w.array(x_t, "x_t", self._x_shape)
         out = np.empty_like(self.state)
         _step_kernel(x_t, self.state, w.kernel, w.recurrent_kernel, w.bias, w.act, out)
-        out.flags.writeable = False
         self.state = out
         return out
