@@ -155,7 +155,9 @@ def _keras_kwargs(layer: SimpleRNN, keras2: bool) -> dict:
     for key in _CONFIG_OBJECTS:
         value = getattr(layer, key)
         if value is not None and not isinstance(value, Serializable):
-            raise ValueError(f"Layer {layer.name!r} {key} {value!r} is a Python callable; Keras cannot take it.")
+            raise ValueError(
+                f"Layer {layer.name!r} {key} {value!r} is a Python callable; Keras cannot take it."
+            )
     seed = config.pop("seed")
     if not keras2 and seed is not None:
         config["seed"] = seed

@@ -1,6 +1,8 @@
 """Batch inference on Dask arrays, on one machine or a cluster (optional ``dask`` extra).
 
-:func:`predict` maps the layer over batch chunks with ``map_blocks``: each task
+:func:`predict` maps the layer over batch chunks (``blockwise``, the general
+form of ``map_blocks`` that lines the (batch, timesteps) mask up with the
+inputs' first two axes): each task
 runs the layer on one chunk of rows, on whichever worker Dask picks (threads,
 processes or machines; the layer travels to the workers with the task graph).
 Rows are independent, so the result equals one in-memory call. Chunks along
@@ -88,8 +90,7 @@ def predict(layer, inputs, mask=None):
             raise ValueError(f"mask must have shape {(batch, steps)}; received shape {mask.shape}.")
         mask = da.asarray(mask).rechunk((x.chunks[0], -1))
     units = _output_units(layer)
-    if layer.return_sequences:
-        return da.map_blocks(_run_block, x, mask, layer, dtype=dtype,
-                             chunks=(x.chunks[0], (steps,), (units,)), meta=np.empty((0, 0, 0), dtype))
-    return da.map_blocks(_run_block, x, mask, layer, dtype=dtype, drop_axis=1,
-                         chunks=(x.chunks[0], (units,)), meta=np.empty((0, 0), dtype))
+    out_index = "btu" if layer.return_sequences else "bu"
+    arrays = [x, "btf"] + ([mask, "bt"] if mask is not None else [None, None])
+    return da.blockwise(_run_block, out_index, *arrays, layer, None, new_axes={"u": units},
+                        concatenate=True, dtype=dtype, meta=np.empty((0,) * len(out_index), dtype))
