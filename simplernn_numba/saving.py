@@ -87,6 +87,8 @@ def _simple_rnn_arrays(layer: SimpleRNN, prefix: str = "") -> dict:
 def save(layer, path) -> None:
     """Write ``layer`` (SimpleRNN or Bidirectional) to ``path`` (a path or a binary file).
 
+    As with ``np.savez``, a path without the ``.npz`` suffix gets it appended.
+
     Raises
     ------
     ValueError

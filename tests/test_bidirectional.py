@@ -30,8 +30,10 @@ def _random_weights(layer, rng):
     layer.set_weights([rng.normal(scale=0.5, size=w.shape) for w in layer.weights])
 
 
-CASES = list(itertools.product(["concat", "sum", "mul", "ave", None], [False, True], [False, True],
-                               [False, True]))
+# every merge mode with four (return_sequences, return_state, masked) combinations
+CASES = [(mode, *flags) for mode, flags in itertools.product(
+    ["concat", "sum", "mul", "ave", None],
+    [(False, False, False), (True, True, True), (True, False, True), (False, True, True)])]
 
 
 @pytest.mark.parametrize("merge_mode,return_sequences,return_state,masked", CASES)
