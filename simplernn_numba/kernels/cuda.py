@@ -248,7 +248,7 @@ def _signature(*types):
     return numba.void(*types)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernels(dtype: np.dtype) -> dict:
     """Compile (once) every kernel except the GEMM for ``dtype`` (float32 or float64)."""
     dt = numba.from_dtype(dtype)
@@ -366,7 +366,7 @@ def _kernels(dtype: np.dtype) -> dict:
             "derivative_in_place": derivative_in_place, "column_sum": column_sum}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gemm_kernel(dtype: np.dtype, tile: int):
     """Tiled shared-memory GEMM for ``dtype`` with ``tile x tile`` blocks.
 
@@ -462,7 +462,7 @@ class _Placeholders:
         self.mask = cuda.device_array((0, 0), np.bool_)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _placeholders(dtype: np.dtype) -> _Placeholders:
     return _Placeholders(dtype)
 
