@@ -322,7 +322,8 @@ class SimpleRNN:
         with return_state, the list [output, final_state (batch, units)].
         """
         dt = np.dtype(self.dtype)
-        V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
+        if mask is not None or initial_state is not None:
+            V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
         x = V.inputs(inputs, dt, self._features)
         if not self.built:
             self.build((self._batch_size if self.stateful else None, *x.shape[1:]))

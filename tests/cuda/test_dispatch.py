@@ -117,11 +117,13 @@ def _layer(device, **kw):
 def test_layer_on_cuda_matches_cpu(kernels, rng):
     x = rng.normal(size=(3, 4, 3)).astype(np.float32)
     mask = rng.random((3, 4)) > 0.3
-    for kw in ({}, {"return_sequences": True, "go_backwards": True, "activation": "relu"}):
+    for kw in ({}, {"return_sequences": True, "go_backwards": True, "activation": "relu"},
+               {"dropout": 0.3, "recurrent_dropout": 0.4}):
         gpu, ref = _layer("cuda", **kw), _layer("cpu", **kw)
         ref.set_weights(gpu.get_weights())
-        assert type(gpu(x, mask=mask)) is np.ndarray
-        assert_close([gpu(x, mask=mask)], [ref(x, mask=mask)], np.float32)
+        out = gpu(x, mask=mask, training=True)
+        assert type(out) is np.ndarray
+        assert_close([out], [ref(x, mask=mask, training=True)], np.float32)
 
 
 def test_layer_device_inputs_stay_on_device(kernels, rng):
