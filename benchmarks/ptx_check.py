@@ -59,7 +59,7 @@ def main() -> None:
 
     for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
         kernels._kernels(dtype)
-        kernels._gemm_kernel(dtype, kernels.CONFIG["tile"])
+        kernels._tiled_kernels(dtype, kernels.CONFIG["tile"], kernels.CONFIG["micro"])
     for path in compiled:
         line = f"{path.name}: {path.stat().st_size} bytes of PTX"
         if args.ptxas:

@@ -9,7 +9,7 @@ when ``x`` was on the GPU and NumPy arrays otherwise.
 Layout of the work:
 
 - everything that is not sequential in time is a tiled shared-memory GEMM over
-  all ``B * T`` rows at once (:func:`_gemm_kernel`): the input projection
+  all ``B * T`` rows at once (:func:`_tiled_kernels`): the input projection
   ``x @ kernel + bias`` in the forward pass; the pre-activations, ``dX``,
   ``dW``, ``dU`` in the backward pass (``db`` is a column sum). Dropout masks are
   applied while tiles are loaded, never materialised;
@@ -40,11 +40,13 @@ from numba import cuda
 from .. import activations as A
 
 #: Launch configuration. ``threads_per_block``: 1-D kernels; ``max_blocks``: cap on blocks per grid
-#: dimension (grid-stride loops cover the rest); ``tile``: GEMM tile edge (a tile x tile block);
+#: dimension (grid-stride loops cover the rest); ``tile``: edge of the tile x tile thread blocks of
+#: the tiled kernels; ``micro``: each GEMM thread computes micro x micro outputs;
+#: ``tiled_step_min_batch``: smallest batch whose per-step launches use the tiled step kernels;
 #: ``persistent``: ``"auto"`` (see :func:`use_persistent`), True or False;
 #: ``persistent_max_batch``: largest batch for which ``"auto"`` picks the persistent kernel.
-DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16,
-                  "persistent": "auto", "persistent_max_batch": 8}
+DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
+                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 8}
 CONFIG = dict(DEFAULT_CONFIG)
 
 #: Dynamic shared memory a block may use without an opt-in (bytes).
@@ -163,11 +165,11 @@ def derivative(v, act):
 
 # ---------------------------------------------------------------------------- one (row, unit) of one step
 @cuda.jit(device=True)
-def _forward_item(b, u, col, s, p, u_mat, k_stride, c_stride, h_cur, h_next, outputs):
-    """State and output of batch row ``b``, unit ``u`` at processing step ``s``.
+def _forward_finish(b, u, s, p, hu, h_cur, h_next, outputs):
+    """Store state and output of row ``b``, unit ``u`` at step ``s`` given ``hu = (h_in @ U)[b, u]``.
 
     ``p`` = (xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all);
-    ``u_mat[k * k_stride + col * c_stride]`` is ``recurrent_kernel[k, u]``.
+    ``hu`` is ignored at a masked step (the state is carried).
     """
     xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
     steps = xw.shape[0] // h_cur.shape[0]
@@ -176,16 +178,29 @@ def _forward_item(b, u, col, s, p, u_mat, k_stride, c_stride, h_cur, h_next, out
         h_next[b, u] = h_cur[b, u]
         value = h_cur[b, u] if s >= first[b] else 0.0
     else:
-        acc = xw[b * steps + t, u]
-        for k in range(h_cur.shape[1]):
-            hk = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
-            acc += hk * u_mat[k * k_stride + col * c_stride]
-        value = activate(acc, act)
+        value = activate(xw[b * steps + t, u] + hu, act)
         h_next[b, u] = value
     if keep_all:
         outputs[b * steps + s, u] = value
     elif s == steps - 1:
         outputs[b, u] = value
+
+
+@cuda.jit(device=True)
+def _forward_item(b, u, col, s, p, u_mat, k_stride, c_stride, h_cur, h_next, outputs):
+    """State and output of batch row ``b``, unit ``u`` at processing step ``s`` (one dot product).
+
+    ``u_mat[k * k_stride + col * c_stride]`` is ``recurrent_kernel[k, u]``.
+    """
+    xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
+    steps = xw.shape[0] // h_cur.shape[0]
+    t = steps - 1 - s if go_backwards else s
+    acc = 0.0
+    if not has_mask or mask[b, t]:
+        for k in range(h_cur.shape[1]):
+            hk = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
+            acc += hk * u_mat[k * k_stride + col * c_stride]
+    _forward_finish(b, u, s, p, acc, h_cur, h_next, outputs)
 
 
 @cuda.jit(device=True)
@@ -201,28 +216,48 @@ def _output_grad(b, k, s, steps, first, dout, dout_mode):
 
 
 @cuda.jit(device=True)
-def _backward_item(b, u, col, s, p, u_mat, k_stride, c_stride, dh_cur, dh_next, dz):
-    """``dz`` of row ``b``, unit ``u`` at processing step ``s`` and the state gradient before it.
+def _step_dz(b, k, s, row, p, dh_cur):
+    """``dz`` of row ``b``, unit ``k`` at step ``s`` (``row`` = b * T + t) if the step is unmasked."""
+    grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+    steps = grad.shape[0] // dh_cur.shape[0]
+    return (dh_cur[b, k] + _output_grad(b, k, s, steps, first, dout, dout_mode)) * grad[row, k]
+
+
+@cuda.jit(device=True)
+def _backward_finish(b, u, s, p, dzu, dh_cur, dh_next, dz):
+    """Store ``dz`` and the state gradient before step ``s`` given ``dzu = (dz_s @ U.T)[b, u]``.
 
     ``p`` = (grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards),
     ``grad`` the activation derivative at every pre-activation (input time order);
+    ``dzu`` is ignored at a masked step (the gradient is carried).
+    """
+    grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+    steps = grad.shape[0] // dh_cur.shape[0]
+    t = steps - 1 - s if go_backwards else s
+    row = b * steps + t
+    if has_mask and not mask[b, t]:
+        dz[row, u] = 0.0
+        dh_next[b, u] = dh_cur[b, u] + _output_grad(b, u, s, steps, first, dout, dout_mode)
+    else:
+        dz[row, u] = _step_dz(b, u, s, row, p, dh_cur)
+        dh_next[b, u] = dzu * rdrop[b, u] if has_rdrop else dzu
+
+
+@cuda.jit(device=True)
+def _backward_item(b, u, col, s, p, u_mat, k_stride, c_stride, dh_cur, dh_next, dz):
+    """Backward step ``s`` for row ``b``, unit ``u`` (one dot product).
+
     ``u_mat[k * k_stride + col * c_stride]`` is ``recurrent_kernel[u, k]``.
     """
     grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
     steps = grad.shape[0] // dh_cur.shape[0]
     t = steps - 1 - s if go_backwards else s
     row = b * steps + t
-    dh_u = dh_cur[b, u] + _output_grad(b, u, s, steps, first, dout, dout_mode)
-    if has_mask and not mask[b, t]:
-        dz[row, u] = 0.0
-        dh_next[b, u] = dh_u
-        return
-    dz[row, u] = dh_u * grad[row, u]
     acc = 0.0
-    for k in range(dh_cur.shape[1]):
-        dz_k = (dh_cur[b, k] + _output_grad(b, k, s, steps, first, dout, dout_mode)) * grad[row, k]
-        acc += dz_k * u_mat[k * k_stride + col * c_stride]
-    dh_next[b, u] = acc * rdrop[b, u] if has_rdrop else acc
+    if not has_mask or mask[b, t]:
+        for k in range(dh_cur.shape[1]):
+            acc += _step_dz(b, k, s, row, p, dh_cur) * u_mat[k * k_stride + col * c_stride]
+    _backward_finish(b, u, s, p, acc, dh_cur, dh_next, dz)
 
 
 @cuda.jit(device=True)
@@ -367,62 +402,159 @@ def _kernels(dtype: np.dtype) -> dict:
 
 
 @functools.cache
-def _gemm_kernel(dtype: np.dtype, tile: int):
-    """Tiled shared-memory GEMM for ``dtype`` with ``tile x tile`` blocks.
+def _tiled_kernels(dtype: np.dtype, tile: int, micro: int) -> dict:
+    """Compile (once) the shared-memory tiled kernels for ``dtype``: blocks of ``tile x tile`` threads.
 
-    ``c = (op(a) @ op(b) + bias) * c_scale (+ c if accumulate)`` where
-    ``op(a) = a.T`` if ``a_trans``, and ``op(b) = b.T`` if ``b_trans``. Each
-    stored element ``a[i, j]`` is multiplied by ``a_scale[i // steps, j]`` when
-    ``has_a_scale`` (a dropout mask per batch row, with rows ``b * steps + t``);
-    likewise ``c[i, j]`` by ``c_scale[i // steps, j]``.
+    ``gemm``: ``c = (op(a) @ op(b) + bias) * c_scale (+ c if accumulate)``, with
+    ``op(a) = a.T`` if ``a_trans`` and ``op(b) = b.T`` if ``b_trans``. Each stored
+    element ``a[i, j]`` is multiplied by ``a_scale[i // steps, j]`` when
+    ``has_a_scale`` (a dropout mask per batch row, rows being ``b * steps + t``);
+    likewise ``c[i, j]`` by ``c_scale[i // steps, j]``. A block computes a
+    ``tile * micro`` square of ``c``, each thread ``micro x micro`` values held in
+    registers, over ``tile``-deep slices of the shared dimension.
+
+    ``forward_step_tiled`` / ``backward_step_tiled``: one recurrence step as a
+    ``tile x tile``-blocked product over (batch, units), the step's epilogue fused.
     """
     dt = numba.from_dtype(dtype)
-    b1 = numba.boolean
+    b1, i64 = numba.boolean, numba.int64
     a1, a2 = dt[:], dt[:, :]
     zero = dtype.type(0)
+    span = tile * micro
+    forward_params = numba.types.Tuple((a2, a2, b1, b1[:, :], b1, numba.int32[:], b1, i64, b1))
+    backward_params = numba.types.Tuple((a2, a2, i64, a2, b1, b1[:, :], b1, numba.int32[:], b1))
 
-    @cuda.jit(_signature(a2, b1, a2, b1, numba.int64, a2, b1, a1, b1, a2, b1, b1, a2))
+    @cuda.jit(_signature(a2, b1, a2, b1, i64, a2, b1, a1, b1, a2, b1, b1, a2))
     def gemm(a, a_trans, a_scale, has_a_scale, steps, bm, b_trans, bias, has_bias,
              c_scale, has_c_scale, accumulate, c):
-        a_tile = cuda.shared.array((tile, tile), dt)
-        b_tile = cuda.shared.array((tile, tile), dt)
+        a_tile = cuda.shared.array((tile, span), dt)  # [k, row]
+        b_tile = cuda.shared.array((tile, span), dt)  # [k, col]
+        acc = cuda.local.array((micro, micro), dt)
+        a_frag = cuda.local.array(micro, dt)
+        b_frag = cuda.local.array(micro, dt)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
+        lane = ty * tile + tx
         m, n = c.shape
         depth = a.shape[0] if a_trans else a.shape[1]
-        for tile_i in range(cuda.blockIdx.y, (m + tile - 1) // tile, cuda.gridDim.y):
-            for tile_j in range(cuda.blockIdx.x, (n + tile - 1) // tile, cuda.gridDim.x):
-                row = tile_i * tile + ty
-                col = tile_j * tile + tx
-                acc = zero
+        for tile_i in range(cuda.blockIdx.y, (m + span - 1) // span, cuda.gridDim.y):
+            for tile_j in range(cuda.blockIdx.x, (n + span - 1) // span, cuda.gridDim.x):
+                row0 = tile_i * span
+                col0 = tile_j * span
+                for i in range(micro):
+                    for j in range(micro):
+                        acc[i, j] = zero
                 for k0 in range(0, depth, tile):
-                    kk = k0 + tx
+                    for e in range(lane, tile * span, tile * tile):
+                        # the fastest-varying index follows the stored array's rows (coalesced loads)
+                        if a_trans:
+                            kk, r = e // span, e % span
+                        else:
+                            r, kk = e // tile, e % tile
+                        value = zero
+                        if row0 + r < m and k0 + kk < depth:
+                            i, j = (k0 + kk, row0 + r) if a_trans else (row0 + r, k0 + kk)
+                            value = a[i, j]
+                            if has_a_scale:
+                                value *= a_scale[i // steps, j]
+                        a_tile[kk, r] = value
+                        if b_trans:
+                            q, kk = e // tile, e % tile
+                        else:
+                            kk, q = e // span, e % span
+                        value = zero
+                        if col0 + q < n and k0 + kk < depth:
+                            value = bm[col0 + q, k0 + kk] if b_trans else bm[k0 + kk, col0 + q]
+                        b_tile[kk, q] = value
+                    cuda.syncthreads()
+                    for kk in range(tile):
+                        for i in range(micro):
+                            a_frag[i] = a_tile[kk, ty + i * tile]
+                            b_frag[i] = b_tile[kk, tx + i * tile]
+                        for i in range(micro):
+                            for j in range(micro):
+                                acc[i, j] += a_frag[i] * b_frag[j]
+                    cuda.syncthreads()
+                for i in range(micro):
+                    row = row0 + ty + i * tile
+                    for j in range(micro):
+                        col = col0 + tx + j * tile
+                        if row < m and col < n:
+                            value = acc[i, j]
+                            if has_bias:
+                                value += bias[col]
+                            if has_c_scale:
+                                value *= c_scale[row // steps, col]
+                            if accumulate:
+                                value += c[row, col]
+                            c[row, col] = value
+
+    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64))
+    def forward_step_tiled(p, u_mat, h_cur, h_next, outputs, s):
+        """One step: ``(h_cur * rdrop) @ U`` tiled over (batch, units), then the activation."""
+        h_tile = cuda.shared.array((tile, tile), dt)
+        u_tile = cuda.shared.array((tile, tile), dt)
+        rdrop, has_rdrop = p[1], p[2]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        batch, units = h_cur.shape
+        for tile_i in range(cuda.blockIdx.y, (batch + tile - 1) // tile, cuda.gridDim.y):
+            for tile_j in range(cuda.blockIdx.x, (units + tile - 1) // tile, cuda.gridDim.x):
+                b = tile_i * tile + ty
+                u = tile_j * tile + tx
+                acc = zero
+                for k0 in range(0, units, tile):
                     value = zero
-                    if row < m and kk < depth:
-                        i, j = (kk, row) if a_trans else (row, kk)
-                        value = a[i, j]
-                        if has_a_scale:
-                            value *= a_scale[i // steps, j]
-                    a_tile[ty, tx] = value
-                    kk = k0 + ty
+                    if b < batch and k0 + tx < units:
+                        value = h_cur[b, k0 + tx]
+                        if has_rdrop:
+                            value *= rdrop[b, k0 + tx]
+                    h_tile[ty, tx] = value
                     value = zero
-                    if kk < depth and col < n:
-                        value = bm[col, kk] if b_trans else bm[kk, col]
-                    b_tile[ty, tx] = value
+                    if u < units and k0 + ty < units:
+                        value = u_mat[(k0 + ty) * units + u]
+                    u_tile[ty, tx] = value
                     cuda.syncthreads()
                     for q in range(tile):
-                        acc += a_tile[ty, q] * b_tile[q, tx]
+                        acc += h_tile[ty, q] * u_tile[q, tx]
                     cuda.syncthreads()
-                if row < m and col < n:
-                    if has_bias:
-                        acc += bias[col]
-                    if has_c_scale:
-                        acc *= c_scale[row // steps, col]
-                    if accumulate:
-                        acc += c[row, col]
-                    c[row, col] = acc
+                if b < batch and u < units:
+                    _forward_finish(b, u, s, p, acc, h_cur, h_next, outputs)
 
-    return gemm
+    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64))
+    def backward_step_tiled(p, u_mat, dh_cur, dh_next, dz, s):
+        """One backward step: ``dz_s @ U.T`` tiled over (batch, units), then the carry/dropout."""
+        dz_tile = cuda.shared.array((tile, tile), dt)
+        u_tile = cuda.shared.array((tile, tile), dt)
+        go_backwards = p[8]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        batch, units = dh_cur.shape
+        steps = p[0].shape[0] // batch
+        t = steps - 1 - s if go_backwards else s
+        for tile_i in range(cuda.blockIdx.y, (batch + tile - 1) // tile, cuda.gridDim.y):
+            for tile_j in range(cuda.blockIdx.x, (units + tile - 1) // tile, cuda.gridDim.x):
+                b = tile_i * tile + ty
+                u = tile_j * tile + tx
+                acc = zero
+                for k0 in range(0, units, tile):
+                    value = zero
+                    if b < batch and k0 + tx < units:
+                        value = _step_dz(b, k0 + tx, s, b * steps + t, p, dh_cur)
+                    dz_tile[ty, tx] = value
+                    value = zero
+                    if u < units and k0 + ty < units:
+                        value = u_mat[u * units + k0 + ty]
+                    u_tile[ty, tx] = value
+                    cuda.syncthreads()
+                    for q in range(tile):
+                        acc += dz_tile[ty, q] * u_tile[q, tx]
+                    cuda.syncthreads()
+                if b < batch and u < units:
+                    _backward_finish(b, u, s, p, acc, dh_cur, dh_next, dz)
+
+    return {"gemm": gemm, "forward_step_tiled": forward_step_tiled,
+            "backward_step_tiled": backward_step_tiled}
 
 
 # ---------------------------------------------------------------------------- host helpers
@@ -469,17 +601,35 @@ def _placeholders(dtype: np.dtype) -> _Placeholders:
 
 def _gemm(a, b, c, *, a_trans=False, b_trans=False, a_scale=None, steps=1, bias=None,
           c_scale=None, accumulate=False) -> None:
-    """Launch the tiled GEMM (see :func:`_gemm_kernel`); placeholders fill absent options."""
-    tile = CONFIG["tile"]
+    """Launch the tiled GEMM (see :func:`_tiled_kernels`); placeholders fill absent options."""
+    tile, micro = CONFIG["tile"], CONFIG["micro"]
     none = _placeholders(c.dtype)
-    kernel = _gemm_kernel(np.dtype(c.dtype), tile)
+    kernel = _tiled_kernels(np.dtype(c.dtype), tile, micro)["gemm"]
     m, n = c.shape
-    cap = CONFIG["max_blocks"]
-    grid = (max(1, min(-(-n // tile), cap)), max(1, min(-(-m // tile), cap)))
-    kernel[grid, (tile, tile)](
+    kernel[_tile_grid(m, n, tile * micro), (tile, tile)](
         a, a_trans, none.matrix if a_scale is None else a_scale, a_scale is not None, steps,
         b, b_trans, none.vector if bias is None else bias, bias is not None,
         none.matrix if c_scale is None else c_scale, c_scale is not None, accumulate, c)
+
+
+def _tile_grid(rows: int, cols: int, span: int) -> tuple[int, int]:
+    """(x, y) blocks covering a rows x cols output in span x span tiles, capped by ``max_blocks``."""
+    cap = CONFIG["max_blocks"]
+    return max(1, min(-(-cols // span), cap)), max(1, min(-(-rows // span), cap))
+
+
+def _per_step(name: str, dtype: np.dtype, batch: int, units: int):
+    """The per-step kernel ``name`` ("forward_step"/"backward_step") and its launch configuration.
+
+    Batches of at least ``CONFIG["tiled_step_min_batch"]`` rows use the shared-memory tiled
+    variant (each block reuses tiles of U across ``tile`` rows); smaller ones one dot product
+    per thread.
+    """
+    tile = CONFIG["tile"]
+    if batch >= CONFIG["tiled_step_min_batch"]:
+        kernel = _tiled_kernels(dtype, tile, CONFIG["micro"])[name + "_tiled"]
+        return kernel[_tile_grid(batch, units, tile), (tile, tile)]
+    return _kernels(dtype)[name][_blocks(batch * units)]
 
 
 def _copy(array):
@@ -580,10 +730,10 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
         kernels["forward_persistent"][blocks, CONFIG["threads_per_block"], 0,
                                       units * cols * dtype.itemsize](params, u_flat, h_a, h_b, outputs, cols)
     else:
-        blocks, threads = _blocks(batch * units)
+        step = _per_step("forward_step", dtype, batch, units)
         for s in range(steps):
             h_cur, h_next = (h_a, h_b) if s % 2 == 0 else (h_b, h_a)
-            kernels["forward_step"][blocks, threads](params, u_flat, h_cur, h_next, outputs, s)
+            step(params, u_flat, h_cur, h_next, outputs, s)
     final_state = h_b if steps % 2 == 1 else h_a
     return _host_or_device((outputs.reshape(*out_shape), final_state), on_device)
 
@@ -645,10 +795,10 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         kernels["backward_persistent"][blocks, CONFIG["threads_per_block"], 0,
                                        units * cols * dtype.itemsize](params, u_flat, dh_a, dh_b, dz, cols)
     elif batch:
-        blocks, threads = _blocks(batch * units)
+        step = _per_step("backward_step", dtype, batch, units)
         for j in range(steps):
             dh_cur, dh_next = (dh_a, dh_b) if j % 2 == 0 else (dh_b, dh_a)
-            kernels["backward_step"][blocks, threads](params, u_flat, dh_cur, dh_next, dz, steps - 1 - j)
+            step(params, u_flat, dh_cur, dh_next, dz, steps - 1 - j)
     grads["initial_state"] = dh_b if steps % 2 == 1 and batch else dh_a
 
     _gemm(dz, kernel_d, grads["inputs"], b_trans=True, c_scale=input_dropout, steps=steps)

@@ -115,3 +115,15 @@ def test_callable_activation_is_rejected(kernels, rng):
     problem = make_problem(rng, batch=1, steps=1, features=1, units=1)
     with pytest.raises(TypeError, match="built-in activation"):
         kernels.forward(*problem.arrays(), activation=np.tanh)
+
+
+@pytest.mark.parametrize("dtype,masked,dropout,go_backwards,use_bias,return_sequences", [
+    (np.float64, True, True, True, True, True),
+    (np.float32, False, False, False, False, False),
+])
+def test_tiled_step_kernels_match_reference(kernels, rng, dtype, masked, dropout, go_backwards,
+                                            use_bias, return_sequences):
+    kernels.CONFIG["tiled_step_min_batch"] = 1
+    problem = make_problem(rng, **SHAPE, dtype=dtype, masked=masked, dropout=dropout,
+                           use_bias=use_bias)
+    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)

@@ -117,3 +117,15 @@ def test_matches_torch_cudnn_forward_and_backward(gpu_kernels, nonlinearity):
     np.testing.assert_allclose(grads["recurrent_kernel"].copy_to_host(),
                                rnn.weight_hh_l0.grad.T.cpu().numpy(), **tol)
     np.testing.assert_allclose(grads["bias"].copy_to_host(), rnn.bias_ih_l0.grad.cpu().numpy(), **tol)
+
+
+@pytest.mark.parametrize("batch,units", [(16, 256), (33, 100)])
+def test_tiled_step_matches_simple_step(gpu_kernels, batch, units):
+    problem = make_problem(np.random.default_rng(batch), batch=batch, steps=20, features=40, units=units,
+                           dtype=np.float32, masked=True, dropout=True, scale=0.1)
+    gpu_kernels.CONFIG["tiled_step_min_batch"] = 1
+    tiled = _run(gpu_kernels, problem, False)
+    gpu_kernels.CONFIG["tiled_step_min_batch"] = 10**9
+    simple = _run(gpu_kernels, problem, False)
+    assert_close(tiled[:2], simple[:2], np.float32)
+    assert_close(tiled[2], {k: host(v) for k, v in simple[2].items()}, np.float32)
