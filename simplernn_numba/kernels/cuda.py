@@ -44,9 +44,11 @@ from .. import activations as A
 #: the tiled kernels; ``micro``: each GEMM thread computes micro x micro outputs;
 #: ``tiled_step_min_batch``: smallest batch whose per-step launches use the tiled step kernels;
 #: ``persistent``: ``"auto"`` (see :func:`use_persistent`), True or False;
-#: ``persistent_max_batch``: largest batch for which ``"auto"`` picks the persistent kernel.
+#: ``persistent_max_batch``: largest batch for which ``"auto"`` picks the persistent kernel;
+#: ``persistent_lanes``: threads sharing one dot product there (a power of two).
 DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
-                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 8}
+                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 8,
+                  "persistent_lanes": 32}
 CONFIG = dict(DEFAULT_CONFIG)
 
 #: Dynamic shared memory a block may use without an opt-in (bytes).
@@ -187,32 +189,33 @@ def _forward_finish(b, u, s, p, hu, h_cur, h_next, outputs):
 
 
 @cuda.jit(device=True)
-def _forward_item(b, u, col, s, p, u_mat, k_stride, c_stride, h_cur, h_next, outputs):
+def _forward_item(b, u, s, p, u_mat, h_cur, h_next, outputs, zero):
     """State and output of batch row ``b``, unit ``u`` at processing step ``s`` (one dot product).
 
-    ``u_mat[k * k_stride + col * c_stride]`` is ``recurrent_kernel[k, u]``.
+    ``u_mat`` is the flat recurrent kernel; ``zero`` a 0 of the kernel's dtype (the accumulator's).
     """
     xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
     steps = xw.shape[0] // h_cur.shape[0]
     t = steps - 1 - s if go_backwards else s
-    acc = 0.0
+    units = h_cur.shape[1]
+    acc = zero
     if not has_mask or mask[b, t]:
-        for k in range(h_cur.shape[1]):
+        for k in range(units):
             hk = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
-            acc += hk * u_mat[k * k_stride + col * c_stride]
+            acc += hk * u_mat[k * units + u]
     _forward_finish(b, u, s, p, acc, h_cur, h_next, outputs)
 
 
 @cuda.jit(device=True)
-def _output_grad(b, k, s, steps, first, dout, dout_mode):
-    """Gradient arriving at output ``(b, s, k)`` (zero before the row's first unmasked step)."""
+def _output_grad(b, k, s, steps, first, dout, dout_mode, zero):
+    """Gradient arriving at output ``(b, s, k)`` (``zero`` before the row's first unmasked step)."""
     if s < first[b]:
-        return 0.0
+        return zero
     if dout_mode == _DOUT_SEQUENCE:
         return dout[b * steps + s, k]
     if dout_mode == _DOUT_LAST and s == steps - 1:
         return dout[b, k]
-    return 0.0
+    return zero
 
 
 @cuda.jit(device=True)
@@ -220,7 +223,8 @@ def _step_dz(b, k, s, row, p, dh_cur):
     """``dz`` of row ``b``, unit ``k`` at step ``s`` (``row`` = b * T + t) if the step is unmasked."""
     grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
     steps = grad.shape[0] // dh_cur.shape[0]
-    return (dh_cur[b, k] + _output_grad(b, k, s, steps, first, dout, dout_mode)) * grad[row, k]
+    zero = grad[row, k] * 0
+    return (dh_cur[b, k] + _output_grad(b, k, s, steps, first, dout, dout_mode, zero)) * grad[row, k]
 
 
 @cuda.jit(device=True)
@@ -237,45 +241,68 @@ def _backward_finish(b, u, s, p, dzu, dh_cur, dh_next, dz):
     row = b * steps + t
     if has_mask and not mask[b, t]:
         dz[row, u] = 0.0
-        dh_next[b, u] = dh_cur[b, u] + _output_grad(b, u, s, steps, first, dout, dout_mode)
+        dh_next[b, u] = dh_cur[b, u] + _output_grad(b, u, s, steps, first, dout, dout_mode, dzu * 0)
     else:
         dz[row, u] = _step_dz(b, u, s, row, p, dh_cur)
         dh_next[b, u] = dzu * rdrop[b, u] if has_rdrop else dzu
 
 
 @cuda.jit(device=True)
-def _backward_item(b, u, col, s, p, u_mat, k_stride, c_stride, dh_cur, dh_next, dz):
+def _backward_item(b, u, s, p, u_mat, dh_cur, dh_next, dz, zero):
     """Backward step ``s`` for row ``b``, unit ``u`` (one dot product).
 
-    ``u_mat[k * k_stride + col * c_stride]`` is ``recurrent_kernel[u, k]``.
+    ``u_mat`` is the flat recurrent kernel; ``zero`` a 0 of the kernel's dtype (the accumulator's).
     """
     grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
     steps = grad.shape[0] // dh_cur.shape[0]
     t = steps - 1 - s if go_backwards else s
     row = b * steps + t
-    acc = 0.0
+    units = dh_cur.shape[1]
+    acc = zero
     if not has_mask or mask[b, t]:
-        for k in range(dh_cur.shape[1]):
-            acc += _step_dz(b, k, s, row, p, dh_cur) * u_mat[k * k_stride + col * c_stride]
+        for k in range(units):
+            acc += _step_dz(b, k, s, row, p, dh_cur) * u_mat[u * units + k]
     _backward_finish(b, u, s, p, acc, dh_cur, dh_next, dz)
 
 
 @cuda.jit(device=True)
 def _load_columns(u_mat, units, c0, cols, transposed, shared):
-    """Copy columns ``c0 .. c0 + cols`` of ``u_mat`` (rows if ``transposed``) into ``shared``.
+    """Copy columns ``c0 .. c0 + cols`` of ``u_mat`` (rows if ``transposed``) to ``shared[c * units + k]``.
 
-    ``u_mat`` is the flat (units * units) recurrent kernel. Forward layout:
-    ``shared[k * cols + c]``; transposed (backward) layout: ``shared[c * units + k]``.
+    ``u_mat`` is the flat (units * units) recurrent kernel; the slice a block needs
+    for every step, so consecutive ``k`` (one per lane) are consecutive in shared memory.
     """
     n = min(cols, units - c0)
     for i in range(cuda.threadIdx.x, units * n, cuda.blockDim.x):
-        k = i // n
-        c = i - k * n
         if transposed:
-            shared[c * units + k] = u_mat[(c0 + c) * units + k]
+            c = i // units
+            k = i - c * units
+            shared[i] = u_mat[(c0 + c) * units + k]
         else:
-            shared[k * cols + c] = u_mat[k * units + c0 + c]
+            k = i // n
+            c = i - k * n
+            shared[c * units + k] = u_mat[k * units + c0 + c]
     cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def _group_sum(partial, lanes, scratch):
+    """Sum ``partial`` over the ``lanes`` consecutive threads of each group (a power of two).
+
+    Every thread of the block must call it (it synchronises the block). The group's
+    first lane receives the sum; ``scratch`` holds one value per thread.
+    """
+    i = cuda.threadIdx.x
+    lane = i % lanes
+    scratch[i] = partial
+    cuda.syncthreads()
+    offset = lanes // 2
+    while offset > 0:
+        if lane < offset:
+            scratch[i] += scratch[i + offset]
+        cuda.syncthreads()
+        offset //= 2
+    return scratch[i]
 
 
 # ---------------------------------------------------------------------------- kernels (per dtype)
@@ -287,6 +314,7 @@ def _signature(*types):
 def _kernels(dtype: np.dtype) -> dict:
     """Compile (once) every kernel except the GEMM for ``dtype`` (float32 or float64)."""
     dt = numba.from_dtype(dtype)
+    zero = dtype.type(0)
     i32, i64, b1 = numba.int32, numba.int64, numba.boolean
     a1, a2 = dt[:], dt[:, :]
     forward_params = numba.types.Tuple((a2, a2, b1, b1[:, :], b1, i32[:], b1, i64, b1))
@@ -314,24 +342,42 @@ def _kernels(dtype: np.dtype) -> dict:
         for i in range(cuda.grid(1), batch * units, cuda.gridsize(1)):
             b = i // units
             u = i - b * units
-            _forward_item(b, u, u, s, p, u_mat, units, 1, h_cur, h_next, outputs)
+            _forward_item(b, u, s, p, u_mat, h_cur, h_next, outputs, zero)
 
-    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64))
-    def forward_persistent(p, u_mat, h_a, h_b, outputs, cols):
-        """All steps in one cooperative launch; block j owns units j*cols .. (j+1)*cols."""
+    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64, i64))
+    def forward_persistent(p, u_mat, h_a, h_b, outputs, cols, lanes):
+        """All steps in one cooperative launch; block j owns units j*cols .. (j+1)*cols.
+
+        Its slice of U stays in shared memory; each (row, unit) dot product is split over
+        ``lanes`` threads and summed in shared memory; the grid synchronises between steps.
+        """
         grid = cuda.cg.this_grid()
         batch, units = h_a.shape
         shared = cuda.shared.array(0, dt)
+        scratch = shared[units * cols:]
         c0 = cuda.blockIdx.x * cols
         n = min(cols, units - c0)
         _load_columns(u_mat, units, c0, cols, False, shared)
+        rdrop, has_rdrop, mask, has_mask, go_backwards = p[1], p[2], p[3], p[4], p[6]
         steps = p[0].shape[0] // batch
+        groups = cuda.blockDim.x // lanes
+        group = cuda.threadIdx.x // lanes
+        lane = cuda.threadIdx.x % lanes
         for s in range(steps):
+            t = steps - 1 - s if go_backwards else s
             h_cur, h_next = (h_a, h_b) if s % 2 == 0 else (h_b, h_a)
-            for i in range(cuda.threadIdx.x, batch * n, cuda.blockDim.x):
+            for base in range(0, batch * n, groups):  # the same trip count in every thread
+                i = base + group
                 b = i // n
                 c = i - b * n
-                _forward_item(b, c0 + c, c, s, p, shared, cols, 1, h_cur, h_next, outputs)
+                acc = zero
+                if i < batch * n and (not has_mask or mask[b, t]):
+                    for k in range(lane, units, lanes):
+                        hk = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
+                        acc += hk * shared[c * units + k]
+                acc = _group_sum(acc, lanes, scratch)
+                if lane == 0 and i < batch * n:
+                    _forward_finish(b, c0 + c, s, p, acc, h_cur, h_next, outputs)
             grid.sync()
 
     @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64))
@@ -341,25 +387,39 @@ def _kernels(dtype: np.dtype) -> dict:
         for i in range(cuda.grid(1), batch * units, cuda.gridsize(1)):
             b = i // units
             u = i - b * units
-            _backward_item(b, u, u, s, p, u_mat, 1, units, dh_cur, dh_next, dz)
+            _backward_item(b, u, s, p, u_mat, dh_cur, dh_next, dz, zero)
 
-    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64))
-    def backward_persistent(p, u_mat, dh_a, dh_b, dz, cols):
-        """All backward steps in one cooperative launch; block j owns rows j*cols .. of U."""
+    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64, i64))
+    def backward_persistent(p, u_mat, dh_a, dh_b, dz, cols, lanes):
+        """All backward steps in one cooperative launch; block j owns rows j*cols .. of U
+        (see ``forward_persistent``)."""
         grid = cuda.cg.this_grid()
         batch, units = dh_a.shape
         shared = cuda.shared.array(0, dt)
+        scratch = shared[units * cols:]
         c0 = cuda.blockIdx.x * cols
         n = min(cols, units - c0)
         _load_columns(u_mat, units, c0, cols, True, shared)
+        mask, has_mask, go_backwards = p[5], p[6], p[8]
         steps = p[0].shape[0] // batch
+        groups = cuda.blockDim.x // lanes
+        group = cuda.threadIdx.x // lanes
+        lane = cuda.threadIdx.x % lanes
         for j in range(steps):
             s = steps - 1 - j
+            t = steps - 1 - s if go_backwards else s
             dh_cur, dh_next = (dh_a, dh_b) if j % 2 == 0 else (dh_b, dh_a)
-            for i in range(cuda.threadIdx.x, batch * n, cuda.blockDim.x):
+            for base in range(0, batch * n, groups):  # the same trip count in every thread
+                i = base + group
                 b = i // n
                 c = i - b * n
-                _backward_item(b, c0 + c, c, s, p, shared, 1, units, dh_cur, dh_next, dz)
+                acc = zero
+                if i < batch * n and (not has_mask or mask[b, t]):
+                    for k in range(lane, units, lanes):
+                        acc += _step_dz(b, k, s, b * steps + t, p, dh_cur) * shared[c * units + k]
+                acc = _group_sum(acc, lanes, scratch)
+                if lane == 0 and i < batch * n:
+                    _backward_finish(b, c0 + c, s, p, acc, dh_cur, dh_next, dz)
             grid.sync()
 
     @cuda.jit(_signature(a2, a2, b1[:, :], b1, b1, a2))
@@ -647,9 +707,21 @@ def _first_unmasked(kernels, mask, batch: int, go_backwards: bool):
 
 
 def _shared_columns(units: int, itemsize: int, blocks: int) -> int:
-    """Units per block for the persistent kernels: spread over ``blocks``, within shared memory."""
-    fit = SHARED_MEMORY_LIMIT // (units * itemsize)
+    """Units per block for the persistent kernels: spread over ``blocks``, within shared memory
+    (the slice of U plus one reduction slot per thread)."""
+    fit = (SHARED_MEMORY_LIMIT // itemsize - CONFIG["threads_per_block"]) // units
     return min(fit, -(-units // blocks))
+
+
+def _shared_bytes(units: int, cols: int, itemsize: int) -> int:
+    return (units * cols + CONFIG["threads_per_block"]) * itemsize
+
+
+def _launch_persistent(kernel, units: int, cols: int, itemsize: int, *args) -> None:
+    """Cooperative launch of a persistent kernel with ``cols`` units per block."""
+    threads = CONFIG["threads_per_block"]
+    lanes = min(CONFIG["persistent_lanes"], threads)
+    kernel[-(-units // cols), threads, 0, _shared_bytes(units, cols, itemsize)](*args, cols, lanes)
 
 
 def use_persistent(kernel, batch: int, units: int, itemsize: int) -> int:
@@ -658,9 +730,11 @@ def use_persistent(kernel, batch: int, units: int, itemsize: int) -> int:
     Rule: ``CONFIG["persistent"]`` False -> 0. Under the simulator (which runs a
     cooperative grid as one block), True -> one block holding all of U.
     On a GPU, True or ``"auto"`` with ``batch <= CONFIG["persistent_max_batch"]``
-    picks it when each block's slice of U fits in 48 KiB of shared memory and the
-    grid fits ``max_cooperative_grid_blocks`` (one block per multiprocessor
-    targeted), else 0.
+    picks it when each block's slice of U (plus a reduction slot per thread) fits in
+    48 KiB of shared memory and the grid fits ``max_cooperative_grid_blocks`` (one
+    block per multiprocessor targeted), else 0. Small batches leave most of a
+    per-step launch idle and pay ~10 µs of launch per step; the persistent kernel
+    pays one grid synchronisation per step instead.
     """
     mode = CONFIG["persistent"]
     if mode is False or (mode == "auto" and (simulator_enabled() or batch > CONFIG["persistent_max_batch"])):
@@ -673,7 +747,8 @@ def use_persistent(kernel, batch: int, units: int, itemsize: int) -> int:
         return 0
     blocks = -(-units // cols)
     overload = next(iter(kernel.overloads.values()))
-    limit = overload.max_cooperative_grid_blocks(CONFIG["threads_per_block"], units * cols * itemsize)
+    limit = overload.max_cooperative_grid_blocks(CONFIG["threads_per_block"],
+                                                 _shared_bytes(units, cols, itemsize))
     return cols if blocks <= limit else 0
 
 
@@ -726,9 +801,8 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     outputs = cuda.device_array((batch * steps, units) if return_sequences else (batch, units), dtype)
     cols = use_persistent(kernels["forward_persistent"], batch, units, dtype.itemsize)
     if cols:
-        blocks = -(-units // cols)
-        kernels["forward_persistent"][blocks, CONFIG["threads_per_block"], 0,
-                                      units * cols * dtype.itemsize](params, u_flat, h_a, h_b, outputs, cols)
+        _launch_persistent(kernels["forward_persistent"], units, cols, dtype.itemsize,
+                           params, u_flat, h_a, h_b, outputs)
     else:
         step = _per_step("forward_step", dtype, batch, units)
         for s in range(steps):
@@ -791,9 +865,8 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     cols = use_persistent(kernels["backward_persistent"], batch, units, dtype.itemsize) if batch else 0
     u_flat = u_mat.reshape(units * units)
     if cols:
-        blocks = -(-units // cols)
-        kernels["backward_persistent"][blocks, CONFIG["threads_per_block"], 0,
-                                       units * cols * dtype.itemsize](params, u_flat, dh_a, dh_b, dz, cols)
+        _launch_persistent(kernels["backward_persistent"], units, cols, dtype.itemsize,
+                           params, u_flat, dh_a, dh_b, dz)
     elif batch:
         step = _per_step("backward_step", dtype, batch, units)
         for j in range(steps):

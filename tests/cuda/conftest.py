@@ -33,8 +33,8 @@ def kernels():
         pytest.skip("no CUDA GPU; run with NUMBA_ENABLE_CUDASIM=1 to test the kernels in the simulator")
     from simplernn_numba.kernels import cuda as kernels
 
-    kernels.CONFIG.update(threads_per_block=4, max_blocks=2, tile=2, micro=2, tiled_step_min_batch=10**9,
-                          persistent=False)
+    kernels.CONFIG.update(threads_per_block=4, max_blocks=2, tile=2, micro=2,
+                          tiled_step_min_batch=10**9, persistent=False, persistent_lanes=2)
     yield kernels
     kernels.reset_config()
 

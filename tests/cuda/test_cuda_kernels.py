@@ -72,9 +72,10 @@ def test_default_launch_configuration(kernels, rng):
     _check(kernels, rng, make_problem(rng, **SHAPE, dtype=np.float32, masked=True), np.float32)
 
 
-def test_persistent_kernels_match_reference(kernels, rng):
+@pytest.mark.parametrize("threads,lanes", [(4, 2), (8, 8)])
+def test_persistent_kernels_match_reference(kernels, rng, threads, lanes):
     """Under the simulator the cooperative grid is one block holding all of U."""
-    kernels.CONFIG["persistent"] = True
+    kernels.CONFIG.update(persistent=True, threads_per_block=threads, persistent_lanes=lanes)
     problem = make_problem(rng, **SHAPE, masked=True, dropout=True)
     _check(kernels, rng, problem, np.float64, go_backwards=True)
 
