@@ -14,10 +14,12 @@ Layout of the work:
   ``dW``, ``dU`` in the backward pass (``db`` is a column sum). Dropout masks are
   applied while tiles are loaded, never materialised;
 - the sequential ``h @ recurrent_kernel`` part runs either as one launch per
-  step (grid-stride over ``(batch, unit)`` pairs), or as one persistent
-  cooperative kernel that keeps its slice of ``recurrent_kernel`` in shared
-  memory for all steps and synchronises the grid between steps
-  (``cuda.cg.this_grid().sync()``). :func:`use_persistent` holds the rule.
+  step (a grid-stride loop over ``(batch, unit)`` pairs, or shared-memory tiles
+  of ``(batch, unit)`` for large batches, see :func:`_per_step`), or as one
+  persistent cooperative kernel that keeps its slice of ``recurrent_kernel`` in
+  shared memory for all steps and synchronises the grid between steps
+  (``cuda.cg.this_grid().sync()``), for small batches: :func:`use_persistent`
+  holds the rule. Bias, activation, mask and dropout are fused into each step.
 
 Rows of the flat ``(B * T, ...)`` work arrays are in input time order; the
 recurrence kernels map processing step ``s`` to time ``t`` (``T - 1 - s`` with
@@ -312,7 +314,7 @@ def _signature(*types):
 
 @functools.cache
 def _kernels(dtype: np.dtype) -> dict:
-    """Compile (once) every kernel except the GEMM for ``dtype`` (float32 or float64)."""
+    """Compile (once) the untiled kernels for ``dtype`` (float32 or float64)."""
     dt = numba.from_dtype(dtype)
     zero = dtype.type(0)
     i32, i64, b1 = numba.int32, numba.int64, numba.boolean
