@@ -1,11 +1,14 @@
 """CUDA forward and backward kernels against the NumPy reference (simulator or GPU, tiny shapes)."""
 
+import cuda_cases
 import numpy as np
 import pytest
 from cases import ACTIVATIONS, make_problem
 from cuda_cases import assert_close
 
 from simplernn_numba.kernels import reference
+
+kernels = cuda_cases.kernels
 
 SHAPE = dict(batch=3, steps=4, features=3, units=5)
 

@@ -4,12 +4,15 @@ The tests that take the ``kernels`` fixture need the simulator or a GPU; the
 others run everywhere (they monkeypatch GPU availability where it matters).
 """
 
+import cuda_cases
 import numpy as np
 import pytest
 from cuda_cases import assert_close, host
 
 from simplernn_numba import SimpleRNN, _validate, activations, dispatch
 from simplernn_numba.kernels import cpu, reference
+
+kernels = cuda_cases.kernels
 
 
 class FakeGpuArray:

@@ -9,11 +9,12 @@ with the per-step kernels at realistic sizes, and everything with cuDNN
 import numpy as np
 import pytest
 from cases import make_problem
-from cuda_cases import assert_close, host
+from cuda_cases import assert_close, host, real_gpu
 
 from simplernn_numba.kernels import reference
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
+    not real_gpu(), reason="needs a real CUDA GPU (none found, or the simulator is on)")]
 
 
 @pytest.fixture
