@@ -704,7 +704,7 @@ def _first_unmasked(kernels, mask, batch: int, go_backwards: bool):
     first = cuda.device_array(batch, np.int32)
     none = _placeholders(np.dtype(np.float64)).mask
     _launch(kernels["first_unmasked"], batch, none if mask is None else mask, mask is not None,
-            go_backwards, first)
+            bool(go_backwards), first)
     return first
 
 
@@ -767,6 +767,18 @@ def _activation_code(activation) -> int:
     return A.code(activation)
 
 
+def _check_dtypes(dtype: np.dtype, **arrays) -> None:
+    """The kernels are compiled per dtype and read raw memory: every array must match (mask: bool)."""
+    for name, value in arrays.items():
+        if value is None:
+            continue
+        expected = np.dtype(np.bool_) if name == "mask" else dtype
+        interface = getattr(value, "__cuda_array_interface__", None)
+        received = np.dtype(interface["typestr"] if interface else value.dtype)
+        if received != expected:
+            raise TypeError(f"{name} must have dtype {expected} for the CUDA kernels; received {received}.")
+
+
 # ---------------------------------------------------------------------------- public kernels
 def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
             input_dropout=None, recurrent_dropout=None, go_backwards=False,
@@ -790,6 +802,9 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     kernels = _kernels(dtype)
     none = _placeholders(dtype)
     u_flat = to_device(recurrent_kernel).reshape(units * units)
+    _check_dtypes(dtype, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+                  initial_state=initial_state, mask=mask, input_dropout=input_dropout,
+                  recurrent_dropout=recurrent_dropout)
     mask, input_dropout, recurrent_dropout = map(to_device, (mask, input_dropout, recurrent_dropout))
     xw = cuda.device_array((batch * steps, units), dtype)
     _gemm(x.reshape(batch * steps, features), to_device(kernel), xw, a_scale=input_dropout,
@@ -832,6 +847,9 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     none = _placeholders(dtype)
     kernel_d, bias_d = to_device(kernel), to_device(bias)
     u_mat = to_device(recurrent_kernel)
+    _check_dtypes(dtype, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+                  initial_state=initial_state, outputs=outputs, d_outputs=d_outputs, d_state=d_state,
+                  mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout)
     mask, input_dropout, recurrent_dropout = map(to_device, (mask, input_dropout, recurrent_dropout))
     rows = batch * steps
     names = ("inputs", "initial_state", "kernel", "recurrent_kernel", "bias")

@@ -131,3 +131,10 @@ def test_tiled_step_kernels_match_reference(kernels, rng, dtype, masked, dropout
     problem = make_problem(rng, **SHAPE, dtype=dtype, masked=masked, dropout=dropout,
                            use_bias=use_bias)
     _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)
+
+
+def test_mismatched_dtypes_are_rejected(kernels, rng):
+    problem = make_problem(rng, batch=1, steps=1, features=1, units=1, dtype=np.float32)
+    with pytest.raises(TypeError, match="recurrent_kernel must have dtype float32"):
+        kernels.forward(problem.x, problem.kernel, problem.recurrent_kernel.astype(np.float64),
+                        problem.bias, problem.initial_state)
