@@ -68,7 +68,7 @@ def bench_shape(shape, kernels, cpu, torch, train: bool) -> dict:
     sync = cuda.synchronize
     row["ours_step"] = median_ms(lambda: ours(False), sync)
     kernels.CONFIG["persistent"] = True
-    cols = kernels.use_persistent(kernels._kernels(np.dtype(np.float32))["forward_persistent"],
+    cols = kernels.use_persistent(kernels.kernels_for(np.dtype(np.float32))["forward_persistent"],
                                   batch, units, 4)
     row["ours_persistent"] = median_ms(lambda: ours(True), sync) if cols else None
     kernels.reset_config()

@@ -58,8 +58,8 @@ def main() -> None:
     from simplernn_numba.kernels import cuda as kernels
 
     for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
-        kernels._kernels(dtype)
-        kernels._tiled_kernels(dtype, kernels.CONFIG["tile"], kernels.CONFIG["micro"])
+        kernels.kernels_for(dtype)
+        kernels.tiled_kernels_for(dtype, kernels.CONFIG["tile"], kernels.CONFIG["micro"])
     for path in compiled:
         line = f"{path.name}: {path.stat().st_size} bytes of PTX"
         if args.ptxas:

@@ -41,7 +41,7 @@ def _run(kernels, problem, persistent, go_backwards=False):
 def test_persistent_matches_per_step(gpu_kernels, batch, steps, features, units):
     problem = make_problem(np.random.default_rng(units), batch=batch, steps=steps, features=features,
                            units=units, dtype=np.float32, masked=True, dropout=True, scale=0.1)
-    kernel = gpu_kernels._kernels(np.dtype(np.float32))["forward_persistent"]
+    kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
     gpu_kernels.CONFIG["persistent"] = True
     assert gpu_kernels.use_persistent(kernel, batch, units, 4) > 0
     ours = _run(gpu_kernels, problem, True, go_backwards=True)
@@ -62,7 +62,7 @@ def test_realistic_shape_matches_reference_float64(gpu_kernels, persistent):
 
 
 def test_auto_rule_runs_persistent_for_small_batches(gpu_kernels):
-    kernel = gpu_kernels._kernels(np.dtype(np.float32))["forward_persistent"]
+    kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
     assert gpu_kernels.use_persistent(kernel, 8, 256, 4) > 0
     assert gpu_kernels.use_persistent(kernel, 64, 256, 4) == 0
 
