@@ -322,6 +322,8 @@ class SimpleRNN:
         with return_state, the list [output, final_state (batch, units)].
         """
         dt = np.dtype(self.dtype)
+        if mask is not None or initial_state is not None:
+            V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
         x = V.inputs(inputs, dt, self._features)
         if not self.built:
             self.build((self._batch_size if self.stateful else None, *x.shape[1:]))
@@ -332,9 +334,11 @@ class SimpleRNN:
         if training:
             input_dropout = self._dropout_mask(self.dropout, (batch, features), dt)
             recurrent_dropout = self._dropout_mask(self.recurrent_dropout, (batch, self.units), dt)
-        kernels = dispatch.backend(self.device, self.activation)
+        kernels = dispatch.backend(self.device, self.activation, x, self.units)
+        weights = dispatch.weights(kernels, self, self._weights_version,
+                                   tuple(self._weights[k] for k in _WEIGHT_NAMES))
         output, state = kernels.forward(
-            x, self._weights["kernel"], self._weights["recurrent_kernel"], self._weights["bias"], h0,
+            x, *weights, h0,
             mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
             go_backwards=self.go_backwards, activation=self._kernel_activation(),
             return_sequences=self.return_sequences,
