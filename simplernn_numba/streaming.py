@@ -7,6 +7,8 @@ with a few attribute tests (a full validation only when those fail). T calls
 equal one layer call over T steps, to float rounding (the full call sums the
 input projection with BLAS). A step is inference only: no dropout and no mask;
 ``go_backwards`` only says in which order the caller should feed the steps.
+Steps always run on the CPU (whatever the layer's ``device``): at one timestep
+a GPU launch costs more than the step.
 
 >>> import numpy as np
 >>> from simplernn_numba import SimpleRNN

@@ -175,3 +175,18 @@ def test_config_round_trip():
     again = Bidirectional.from_config(ours.get_config())
     assert again.get_config() == ours.get_config()
     assert again.name == "bi"
+
+
+def test_stateful_states_travel_to_keras_and_back():
+    keras = _keras()
+    rng = np.random.default_rng(5)
+    ours = Bidirectional(SimpleRNN(2, stateful=True, return_sequences=True), merge_mode="sum")
+    ours(rng.normal(size=(3, 4, 2)))  # non-zero states in both directions
+    theirs = ours.to_keras()
+    for state, keras_state in zip(ours.states, theirs.states, strict=True):
+        np.testing.assert_array_equal(state, keras.ops.convert_to_numpy(keras_state))
+    back = Bidirectional.from_keras(theirs)
+    for a, b in zip(back.states, ours.states, strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(ours(x), _numpy(keras, theirs(x))[0], rtol=2e-5, atol=2e-6)
