@@ -7,7 +7,10 @@
 """
 
 from . import activations, constraints, initializers, regularizers
+from .bidirectional import Bidirectional
 from .layer import SimpleRNN
+from .streaming import Stream
 
 __version__ = "0.1.0"
-__all__ = ["SimpleRNN", "activations", "constraints", "initializers", "regularizers"]
+__all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "constraints", "initializers",
+           "regularizers"]
