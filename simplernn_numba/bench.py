@@ -421,10 +421,10 @@ def plot(rows: Sequence[Row], path: Path) -> None:
         ys = [r.timings[name] for r in rows if name in r.timings]
         ax.bar(xs, ys, width, label=name)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))])
-    ax.set_xticklabels([r.case.label for r in rows], fontsize=8)
+    ax.set_xticklabels([r.case.label.replace(" ", "\n") for r in rows], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("median ms per forward call (lower is better)")
-    ax.set_title("SimpleRNN forward, float32 tanh, return_sequences=True (B,T,F,U)")
+    ax.set_title("SimpleRNN forward (tanh, return_sequences=True) by B,T,F,U; float32 unless noted")
     ax.legend(fontsize=8, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=80)

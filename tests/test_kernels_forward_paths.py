@@ -51,3 +51,15 @@ def test_fast_float32_tanh_is_accurate_and_keeps_nan():
         exact = np.tanh(z)
     np.testing.assert_allclose(fast[:-1], exact[:-1], rtol=0, atol=5e-7)
     assert np.isnan(fast[-1])
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel):
+    """Bit-identical rows whether run alone, in a pair, or split over threads (Dask relies on it)."""
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
+    problem = make_problem(rng, batch=7, steps=6, features=5, units=19, dtype=np.float32)
+    full, _ = cpu.forward(*problem.arrays())
+    for lo, hi in [(0, 1), (1, 4), (4, 7), (6, 7)]:
+        part, _ = cpu.forward(problem.x[lo:hi], problem.kernel, problem.recurrent_kernel,
+                              problem.bias, problem.initial_state[lo:hi])
+        np.testing.assert_array_equal(part, full[lo:hi])
