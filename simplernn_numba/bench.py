@@ -306,8 +306,13 @@ def _tolerance(dtype: str) -> dict:
 
 
 def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
-        budget_s: float = 2.0, progress: bool = True) -> list[Row]:
+        budget_s: float = 2.0, progress: bool = True,
+        builders: dict[str, Callable[[Problem, Case], Callable[[], np.ndarray]]] | None = None,
+        ) -> list[Row]:
     """Time ours and each peer on every case; returns one :class:`Row` per case.
+
+    ``builders`` maps implementation names to builders (default :data:`BUILDERS`,
+    forward inference); another mode, such as a training step, is another such dict.
 
     Every implementation is built, called once (first-call time, output check)
     and then timed in interleaved rounds, one call each per round, so that load
@@ -316,6 +321,7 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
     A peer whose output differs from ours beyond float tolerance is reported in
     ``notes`` and not timed.
     """
+    builders = BUILDERS if builders is None else builders
     rows = []
     for case in cases:
         row = Row(case)
@@ -326,7 +332,7 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
             if progress:
                 print(f"[{case.label}] {name} ...", end=" ", flush=True, file=sys.stderr)
             try:
-                fn = BUILDERS[name](problem, case)
+                fn = builders[name](problem, case)
                 start = time.perf_counter()
                 out = fn()
                 row.first_call[name] = time.perf_counter() - start
