@@ -6,8 +6,10 @@
 (2, 4)
 """
 
-from . import activations, constraints, initializers, regularizers
+from . import activations, constraints, functional, initializers, optimizers, regularizers
+from .functional import backward, forward
 from .layer import SimpleRNN
 
 __version__ = "0.1.0"
-__all__ = ["SimpleRNN", "activations", "constraints", "initializers", "regularizers"]
+__all__ = ["SimpleRNN", "activations", "backward", "constraints", "forward", "functional", "initializers",
+           "optimizers", "regularizers"]
