@@ -225,23 +225,30 @@ def _grad_from_preactivation(z, act):
     return hs + (z / 6.0 if -3.0 < z < 3.0 else 0.0)
 
 
+@njit(cache=True, inline="always")
+def _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout, use_dropout,
+                         go_backwards, prev):
+    steps, units = outputs.shape[1], outputs.shape[2]
+    src = initial_state[b]
+    for s in range(steps):
+        t = steps - 1 - s if go_backwards else s
+        if use_dropout:
+            for k in range(units):
+                prev[b, t, k] = src[k] * recurrent_dropout[b, k]
+        else:
+            prev[b, t] = src
+        if not use_mask or mask[b, t]:
+            src = outputs[b, s]
+
+
 @njit(parallel=True, cache=True)
 def _previous_states(outputs, initial_state, mask, use_mask, recurrent_dropout, use_dropout,
                      go_backwards, prev):
     """Fill ``prev[b, t]`` (input time order) with the state entering the step that reads ``x[b, t]``,
     times the recurrent dropout mask: the ``h_{t-1}`` of ``h_{t-1} @ recurrent_kernel``."""
-    batch, steps, units = outputs.shape
-    for b in prange(batch):
-        src = initial_state[b]
-        for s in range(steps):
-            t = steps - 1 - s if go_backwards else s
-            if use_dropout:
-                for k in range(units):
-                    prev[b, t, k] = src[k] * recurrent_dropout[b, k]
-            else:
-                prev[b, t] = src
-            if not use_mask or mask[b, t]:
-                src = outputs[b, s]
+    for b in prange(outputs.shape[0]):
+        _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout, use_dropout,
+                             go_backwards, prev)
 
 
 @njit(cache=True, inline="always")
@@ -275,16 +282,20 @@ def _first_unmasked(mask, use_mask, b, steps, go_backwards):
     return steps
 
 
-@njit(parallel=True, cache=True)
-def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, mask, use_mask,
-               recurrent_dropout, use_dropout, go_backwards, act, dh, dz):
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
+               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
     """Backward recurrence, one batch row per thread (small units).
 
     ``dh`` (B, U) enters holding d_state and leaves holding the initial-state gradient;
-    ``dz`` (B, T, U) receives the pre-activation gradients in input time order.
+    ``dz`` (B, T, U) receives the pre-activation gradients in input time order. With
+    ``fill_prev``, each row first fills its part of ``prev`` as :func:`_previous_states` does.
     """
     batch, steps, units = outputs.shape
     for b in prange(batch):
+        if fill_prev:
+            _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout,
+                                 use_dropout, go_backwards, prev)
         acc = dh[b]
         first = _first_unmasked(mask, use_mask, b, steps, go_backwards)
         for s in range(steps - 1, -1, -1):
@@ -375,9 +386,11 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     dh = np.zeros((batch, units), dtype) if d_state is None else np.array(d_state, dtype=dtype)
 
     prev = np.empty((batch, steps, units), dtype)
-    _previous_states(outputs, initial_state, mask_arr, use_mask, rdrop, use_dropout, go_backwards, prev)
     flat_prev = prev.reshape(batch * steps, units)
     use_preact = act in _NEEDS_PREACTIVATION
+    use_rows = batch * units * units < _GEMM_STEP_WORK
+    if use_preact or not use_rows:
+        _previous_states(outputs, initial_state, mask_arr, use_mask, rdrop, use_dropout, go_backwards, prev)
     if use_preact:
         preact = input_projection(x, kernel, input_dropout)
         preact += (flat_prev @ recurrent_kernel).reshape(batch, steps, units)
@@ -387,9 +400,9 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         preact = np.empty((1, 1, 1), dtype)
     recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
     dz = np.empty((batch, steps, units), dtype)
-    if batch * units * units < _GEMM_STEP_WORK:
-        _bptt_rows(outputs, d_seq, preact, use_preact, recurrent_kernel_t, mask_arr, use_mask,
-                   rdrop, use_dropout, go_backwards, act, dh, dz)
+    if use_rows:
+        _bptt_rows(outputs, d_seq, preact, use_preact, recurrent_kernel_t, initial_state, mask_arr, use_mask,
+                   rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
     else:
         first = np.empty(batch, np.int64)
         _first_unmasked_all(mask_arr, use_mask, steps, go_backwards, first)
