@@ -179,6 +179,10 @@ _NEEDS_PREACTIVATION = (A.SILU, A.GELU, A.MISH, A.HARD_SILU)
 #: GEMM per step over the whole batch instead of per-row loops in parallel over the batch.
 _GEMM_STEP_WORK = 1 << 21
 
+#: Below this many multiply-adds in the whole recurrence (batch * steps * units**2) the per-row
+#: recurrence runs on one thread: starting the thread pool would cost more than the work.
+_PARALLEL_WORK = 1 << 18
+
 
 @njit(cache=True, inline="always")
 def _grad_from_output(h, act):
@@ -282,6 +286,38 @@ def _first_unmasked(mask, use_mask, b, steps, go_backwards):
     return steps
 
 
+@njit(cache=True, inline="always")
+def _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
+              recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
+    """Backward recurrence of batch row ``b`` (see :func:`_bptt_rows`)."""
+    steps, units = outputs.shape[1], outputs.shape[2]
+    if fill_prev:
+        _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout,
+                             use_dropout, go_backwards, prev)
+    acc = dh[b]
+    first = _first_unmasked(mask, use_mask, b, steps, go_backwards)
+    for s in range(steps - 1, -1, -1):
+        t = steps - 1 - s if go_backwards else s
+        if use_mask and not mask[b, t]:
+            if s >= first and d_outputs.shape[1] == steps:
+                for u in range(units):
+                    acc[u] += d_outputs[b, s, u]
+            elif s >= first and d_outputs.shape[1] == 1 and s == steps - 1:
+                for u in range(units):
+                    acc[u] += d_outputs[b, 0, u]
+            dz[b, t] = 0
+            continue
+        _step_dz(b, s, t, acc, outputs, d_outputs, s >= first, preact, use_preact, act, dz)
+        acc[:] = 0
+        for u in range(units):
+            g = dz[b, t, u]
+            for k in range(units):
+                acc[k] += g * recurrent_kernel_t[u, k]
+        if use_dropout:
+            for k in range(units):
+                acc[k] *= recurrent_dropout[b, k]
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
@@ -291,33 +327,18 @@ def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initi
     ``dz`` (B, T, U) receives the pre-activation gradients in input time order. With
     ``fill_prev``, each row first fills its part of ``prev`` as :func:`_previous_states` does.
     """
-    batch, steps, units = outputs.shape
-    for b in prange(batch):
-        if fill_prev:
-            _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout,
-                                 use_dropout, go_backwards, prev)
-        acc = dh[b]
-        first = _first_unmasked(mask, use_mask, b, steps, go_backwards)
-        for s in range(steps - 1, -1, -1):
-            t = steps - 1 - s if go_backwards else s
-            if use_mask and not mask[b, t]:
-                if s >= first and d_outputs.shape[1] == steps:
-                    for u in range(units):
-                        acc[u] += d_outputs[b, s, u]
-                elif s >= first and d_outputs.shape[1] == 1 and s == steps - 1:
-                    for u in range(units):
-                        acc[u] += d_outputs[b, 0, u]
-                dz[b, t] = 0
-                continue
-            _step_dz(b, s, t, acc, outputs, d_outputs, s >= first, preact, use_preact, act, dz)
-            acc[:] = 0
-            for u in range(units):
-                g = dz[b, t, u]
-                for k in range(units):
-                    acc[k] += g * recurrent_kernel_t[u, k]
-            if use_dropout:
-                for k in range(units):
-                    acc[k] *= recurrent_dropout[b, k]
+    for b in prange(outputs.shape[0]):
+        _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask,
+                  use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask,
+                      use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
+    """:func:`_bptt_rows` on the calling thread, for work too small to share."""
+    for b in range(outputs.shape[0]):
+        _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask,
+                  use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz)
 
 
 @njit(parallel=True, cache=True)
@@ -401,8 +422,9 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
     dz = np.empty((batch, steps, units), dtype)
     if use_rows:
-        _bptt_rows(outputs, d_seq, preact, use_preact, recurrent_kernel_t, initial_state, mask_arr, use_mask,
-                   rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
+        rows = _bptt_rows if batch > 1 and batch * steps * units * units >= _PARALLEL_WORK else _bptt_rows_serial
+        rows(outputs, d_seq, preact, use_preact, recurrent_kernel_t, initial_state, mask_arr, use_mask,
+             rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
     else:
         first = np.empty(batch, np.int64)
         _first_unmasked_all(mask_arr, use_mask, steps, go_backwards, first)
