@@ -184,7 +184,7 @@ _GEMM_STEP_WORK = 1 << 21
 _PARALLEL_WORK = 1 << 18
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _grad_from_output(h, act):
     """``act'(z)`` written with the output ``h = act(z)`` (every activation but those needing ``z``)."""
     if act == A.TANH:
@@ -213,7 +213,7 @@ def _grad_from_output(h, act):
     return 1.0 if h > 0 else A.LEAKY_RELU_SLOPE  # LEAKY_RELU
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _grad_from_preactivation(z, act):
     """``act'(z)`` for the activations in ``_NEEDS_PREACTIVATION``."""
     if act == A.SILU:
@@ -229,7 +229,7 @@ def _grad_from_preactivation(z, act):
     return hs + (z / 6.0 if -3.0 < z < 3.0 else 0.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout, use_dropout,
                          go_backwards, prev):
     steps, units = outputs.shape[1], outputs.shape[2]
@@ -245,17 +245,17 @@ def _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dr
             src = outputs[b, s]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _previous_states(outputs, initial_state, mask, use_mask, recurrent_dropout, use_dropout,
                      go_backwards, prev):
     """Fill ``prev[b, t]`` (input time order) with the state entering the step that reads ``x[b, t]``,
     times the recurrent dropout mask: the ``h_{t-1}`` of ``h_{t-1} @ recurrent_kernel``."""
-    for b in prange(outputs.shape[0]):
+    for b in range(outputs.shape[0]):
         _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout, use_dropout,
                              go_backwards, prev)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _step_dz(b, s, t, dh, outputs, d_outputs, seen, preact, use_preact, act, dz):
     """Add ``d_outputs`` of step ``s`` to ``dh`` and write ``dz[b, t] = dh * act'``."""
     units = dh.shape[0]
@@ -274,7 +274,7 @@ def _step_dz(b, s, t, dh, outputs, d_outputs, seen, preact, use_preact, act, dz)
             dz[b, t, u] = dh[u] * _grad_from_output(outputs[b, s, u], act)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _first_unmasked(mask, use_mask, b, steps, go_backwards):
     """Processing index of row ``b``'s first unmasked step (``steps`` if none)."""
     if not use_mask:
@@ -286,7 +286,7 @@ def _first_unmasked(mask, use_mask, b, steps, go_backwards):
     return steps
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath={"contract"})
 def _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
     """Backward recurrence of batch row ``b`` (see :func:`_bptt_rows`)."""
@@ -318,7 +318,7 @@ def _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, ini
                 acc[k] *= recurrent_dropout[b, k]
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True)
 def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
     """Backward recurrence, one batch row per thread (small units).
@@ -332,7 +332,7 @@ def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initi
                   use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz)
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True)
 def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask,
                       use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
     """:func:`_bptt_rows` on the calling thread, for work too small to share."""
@@ -341,13 +341,29 @@ def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel_t
                   use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz)
 
 
-@njit(parallel=True, cache=True)
-def _bptt_step_dz(s, outputs, d_outputs, preact, use_preact, mask, use_mask, go_backwards, act,
-                  first, dh, dz_step, dz):
-    """One step of the GEMM path: ``dz_step`` (B, U) and ``dz[:, t]`` from ``dh``."""
+@njit(cache=True)
+def _bptt_step(s, outputs, d_outputs, preact, use_preact, mask, use_mask, recurrent_dropout, use_dropout,
+               go_backwards, act, first, product, dh, dz_step, dz):
+    """Step ``s`` of the per-step GEMM path, around ``product = dz_step @ recurrent_kernel.T``.
+
+    First ``dh = product * recurrent_dropout`` on the rows unmasked at step ``s + 1`` (the product
+    of the previous call), then, unless ``s < 0`` (the final call), ``dz_step`` and ``dz[:, t]``.
+    """
     batch, steps, units = outputs.shape
+    if s < steps - 1:
+        t_next = steps - 2 - s if go_backwards else s + 1
+        for b in range(batch):
+            if use_mask and not mask[b, t_next]:
+                continue
+            if use_dropout:
+                for k in range(units):
+                    dh[b, k] = product[b, k] * recurrent_dropout[b, k]
+            else:
+                dh[b] = product[b]
+    if s < 0:
+        return
     t = steps - 1 - s if go_backwards else s
-    for b in prange(batch):
+    for b in range(batch):
         acc = dh[b]
         if use_mask and not mask[b, t]:
             if s >= first[b] and d_outputs.shape[1] == steps:
@@ -361,26 +377,6 @@ def _bptt_step_dz(s, outputs, d_outputs, preact, use_preact, mask, use_mask, go_
             continue
         _step_dz(b, s, t, acc, outputs, d_outputs, s >= first[b], preact, use_preact, act, dz)
         dz_step[b] = dz[b, t]
-
-
-@njit(parallel=True, cache=True)
-def _bptt_step_dh(t, product, mask, use_mask, recurrent_dropout, use_dropout, dh):
-    """One step of the GEMM path: ``dh = product * recurrent_dropout`` on unmasked rows."""
-    batch, units = dh.shape
-    for b in prange(batch):
-        if use_mask and not mask[b, t]:
-            continue
-        if use_dropout:
-            for k in range(units):
-                dh[b, k] = product[b, k] * recurrent_dropout[b, k]
-        else:
-            dh[b] = product[b]
-
-
-@njit(parallel=True, cache=True)
-def _first_unmasked_all(mask, use_mask, steps, go_backwards, first):
-    for b in prange(first.shape[0]):
-        first[b] = _first_unmasked(mask, use_mask, b, steps, go_backwards)
 
 
 def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_outputs, d_state=None,
@@ -422,20 +418,23 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
     dz = np.empty((batch, steps, units), dtype)
     if use_rows:
-        rows = _bptt_rows if batch > 1 and batch * steps * units * units >= _PARALLEL_WORK else _bptt_rows_serial
+        parallel = batch > 1 and batch * steps * units * units >= _PARALLEL_WORK
+        rows = _bptt_rows if parallel else _bptt_rows_serial
         rows(outputs, d_seq, preact, use_preact, recurrent_kernel_t, initial_state, mask_arr, use_mask,
              rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
     else:
-        first = np.empty(batch, np.int64)
-        _first_unmasked_all(mask_arr, use_mask, steps, go_backwards, first)
+        if use_mask:
+            in_order = mask[:, ::-1] if go_backwards else mask
+            first = np.where(in_order.any(axis=1), in_order.argmax(axis=1), steps)
+        else:
+            first = np.zeros(batch, np.int64)
         dz_step = np.empty((batch, units), dtype)
         product = np.empty((batch, units), dtype)
-        for s in range(steps - 1, -1, -1):
-            t = steps - 1 - s if go_backwards else s
-            _bptt_step_dz(s, outputs, d_seq, preact, use_preact, mask_arr, use_mask, go_backwards, act,
-                          first, dh, dz_step, dz)
-            np.matmul(dz_step, recurrent_kernel_t, out=product)
-            _bptt_step_dh(t, product, mask_arr, use_mask, rdrop, use_dropout, dh)
+        for s in range(steps - 1, -2, -1):
+            _bptt_step(s, outputs, d_seq, preact, use_preact, mask_arr, use_mask, rdrop, use_dropout,
+                       go_backwards, act, first, product, dh, dz_step, dz)
+            if s >= 0:
+                np.matmul(dz_step, recurrent_kernel_t, out=product)
 
     flat_dz = dz.reshape(batch * steps, units)
     x_in = x if input_dropout is None else x * input_dropout[:, None, :]
