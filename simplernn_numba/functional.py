@@ -33,7 +33,9 @@ class Cache:
     """What :func:`backward` needs from a :func:`forward` call (treat as opaque).
 
     ``outputs`` is the full output sequence (B, T, U) in processing order, even
-    when the call returned only the last output.
+    when the call returned only the last output. The other arrays are the ones
+    passed to :func:`forward` (not copies when they were already valid): do not
+    modify them in place before calling :func:`backward`.
     """
 
     kernels: ModuleType
