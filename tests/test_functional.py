@@ -119,3 +119,11 @@ def test_backward_rejects_bad_cache_and_gradients():
     _, _, last_cache = srn.forward(*p.arrays())
     with pytest.raises(ValueError, match=r"d_output must have shape \(3, 6\)"):
         srn.backward(last_cache, np.ones((3, 5, 6)))
+
+
+def test_empty_batch():
+    p = _problem()
+    out, state, cache = srn.forward(p.x[:0], p.kernel, p.recurrent_kernel, p.bias)
+    grads = srn.backward(cache, np.zeros_like(out), np.zeros_like(state))
+    assert grads["inputs"].shape == (0, 5, 4) and grads["initial_state"].shape == (0, 6)
+    assert not grads["kernel"].any() and not grads["bias"].any()

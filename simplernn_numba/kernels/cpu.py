@@ -399,7 +399,7 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     if d_outputs is None:
         d_seq = np.zeros((batch, 0, units), dtype)
     else:
-        d_seq = d_outputs.reshape(batch, -1, units)
+        d_seq = d_outputs.reshape(batch, d_outputs.shape[1] if d_outputs.ndim == 3 else 1, units)
     dh = np.zeros((batch, units), dtype) if d_state is None else np.array(d_state, dtype=dtype)
 
     prev = np.empty((batch, steps, units), dtype)
