@@ -177,7 +177,7 @@ _NEEDS_PREACTIVATION = (A.SILU, A.GELU, A.MISH, A.HARD_SILU)
 
 #: Above this many multiply-adds per step (batch * units**2) the sequential product runs as one BLAS
 #: GEMM per step over the whole batch instead of per-row loops in parallel over the batch.
-_GEMM_STEP_WORK = 1 << 21
+_GEMM_STEP_WORK = 1 << 17
 
 #: Below this many multiply-adds in the whole recurrence (batch * steps * units**2) the per-row
 #: recurrence runs on one thread: starting the thread pool would cost more than the work.
