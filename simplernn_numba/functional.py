@@ -63,7 +63,12 @@ def run(kernels: ModuleType, x, kernel, recurrent_kernel, bias, initial_state, *
     )
     cache = Cache(kernels, x, kernel, recurrent_kernel, bias, initial_state, outputs, mask, input_dropout,
                   recurrent_dropout, go_backwards, activation, return_sequences)
-    output = outputs if return_sequences else np.ascontiguousarray(outputs[:, -1])
+    if return_sequences:
+        output = outputs
+    elif V.is_device_array(outputs):  # GPU in, GPU out: a view, never a copy to the host
+        output = outputs[:, -1]
+    else:
+        output = np.ascontiguousarray(outputs[:, -1])
     return output, final_state, cache
 
 
@@ -123,7 +128,7 @@ def forward(x, kernel, recurrent_kernel, bias=None, initial_state=None, *, mask=
         initial_state = V.weight(initial_state, "initial_state", (batch, units), dtype)
     act = activations.get(activation)
     return run(
-        dispatch.backend(device, act), x, kernel, recurrent_kernel, bias, initial_state,
+        dispatch.backend(device, act, x, units), x, kernel, recurrent_kernel, bias, initial_state,
         mask=V.mask(mask, batch, steps),
         input_dropout=V.multiplier(input_dropout, "input_dropout", (batch, features), dtype),
         recurrent_dropout=V.multiplier(recurrent_dropout, "recurrent_dropout", (batch, units), dtype),

@@ -323,6 +323,8 @@ class SimpleRNN:
         with return_state, the list [output, final_state (batch, units)].
         """
         dt = np.dtype(self.dtype)
+        if mask is not None or initial_state is not None:
+            V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
         x = V.inputs(inputs, dt, self._features)
         if not self.built:
             self.build((self._batch_size if self.stateful else None, *x.shape[1:]))
@@ -333,10 +335,12 @@ class SimpleRNN:
         if training:
             input_dropout = self._dropout_mask(self.dropout, (batch, features), dt)
             recurrent_dropout = self._dropout_mask(self.recurrent_dropout, (batch, self.units), dt)
-        kernels = dispatch.backend(self.device, self.activation)
+        kernels = dispatch.backend(self.device, self.activation, x, self.units)
+        weights = dispatch.weights(kernels, self, self._weights_version,
+                                   tuple(self._weights[k] for k in _WEIGHT_NAMES))
         run = functional.run if training else _forward_only
         output, state, self._cache = run(
-            kernels, x, self._weights["kernel"], self._weights["recurrent_kernel"], self._weights["bias"], h0,
+            kernels, x, *weights, h0,
             mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
             go_backwards=self.go_backwards, activation=self._kernel_activation(),
             return_sequences=self.return_sequences,
@@ -437,6 +441,66 @@ class SimpleRNN:
         act = activations.serialize(self.activation)
         return f"SimpleRNN(units={self.units}, activation={act!r}, name={self.name!r})"
 
+    # ------------------------------------------------------------------ interop
+    # Thin delegations to convert_keras, convert_torch, saving and streaming (no logic here).
+    @classmethod
+    def from_keras(cls, keras_layer, *, device: str = "auto") -> SimpleRNN:
+        """Layer equivalent to a Keras 3 or Keras 2 ``SimpleRNN`` (config, weights, state)."""
+        from .convert_keras import from_keras
+
+        if type(keras_layer).__name__ == "Bidirectional":
+            raise TypeError("Use Bidirectional.from_keras for a Keras Bidirectional layer.")
+        return from_keras(keras_layer, device=device)
+
+    def to_keras(self, module="keras"):
+        """A Keras ``SimpleRNN`` (``module="keras"`` or ``"tf_keras"``) with this config and weights."""
+        from .convert_keras import to_keras
+
+        return to_keras(self, module)
+
+    @classmethod
+    def from_torch(cls, rnn, **kwargs) -> SimpleRNN:
+        """Layer with the weights of a single-layer unidirectional ``torch.nn.RNN``."""
+        from .convert_torch import from_torch
+
+        if getattr(rnn, "bidirectional", False):
+            raise ValueError("Use Bidirectional.from_torch for a bidirectional torch.nn.RNN.")
+        return from_torch(rnn, **kwargs)
+
+    def to_torch(self, batch_first: bool = True):
+        """A ``torch.nn.RNN`` (tanh or relu) with this layer's weights."""
+        from .convert_torch import to_torch
+
+        return to_torch(self, batch_first)
+
+    def save(self, path) -> None:
+        """Write config, weights (and stateful state) to an ``.npz`` file; no pickle."""
+        from .saving import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path, *, device: str = "auto") -> SimpleRNN:
+        """Read a layer written by :meth:`save`; never executes code from the file."""
+        from .saving import load
+
+        layer = load(path, device=device)
+        if not isinstance(layer, cls):
+            raise ValueError(f"{path!r} holds a {type(layer).__name__}, not a {cls.__name__}.")
+        return layer
+
+    def stream(self, batch_size: int = 1, initial_state=None):
+        """A :class:`~simplernn_numba.streaming.Stream` that advances one timestep per call."""
+        from .streaming import Stream
+
+        return Stream(self, batch_size, initial_state)
+
+    def step(self, x_t, state):
+        """The state after one timestep, (batch, units), from ``x_t`` (batch, F) and ``state``."""
+        from .streaming import step
+
+        return step(self, x_t, state)
+
     # ------------------------------------------------------------------ gradients (backward pass)
     def backward(self, d_output=None, d_state=None) -> dict[str, np.ndarray | None]:
         """Gradients through the last call, which must have used ``training=True``.
@@ -505,6 +569,8 @@ class SimpleRNN:
             _WEIGHT_NAMES, (self.kernel_regularizer, self.recurrent_regularizer, self.bias_regularizer)
         ):
             weights = getattr(cache, key)
+            if weights is not None and V.is_device_array(weights):  # the CUDA kernels' cached copies
+                weights = weights.copy_to_host()
             if weight_reg is not None and weights is not None:
                 grads[key] = grads[key] + weight_reg.gradient(weights)
         return grads
