@@ -6,11 +6,12 @@
 (2, 4)
 """
 
-from . import activations, constraints, initializers, regularizers
+from . import activations, constraints, functional, initializers, optimizers, regularizers
 from .bidirectional import Bidirectional
+from .functional import backward, forward
 from .layer import SimpleRNN
 from .streaming import Stream
 
 __version__ = "0.1.0"
-__all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "constraints", "initializers",
-           "regularizers"]
+__all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "backward", "constraints", "forward",
+           "functional", "initializers", "optimizers", "regularizers"]
