@@ -6,8 +6,10 @@
 (2, 4)
 """
 
-from . import activations, constraints, initializers, regularizers
+from . import _threading, activations, constraints, initializers, regularizers
 from .layer import SimpleRNN
+
+_threading.make_pip_tbb_loadable()
 
 __version__ = "0.1.0"
 __all__ = ["SimpleRNN", "activations", "constraints", "initializers", "regularizers"]

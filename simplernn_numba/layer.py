@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import _threading
 from . import _validate as V
 from . import activations, constraints, dispatch, initializers, regularizers
 from ._serialization import serialize
@@ -267,6 +268,7 @@ class SimpleRNN:
         """[state (batch, units)] for a stateful layer whose batch size is known, else [None]."""
         return [self._state]
 
+    @_threading.synchronized
     def reset_states(self, states=None) -> None:
         """Reset a stateful layer's state to zeros, or to ``states`` (array or list of one array).
 
@@ -320,7 +322,17 @@ class SimpleRNN:
         -------
         output : (batch, units), or (batch, timesteps, units) with return_sequences;
         with return_state, the list [output, final_state (batch, units)].
+
+        A non-stateful layer may be called from several threads at once. Calls
+        of a stateful layer (and the first, building call of any layer) are
+        serialised by a per-layer lock.
         """
+        if self.stateful or not self.built:
+            with _threading.object_lock(self):
+                return self._call(inputs, mask, training, initial_state)
+        return self._call(inputs, mask, training, initial_state)
+
+    def _call(self, inputs, mask, training, initial_state):
         dt = np.dtype(self.dtype)
         x = V.inputs(inputs, dt, self._features)
         if not self.built:

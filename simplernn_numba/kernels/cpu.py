@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import activations as A
+from .._threading import parallel_section
 
 
 @njit(cache=True, inline="always")
@@ -160,6 +161,7 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     xw = input_projection(x, kernel, input_dropout)
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)
     final_state = np.empty((batch, units), x.dtype)
-    _recurrence(xw, recurrent_kernel, bias, initial_state, mask, recurrent_dropout,
-                bool(go_backwards), A.code(activation), outputs, final_state)
+    with parallel_section():
+        _recurrence(xw, recurrent_kernel, bias, initial_state, mask, recurrent_dropout,
+                    bool(go_backwards), A.code(activation), outputs, final_state)
     return (outputs if return_sequences else outputs[:, 0]), final_state

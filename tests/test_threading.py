@@ -1,0 +1,162 @@
+"""Thread safety: concurrent calls, stateful locking, threading layers, NUMBA_NUM_THREADS.
+
+Anything that could abort the interpreter (Numba's workqueue layer aborts on
+concurrent parallel launches) runs in a subprocess, so a failure is a failed
+test, not a dead pytest.
+"""
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simplernn_numba import SimpleRNN, _threading
+
+ROOT = Path(__file__).resolve().parents[1]
+THREADS, CALLS = 8, 25
+
+CONCURRENT_SCRIPT = textwrap.dedent(f"""
+    import threading
+    import numba
+    import numpy as np
+    from simplernn_numba import SimpleRNN
+
+    rng = np.random.default_rng(0)
+    layers = [SimpleRNN(16, return_sequences=True, seed=1),
+              SimpleRNN(8, activation="relu", go_backwards=True, return_state=True, seed=2)]
+    xs = [rng.standard_normal((12, 9, 5)).astype(np.float32) for _ in range({THREADS})]
+    mask = rng.random((12, 9)) > 0.3
+    calls = [(layer, i) for layer in layers for i in range({THREADS})]
+    serial = {{}}
+    for layer, i in calls:
+        serial[id(layer), i] = layer(xs[i], mask=mask if i % 2 else None)
+    failures = []
+
+    def worker(i):
+        for n in range({CALLS}):
+            layer = layers[n % 2]
+            got = layer(xs[i], mask=mask if i % 2 else None)
+            want = serial[id(layer), i]
+            got, want = (got, want) if isinstance(got, list) else ([got], [want])
+            if not all(np.array_equal(g, w) for g, w in zip(got, want)):
+                failures.append((i, n))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range({THREADS})]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("layer", numba.threading_layer(), "failures", len(failures))
+""")
+
+
+def run_script(script: str, **env) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+@pytest.mark.parametrize("layer_env", [None, "workqueue"])
+def test_concurrent_calls_equal_serial_calls(layer_env):
+    """8 threads x 25 calls on shared layers give bit-identical results; workqueue is locked."""
+    env = {} if layer_env is None else {"NUMBA_THREADING_LAYER": layer_env}
+    if layer_env is None:
+        os.environ.get("NUMBA_THREADING_LAYER") and env.update(NUMBA_THREADING_LAYER="")
+    result = run_script(CONCURRENT_SCRIPT, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "failures 0" in result.stdout, result.stdout
+    if layer_env is not None:
+        assert f"layer {layer_env}" in result.stdout
+
+
+def test_results_identical_with_one_and_two_numba_threads():
+    script = textwrap.dedent("""
+        import hashlib
+        import numpy as np
+        from simplernn_numba import SimpleRNN
+        rng = np.random.default_rng(3)
+        digest = hashlib.sha256()
+        for dtype in ("float32", "float64"):
+            x = rng.standard_normal((17, 11, 6)).astype(dtype)
+            mask = rng.random((17, 11)) > 0.25
+            for kw in ({}, {"go_backwards": True}, {"activation": "gelu", "dropout": 0.3,
+                                                    "recurrent_dropout": 0.2}):
+                layer = SimpleRNN(10, return_sequences=True, return_state=True, seed=5,
+                                  dtype=dtype, **kw)
+                layer.build(x.shape)
+                layer.set_weights([rng.standard_normal(w.shape) for w in layer.get_weights()])
+                for out in layer(x, mask=mask, training=True):
+                    digest.update(np.ascontiguousarray(out).tobytes())
+        print(digest.hexdigest())
+    """)
+    digests = []
+    for threads in ("1", "2"):
+        result = run_script(script, NUMBA_NUM_THREADS=threads)
+        assert result.returncode == 0, result.stderr[-3000:]
+        digests.append(result.stdout.strip())
+    assert digests[0] == digests[1]
+
+
+def test_stateful_layer_calls_are_serialised():
+    """Each call advances the state once: the final state equals that of serial calls."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4, 5)).astype(np.float64)
+    shared = SimpleRNN(6, stateful=True, dtype="float64", seed=0)
+    shared(x)
+    serial = SimpleRNN.from_config(shared.get_config())
+    serial.build((3, 4, 5))
+    serial.set_weights(shared.get_weights())
+    serial.reset_states(shared.states)
+
+    def worker():
+        for _ in range(CALLS):
+            shared(x)
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(THREADS * CALLS):
+        serial(x)
+    np.testing.assert_array_equal(shared.states[0], serial.states[0])
+
+
+def test_object_lock_is_per_object_and_reentrant():
+    a, b = SimpleRNN(2), SimpleRNN(2)
+    assert _threading.object_lock(a) is _threading.object_lock(a)
+    assert _threading.object_lock(a) is not _threading.object_lock(b)
+    with _threading.object_lock(a):
+        with _threading.object_lock(a):
+            pass
+
+
+def test_parallel_section_locks_only_on_workqueue(monkeypatch):
+    monkeypatch.setattr(_threading, "_layer", "workqueue")
+    assert _threading.parallel_section() is _threading.WORKQUEUE_LOCK
+    monkeypatch.setattr(_threading, "_layer", "tbb")
+    assert _threading.parallel_section() is not _threading.WORKQUEUE_LOCK
+
+
+def _tbb_installed() -> bool:
+    try:
+        importlib.metadata.distribution("tbb")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return sys.platform.startswith("linux")
+
+
+@pytest.mark.skipif(not _tbb_installed(), reason="the tbb package is not installed (Linux only)")
+def test_pip_tbb_is_used_by_default():
+    script = ("import numpy as np, numba\nfrom simplernn_numba import SimpleRNN\n"
+              "SimpleRNN(2)(np.ones((1, 2, 3)))\nprint(numba.threading_layer())")
+    env = {"NUMBA_THREADING_LAYER": ""} if os.environ.get("NUMBA_THREADING_LAYER") else {}
+    result = run_script(script, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "tbb"
