@@ -104,7 +104,11 @@ def test_results_identical_with_one_and_two_numba_threads():
 
 
 def test_stateful_layer_calls_are_serialised():
-    """Each call advances the state once: the final state equals that of serial calls."""
+    """Each call advances the state once: the final state equals that of serial calls.
+
+    A tiny switch interval makes the read-state / write-state race show up
+    reliably when the per-layer lock is missing.
+    """
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 4, 5)).astype(np.float64)
     shared = SimpleRNN(6, stateful=True, dtype="float64", seed=0)
@@ -119,10 +123,15 @@ def test_stateful_layer_calls_are_serialised():
             shared(x)
 
     threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(previous)
     for _ in range(THREADS * CALLS):
         serial(x)
     np.testing.assert_array_equal(shared.states[0], serial.states[0])
