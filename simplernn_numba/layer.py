@@ -11,9 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _threading
+from . import _threading, activations, constraints, dispatch, initializers, regularizers
 from . import _validate as V
-from . import activations, constraints, dispatch, initializers, regularizers
 from ._serialization import serialize
 
 _CONFIG_OBJECTS = {
@@ -140,15 +139,10 @@ class SimpleRNN:
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Sequence) -> None:
         """Create the weights for inputs of shape (batch, timesteps, features); None = unknown."""
-        shape = tuple(input_shape)
-        if len(shape) != 3 or shape[2] is None:
-            raise ValueError(
-                "input_shape must be (batch, timesteps, features) with a known feature size; "
-                f"received {shape}."
-            )
-        features = V.positive_int(shape[2], "input_shape[-1]")
+        shape = V.input_shape(input_shape)
+        features = shape[2]
         if shape[0] is not None:
-            self._batch_size = int(shape[0])
+            self._batch_size = shape[0]
         dt = self.dtype
         self._set("kernel", self.kernel_initializer((features, self.units), dt), (features, self.units))
         self._set("recurrent_kernel", self.recurrent_initializer((self.units, self.units), dt),
@@ -238,11 +232,8 @@ class SimpleRNN:
                 f"Layer {self.name!r} is not built; call build(input_shape) or the layer first."
             )
         names = self.weight_names
-        if len(weights) != len(names):
-            raise ValueError(
-                f"Layer {self.name!r} expects {len(names)} weights ({', '.join(names)}); "
-                f"received {len(weights)}."
-            )
+        weights = V.sequence_of(weights, f"Layer {self.name!r}", len(names),
+                                f"weights ({', '.join(names)})")
         checked = []
         for key, value in zip(names, weights):
             arr = V.as_float_array(value, key, np.dtype(self.dtype))

@@ -21,6 +21,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .. import _validate
 from .. import activations as A
 from .._threading import parallel_section
 
@@ -156,6 +157,8 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     Parameters and returns as :func:`simplernn_numba.kernels.reference.forward`;
     ``activation`` must be a built-in name (callables use the reference).
     """
+    _validate.kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask,
+                               input_dropout, recurrent_dropout)
     batch, steps, _ = x.shape
     units = kernel.shape[1]
     xw = input_projection(x, kernel, input_dropout)
