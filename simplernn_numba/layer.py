@@ -157,15 +157,21 @@ class SimpleRNN:
     def _set(self, key: str, value, shape: tuple) -> None:
         arr = V.as_float_array(value, key, np.dtype(self.dtype))
         V.check_shape(arr, key, shape)
-        arr = arr.copy() if np.may_share_memory(arr, value) else arr
-        arr.flags.writeable = False
+        # a private, writeable copy: kernels get the same array types from the layer as from
+        # direct calls (Numba compiles read-only arrays separately); users get read-only views
+        arr = arr.copy() if np.may_share_memory(arr, value) or not arr.flags.writeable else arr
         self._weights[key] = arr
         self._weights_version += 1
 
     def _weight(self, key: str) -> np.ndarray | None:
         if not self.built:
             raise AttributeError(f"Layer {self.name!r} has no weights until it is built or called.")
-        return self._weights[key]
+        arr = self._weights[key]
+        if arr is None:
+            return None
+        view = arr.view()
+        view.flags.writeable = False
+        return view
 
     def _shape_of(self, key: str) -> tuple:
         return {"kernel": (self._features, self.units), "recurrent_kernel": (self.units, self.units),
@@ -211,7 +217,7 @@ class SimpleRNN:
     @property
     def weights(self) -> list[np.ndarray]:
         """[kernel, recurrent_kernel, bias] (no bias when use_bias=False); empty before build."""
-        return [self._weights[k] for k in self.weight_names] if self.built else []
+        return [self._weight(k) for k in self.weight_names] if self.built else []
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:

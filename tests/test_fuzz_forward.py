@@ -15,9 +15,17 @@ from simplernn_numba.kernels import cpu, reference
 
 
 def assert_same(ours, ref, dtype):
+    """Elementwise within tolerance(dtype), with the absolute part scaled by the largest |value|.
+
+    Unbounded activations (linear, relu, ...) with unit-scale weights grow the
+    state, and an element that cancels to a small value keeps the rounding error
+    of its large terms: a normwise bound is the meaningful one there.
+    """
     rtol, atol = tolerance(dtype)
     assert ours.dtype == np.dtype(dtype) and ours.shape == ref.shape
-    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol, equal_nan=True)
+    finite = np.abs(ref[np.isfinite(ref)])
+    scale = float(finite.max()) if finite.size else 0.0
+    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol + rtol * scale, equal_nan=True)
 
 
 @given(problems())
