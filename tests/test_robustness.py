@@ -171,3 +171,14 @@ def test_ten_thousand_calls_do_not_grow_memory(rng):
     assert after - before < 256 * 1024, f"Python heap grew by {after - before} bytes"
     if rss_before is not None:
         assert _rss_bytes() - rss_before < 64 * 2**20
+
+
+def test_reference_backward_handles_empty_batch():
+    x, kernel, recurrent = np.zeros((0, 3, 2)), np.ones((2, 4)), np.ones((4, 4))
+    outputs, _ = reference.forward(x, kernel, recurrent, np.zeros(4), np.zeros((0, 4)))
+    grads = reference.backward(x, kernel, recurrent, np.zeros(4), np.zeros((0, 4)), outputs,
+                               np.zeros_like(outputs))
+    assert grads["inputs"].shape == (0, 3, 2) and grads["initial_state"].shape == (0, 4)
+    np.testing.assert_array_equal(grads["kernel"], np.zeros((2, 4)))
+    np.testing.assert_array_equal(grads["recurrent_kernel"], np.zeros((4, 4)))
+    np.testing.assert_array_equal(grads["bias"], np.zeros(4))
