@@ -57,7 +57,9 @@ CONCURRENT_SCRIPT = textwrap.dedent(f"""
 
 
 def run_script(script: str, **env) -> subprocess.CompletedProcess:
+    """Run ``script`` in a fresh interpreter; an ``env`` value of None removes that variable."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    full_env = {k: v for k, v in full_env.items() if v is not None}
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=full_env, timeout=300)
 
@@ -65,14 +67,61 @@ def run_script(script: str, **env) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("layer_env", [None, "workqueue"])
 def test_concurrent_calls_equal_serial_calls(layer_env):
     """8 threads x 25 calls on shared layers give bit-identical results; workqueue is locked."""
-    env = {} if layer_env is None else {"NUMBA_THREADING_LAYER": layer_env}
-    if layer_env is None:
-        os.environ.get("NUMBA_THREADING_LAYER") and env.update(NUMBA_THREADING_LAYER="")
-    result = run_script(CONCURRENT_SCRIPT, **env)
+    result = run_script(CONCURRENT_SCRIPT, NUMBA_THREADING_LAYER=layer_env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "failures 0" in result.stdout, result.stdout
     if layer_env is not None:
         assert f"layer {layer_env}" in result.stdout
+
+
+FUNCTIONAL_SCRIPT = textwrap.dedent(f"""
+    import threading
+    import numpy as np
+    from simplernn_numba import functional as F
+
+    rng = np.random.default_rng(1)
+    weights = [rng.standard_normal((5, 16)) * 0.3, rng.standard_normal((16, 16)) * 0.3,
+               rng.standard_normal(16) * 0.1]
+    xs = [rng.standard_normal((12, 9, 5)) for _ in range({THREADS})]
+
+    def run(i):
+        out, state, cache = F.forward(xs[i], *weights, mask=rng_mask[i])
+        grads = F.backward(cache, d_output=np.ones_like(out))
+        return [out, state] + [g for g in grads.values() if g is not None]
+
+    rng_mask = [np.random.default_rng(i).random((12, 9)) > 0.3 for i in range({THREADS})]
+    serial = [run(i) for i in range({THREADS})]
+    failures = []
+
+    def worker(i):
+        for _ in range({CALLS}):
+            if not all(np.array_equal(a, b) for a, b in zip(run(i), serial[i])):
+                failures.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range({THREADS})]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("failures", len(failures))
+""")
+
+
+def _has_functional_api() -> bool:
+    try:
+        import simplernn_numba.functional  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_functional_api(), reason="no functional API yet")
+@pytest.mark.parametrize("layer_env", [None, "workqueue"])
+def test_concurrent_functional_forward_backward_equal_serial(layer_env):
+    """Every parallel kernel launch (forward and backward) must go through parallel_section()."""
+    result = run_script(FUNCTIONAL_SCRIPT, NUMBA_THREADING_LAYER=layer_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "failures 0" in result.stdout, result.stdout
 
 
 def test_results_identical_with_one_and_two_numba_threads():
@@ -165,7 +214,6 @@ def _tbb_installed() -> bool:
 def test_pip_tbb_is_used_by_default():
     script = ("import numpy as np, numba\nfrom simplernn_numba import SimpleRNN\n"
               "SimpleRNN(2)(np.ones((1, 2, 3)))\nprint(numba.threading_layer())")
-    env = {"NUMBA_THREADING_LAYER": ""} if os.environ.get("NUMBA_THREADING_LAYER") else {}
-    result = run_script(script, **env)
+    result = run_script(script, NUMBA_THREADING_LAYER=None)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "tbb"
