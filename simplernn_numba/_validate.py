@@ -8,6 +8,7 @@ expected and what was received.
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def check_shape(arr: np.ndarray, name: str, expected: tuple) -> None:
 
 def inputs(x, dtype: np.dtype, features: int | None = None) -> np.ndarray:
     """Validate model inputs: (batch, timesteps, features) with timesteps >= 1."""
-    arr = as_float_array(x, "inputs", dtype)
+    arr = device_array(x, "inputs", dtype) if is_device_array(x) else as_float_array(x, "inputs", dtype)
     if arr.ndim != 3:
         raise ValueError(
             "inputs must be 3-D with shape (batch, timesteps, features); "
@@ -81,6 +82,10 @@ def mask(value, batch: int, steps: int) -> np.ndarray | None:
     """Validate a (batch, timesteps) mask; non-bool values are True where non-zero."""
     if value is None:
         return None
+    if is_device_array(value):
+        arr = device_array(value, "mask", np.dtype(np.bool_))
+        check_shape(arr, "mask", (batch, steps))
+        return arr
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"mask must be boolean (or 0/1 numbers); received dtype {arr.dtype}.")
@@ -96,6 +101,10 @@ def state(value, batch: int, units: int, dtype: np.dtype, name: str = "initial_s
                 f"SimpleRNN has 1 state; {name} received a list of {len(value)} values."
             )
         value = value[0]
+    if is_device_array(value):
+        arr = device_array(value, name, dtype)
+        check_shape(arr, name, (batch, units))
+        return arr
     arr = as_float_array(value, name, dtype)
     check_shape(arr, name, (batch, units))
     return writeable_c(arr)
@@ -200,3 +209,54 @@ def kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask=None
     if x.dtype not in FLOAT_DTYPES or not x.flags.c_contiguous:
         raise ValueError(f"x must be a C-contiguous float32 or float64 array; received {x.dtype}, "
                          f"C-contiguous={x.flags.c_contiguous}.")
+
+
+# ---------------------------------------------------------------------------- GPU (device) arrays
+def is_device_array(value) -> bool:
+    """True for an object exposing ``__cuda_array_interface__`` or a Numba device array.
+
+    Never imports ``numba.cuda``: a Numba device array exists only once it is imported.
+    """
+    if hasattr(value, "__cuda_array_interface__"):
+        return True
+    cuda = sys.modules.get("numba.cuda")
+    return cuda is not None and cuda.devicearray.is_cuda_ndarray(value)
+
+
+def device_array(value, name: str, dtype: np.dtype):
+    """Zero-copy Numba view of a GPU array, checked to be C-contiguous with dtype ``dtype``.
+
+    GPU arrays are never cast or copied: a wrong dtype is a TypeError, a
+    non-contiguous layout a ValueError.
+    """
+    from numba import cuda
+
+    arr = value if cuda.devicearray.is_cuda_ndarray(value) else cuda.as_cuda_array(value)
+    if np.dtype(arr.dtype) != dtype:
+        raise TypeError(
+            f"{name} on the GPU must have dtype {dtype} (GPU arrays are never cast or copied); "
+            f"received dtype {np.dtype(arr.dtype)}."
+        )
+    if not arr.is_c_contiguous():
+        raise ValueError(f"{name} on the GPU must be C-contiguous; received strides {arr.strides}.")
+    return arr
+
+
+def same_memory(**arrays) -> None:
+    """Raise ValueError when some of ``arrays`` are on the GPU and others in host memory.
+
+    None values are ignored; a list/tuple is judged by its first element.
+    """
+    where = {}
+    for key, value in arrays.items():
+        if isinstance(value, (list, tuple)) and value:
+            value = value[0]
+        if value is not None:
+            where[key] = is_device_array(value)
+    if len(set(where.values())) > 1:
+        gpu = ", ".join(k for k, on_gpu in where.items() if on_gpu)
+        host = ", ".join(k for k, on_gpu in where.items() if not on_gpu)
+        raise ValueError(
+            f"{gpu} on the GPU but {host} in host memory: pass them all on the same device "
+            "(nothing is copied implicitly)."
+        )

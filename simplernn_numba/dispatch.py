@@ -1,20 +1,37 @@
 """Choose the kernel backend for a call.
 
 ``device`` is ``"auto"``, ``"cpu"`` or ``"cuda"``; the environment variable
-``SIMPLERNN_NUMBA_DEVICE`` overrides it when set. A Python-callable activation
-cannot be compiled, so it always runs on the NumPy reference kernel.
+``SIMPLERNN_NUMBA_DEVICE`` overrides it when set.
+
+- ``"cpu"``: the Numba CPU kernels. GPU inputs are an error (never copied back).
+- ``"cuda"``: the Numba CUDA kernels; a RuntimeError when no GPU is usable.
+- ``"auto"``: CUDA when the inputs are already on the GPU, or when a GPU is
+  usable and one forward call costs at least :data:`CUDA_MIN_FLOPS`
+  floating-point operations (``2·B·T·F·U + 2·B·T·U²``); the CPU otherwise.
+
+A Python-callable activation cannot be compiled: it runs on the NumPy reference
+kernel (host arrays only), and forcing ``"cuda"`` with one is an error.
+``numba.cuda`` is imported only when a decision needs it.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
+import weakref
 from types import ModuleType
 
+from . import _validate as V
 from . import activations
 from .kernels import cpu, reference
 
 DEVICES = ("auto", "cpu", "cuda")
 ENV_VAR = "SIMPLERNN_NUMBA_DEVICE"
+
+#: ``device="auto"`` runs host inputs on the GPU from this many FLOPs per forward call
+#: (below it, the ~10 µs per-launch cost and the host-device copies outweigh the GPU).
+CUDA_MIN_FLOPS = 1e8
 
 
 def check_device(device: str) -> str:
@@ -34,11 +51,74 @@ def requested_device(device: str) -> str:
     return check_device(device)
 
 
-def backend(device: str, activation) -> ModuleType:
-    """Kernel module for ``device`` and ``activation`` (a callable from :func:`activations.get`)."""
-    if activations.name_of(activation) is None:
-        return reference
+@functools.lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """True when numba-cuda is installed and finds a GPU (or runs the CUDA simulator)."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    return bool(cuda.is_available())
+
+
+def cuda_kernels() -> ModuleType:
+    """The CUDA kernel module, or RuntimeError naming why it is unusable."""
+    if not cuda_available():
+        raise RuntimeError(
+            "device='cuda' was requested but no CUDA GPU is usable: install the `cuda` extra "
+            "(numba-cuda) on a machine with an NVIDIA GPU and driver, or use device='cpu'/'auto'."
+        )
+    return importlib.import_module(".kernels.cuda", __package__)
+
+
+def forward_flops(shape: tuple, units: int) -> int:
+    """FLOPs of one forward call on inputs of ``shape`` (B, T, F): ``2·B·T·F·U + 2·B·T·U²``."""
+    batch, steps, features = shape
+    return 2 * batch * steps * units * (features + units)
+
+
+def backend(device: str, activation, inputs=None, units: int | None = None) -> ModuleType:
+    """Kernel module for ``device``, ``activation`` (a callable from :func:`activations.get`)
+    and, optionally, the validated ``inputs`` (B, T, F) of a layer with ``units`` units.
+    """
     chosen = requested_device(device)
-    if chosen == "cuda":
-        raise RuntimeError("device='cuda' is not available: the CUDA kernels are not built yet.")
+    on_gpu = inputs is not None and V.is_device_array(inputs)
+    if activations.name_of(activation) is None:
+        if chosen == "cuda" or on_gpu:
+            raise TypeError(
+                f"activation {activation!r} is a Python callable, which the CUDA kernels cannot run; "
+                "use a built-in activation name, or host (NumPy) inputs with device='cpu' or 'auto'."
+            )
+        return reference
+    if chosen == "cpu":
+        if on_gpu:
+            raise ValueError(
+                "inputs are on the GPU but device='cpu': copy them to the host yourself "
+                "(e.g. .copy_to_host()) or use device='cuda'/'auto'; nothing is copied implicitly."
+            )
+        return cpu
+    if chosen == "cuda" or on_gpu:
+        return cuda_kernels()
+    if inputs is not None and units is not None and forward_flops(inputs.shape, units) >= CUDA_MIN_FLOPS \
+            and cuda_available():
+        return cuda_kernels()
     return cpu
+
+
+_DEVICE_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def weights(kernels: ModuleType, owner, version: int, arrays: tuple) -> tuple:
+    """The weight arrays as ``kernels`` wants them.
+
+    For the CUDA kernels, device copies are cached per ``owner`` (a layer) and
+    refreshed when ``version`` (bumped on every weight change) differs; other
+    kernels get ``arrays`` unchanged.
+    """
+    if kernels.__name__ != __package__ + ".kernels.cuda":
+        return arrays
+    cached = _DEVICE_WEIGHTS.get(owner)
+    if cached is None or cached[0] != version:
+        cached = (version, tuple(kernels.to_device(a) for a in arrays))
+        _DEVICE_WEIGHTS[owner] = cached
+    return cached[1]

@@ -157,21 +157,15 @@ class SimpleRNN:
     def _set(self, key: str, value, shape: tuple) -> None:
         arr = V.as_float_array(value, key, np.dtype(self.dtype))
         V.check_shape(arr, key, shape)
-        # a private, writeable copy: kernels get the same array types from the layer as from
-        # direct calls (Numba compiles read-only arrays separately); users get read-only views
-        arr = arr.copy() if np.may_share_memory(arr, value) or not arr.flags.writeable else arr
+        arr = arr.copy() if np.may_share_memory(arr, value) else arr
+        arr.flags.writeable = False
         self._weights[key] = arr
         self._weights_version += 1
 
     def _weight(self, key: str) -> np.ndarray | None:
         if not self.built:
             raise AttributeError(f"Layer {self.name!r} has no weights until it is built or called.")
-        arr = self._weights[key]
-        if arr is None:
-            return None
-        view = arr.view()
-        view.flags.writeable = False
-        return view
+        return self._weights[key]
 
     def _shape_of(self, key: str) -> tuple:
         return {"kernel": (self._features, self.units), "recurrent_kernel": (self.units, self.units),
@@ -217,7 +211,7 @@ class SimpleRNN:
     @property
     def weights(self) -> list[np.ndarray]:
         """[kernel, recurrent_kernel, bias] (no bias when use_bias=False); empty before build."""
-        return [self._weight(k) for k in self.weight_names] if self.built else []
+        return [self._weights[k] for k in self.weight_names] if self.built else []
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:
@@ -331,6 +325,8 @@ class SimpleRNN:
 
     def _call(self, inputs, mask, training, initial_state):
         dt = np.dtype(self.dtype)
+        if mask is not None or initial_state is not None:
+            V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
         x = V.inputs(inputs, dt, self._features)
         if not self.built:
             self.build((self._batch_size if self.stateful else None, *x.shape[1:]))
@@ -341,9 +337,11 @@ class SimpleRNN:
         if training:
             input_dropout = self._dropout_mask(self.dropout, (batch, features), dt)
             recurrent_dropout = self._dropout_mask(self.recurrent_dropout, (batch, self.units), dt)
-        kernels = dispatch.backend(self.device, self.activation)
+        kernels = dispatch.backend(self.device, self.activation, x, self.units)
+        weights = dispatch.weights(kernels, self, self._weights_version,
+                                   tuple(self._weights[k] for k in _WEIGHT_NAMES))
         output, state = kernels.forward(
-            x, self._weights["kernel"], self._weights["recurrent_kernel"], self._weights["bias"], h0,
+            x, *weights, h0,
             mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
             go_backwards=self.go_backwards, activation=self._kernel_activation(),
             return_sequences=self.return_sequences,

@@ -1,0 +1,179 @@
+"""GPU benchmark: our CUDA kernels against torch.nn.RNN on CUDA (cuDNN) and our CPU kernels.
+
+float32, tanh, return_sequences=True, batch-major (B, T, F). Inputs and weights
+already on the GPU for the GPU rows (the Layer caches weights there); median
+milliseconds per call after a warm-up (JIT compile excluded). Shapes: the grid
+of ``perf_anchors.md`` plus batch 1-8 cases. Writes a Markdown table to
+``--out`` (default ``$OUT/gpu_bench.md`` when ``OUT`` is set) and to stdout.
+Exits 0 with a message when no GPU is usable.
+
+    python benchmarks/gpu_bench.py [--budget-s 240] [--out report.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ANCHORS = [(32, 10, 8, 4), (1, 1000, 16, 64), (64, 100, 128, 128), (16, 500, 32, 32),
+           (128, 200, 512, 512)]
+SMALL_BATCH = [(1, 200, 64, 256), (4, 200, 64, 256), (8, 200, 64, 256), (1, 100, 128, 512),
+               (8, 100, 128, 512), (2, 1000, 32, 128)]
+
+
+def median_ms(fn, sync, min_time=0.3, max_reps=30) -> float:
+    """Median wall time of ``fn`` in ms (after one warm-up call), ``sync`` after each call."""
+    fn()
+    sync()
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (len(times) < 3 or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def torch_cuda():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def bench_shape(shape, kernels, cpu, torch, train: bool) -> dict:
+    from numba import cuda
+
+    batch, steps, features, units = shape
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, steps, features)).astype(np.float32)
+    w = (rng.normal(size=(features, units)) / np.sqrt(features)).astype(np.float32)
+    u = (rng.normal(size=(units, units)) / np.sqrt(units)).astype(np.float32)
+    b = np.zeros(units, np.float32)
+    h0 = np.zeros((batch, units), np.float32)
+    dev = [cuda.to_device(a) for a in (x, w, u, b, h0)]
+    row = {"shape": ",".join(map(str, shape))}
+
+    def ours(persistent):
+        kernels.CONFIG["persistent"] = persistent
+        return kernels.forward(*dev)
+
+    sync = cuda.synchronize
+    row["ours_step"] = median_ms(lambda: ours(False), sync)
+    kernels.CONFIG["persistent"] = True
+    cols = kernels.use_persistent(kernels.kernels_for(np.dtype(np.float32))["forward_persistent"],
+                                  batch, units, 4)
+    row["ours_persistent"] = median_ms(lambda: ours(True), sync) if cols else None
+    kernels.reset_config()
+    row["ours_auto"] = median_ms(lambda: kernels.forward(*dev), sync)
+    out, state = kernels.forward(*dev)
+    if train:
+        d_out = cuda.to_device(rng.normal(size=(batch, steps, units)).astype(np.float32))
+        row["ours_train"] = median_ms(
+            lambda: kernels.backward(*dev, *kernels.forward(*dev)[:1], d_out, None), sync)
+    row["cpu"] = median_ms(lambda: cpu.forward(x, w, u, b, h0), lambda: None, max_reps=10)
+    if torch is not None:
+        rnn = torch.nn.RNN(features, units, batch_first=True).cuda()
+        with torch.no_grad():
+            rnn.weight_ih_l0.copy_(torch.from_numpy(w.T.copy()))
+            rnn.weight_hh_l0.copy_(torch.from_numpy(u.T.copy()))
+            rnn.bias_ih_l0.zero_()
+            rnn.bias_hh_l0.zero_()
+        tx = torch.from_numpy(x).cuda()
+        th0 = torch.from_numpy(h0).cuda()[None]
+
+        def torch_forward():
+            with torch.inference_mode():
+                return rnn(tx, th0)
+
+        row["torch"] = median_ms(torch_forward, torch.cuda.synchronize)
+        ref = torch_forward()[0].cpu().numpy()
+        row["max_abs_diff"] = float(np.abs(out.copy_to_host() - ref).max())
+        if train:
+            txg = tx.clone().requires_grad_(True)
+            tdo = torch.from_numpy(d_out.copy_to_host()).cuda()
+
+            def torch_train():
+                seq, _ = rnn(txg, th0)
+                seq.backward(tdo)
+
+            row["torch_train"] = median_ms(torch_train, torch.cuda.synchronize)
+    return row
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    return f"{v:.3g}"
+
+
+def table(rows, torch_present: bool) -> str:
+    cols = ["shape", "ours_step", "ours_persistent", "ours_auto", "ours_train", "cpu"]
+    if torch_present:
+        cols += ["torch", "torch_train", "max_abs_diff"]
+    lines = ["| B,T,F,U | " + " | ".join(cols[1:]) + (" | auto/torch |" if torch_present else " |"),
+             "|" + "---|" * (len(cols) + (1 if torch_present else 0))]
+    for row in rows:
+        cells = [fmt(row.get(c)) for c in cols]
+        if torch_present and row.get("torch"):
+            cells.append(f"{row['ours_auto'] / row['torch']:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=240.0, help="stop starting new shapes after this")
+    parser.add_argument("--out", default=os.path.join(os.environ["OUT"], "gpu_bench.md")
+                        if os.environ.get("OUT") else None)
+    parser.add_argument("--no-train", action="store_true", help="forward only")
+    args = parser.parse_args()
+
+    from simplernn_numba import dispatch
+
+    if not dispatch.cuda_available():
+        print("gpu_bench: no CUDA GPU usable (numba.cuda.is_available() is False); nothing to do.")
+        return 0
+    from numba import cuda
+
+    from simplernn_numba.kernels import cpu
+    from simplernn_numba.kernels import cuda as kernels
+
+    if kernels.simulator_enabled():
+        print("gpu_bench: the CUDA simulator is on (NUMBA_ENABLE_CUDASIM); timings would be meaningless.")
+        return 0
+    torch = torch_cuda()
+    device = cuda.get_current_device()
+    header = [f"# GPU benchmark ({device.name.decode() if isinstance(device.name, bytes) else device.name}, "
+              f"{device.MULTIPROCESSOR_COUNT} SMs)", "",
+              "float32 forward (and forward+backward `*_train`), tanh, return_sequences=True;"
+              " median ms per call;"
+              " inputs and weights already on the GPU; `cpu` is our CPU kernel on host arrays.",
+              "torch: " + (f"{torch.__version__} nn.RNN on CUDA (cuDNN)" if torch else "not available"), ""]
+    start = time.perf_counter()
+    rows = []
+    for shape in SMALL_BATCH[:3] + ANCHORS + SMALL_BATCH[3:]:
+        if time.perf_counter() - start > args.budget_s:
+            print(f"budget of {args.budget_s} s spent; skipping {shape}", file=sys.stderr)
+            continue
+        rows.append(bench_shape(shape, kernels, cpu, torch, train=not args.no_train))
+        print(rows[-1], flush=True)
+        report = "\n".join(header) + "\n" + table(rows, torch is not None) + "\n"
+        if args.out:  # rewritten after every shape, so a timeout keeps what was measured
+            with open(args.out, "w") as fh:
+                fh.write(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One command for a fresh GPU machine (repo copied, no venv): install, run the CUDA tests on the GPU,
+# benchmark against torch.nn.RNN on CUDA (cuDNN) and our CPU kernels, write Markdown to $OUT.
+#
+#   bash benchmarks/gpu_check.sh     # finishes within BUDGET_S (default 470 s); skips without a GPU
+#
+# Steps, each time-boxed against one deadline:
+#   1. venv .gpu-venv (with system site-packages, so a preinstalled torch is reused);
+#      pip install -e ".[cuda]" plus numba-cuda's cu12/cu13 extra matching the driver, pytest.
+#   2. torch with CUDA, only if not importable yet and time allows (else no cuDNN columns).
+#   3. pytest tests/cuda on the GPU (includes the `gpu`-marked tests) -> gpu_tests.xml.
+#   4. benchmarks/gpu_bench.py -> gpu_bench.md (rewritten after every shape).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${OUT:-benchmarks/out}"
+mkdir -p "$OUT_DIR"
+exec > >(tee -a "$OUT_DIR/gpu_check.log") 2>&1
+T0=$(date +%s)
+DEADLINE=$(( T0 + ${BUDGET_S:-470} ))
+left() { echo $(( DEADLINE - $(date +%s) )); }
+cap() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo $(( l > 1 ? l : 1 )); }
+stamp() { echo "== [$(( $(date +%s) - T0 )) s] $*"; }
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >/dev/null 2>&1; then
+  stamp "no NVIDIA GPU (nvidia-smi missing or failing): nothing to check"
+  exit 0
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+CUDA_MAJOR=$(nvidia-smi | sed -n 's/.*CUDA Version: \([0-9]*\).*/\1/p' | head -1)
+EXTRA="cu${CUDA_MAJOR:-12}"
+[ "$EXTRA" = "cu12" ] || [ "$EXTRA" = "cu13" ] || EXTRA="cu12"
+
+stamp "1. install numba-cuda[$EXTRA]"
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  python3 -m venv --system-site-packages .gpu-venv && . .gpu-venv/bin/activate \
+    || stamp "venv failed; installing into the current python"
+fi
+timeout "$(cap 150)" python -m pip install --quiet -e ".[cuda]" "numba-cuda[$EXTRA]" pytest \
+  || { stamp "install failed"; exit 1; }
+
+if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  stamp "2. torch with CUDA already present"
+elif [ "$(left)" -gt 330 ]; then
+  stamp "2. pip install torch (at most $(cap $(( $(left) - 300 ))) s)"
+  timeout "$(cap $(( $(left) - 300 )))" python -m pip install --quiet torch \
+    || stamp "no torch: the benchmark has no cuDNN columns and the torch parity tests skip"
+else
+  stamp "2. no time left to install torch"
+fi
+python - <<'PY'
+from numba import cuda
+print("numba.cuda sees a GPU:", cuda.is_available())
+try:
+    import torch
+    print("torch", torch.__version__, "cuda:", torch.cuda.is_available())
+except ImportError:
+    print("torch: not installed")
+PY
+
+stamp "3. tests/cuda on the GPU (at most $(cap 150) s)"
+timeout "$(cap 150)" python -m pytest tests/cuda -q -rs -p no:cacheprovider -o addopts="" \
+  --junitxml="$OUT_DIR/gpu_tests.xml" 2>&1 | tail -40
+echo "pytest exit status: ${PIPESTATUS[0]}"
+
+BENCH=$(( $(left) - 10 ))
+stamp "4. benchmark (at most $BENCH s)"
+if [ "$BENCH" -gt 20 ]; then
+  timeout "$BENCH" python benchmarks/gpu_bench.py --budget-s $(( BENCH - 40 > 10 ? BENCH - 40 : 10 )) \
+    --out "$OUT_DIR/gpu_bench.md"
+fi
+stamp "done; reports in $OUT_DIR"

@@ -1,0 +1,335 @@
+"""Kernel factories for :mod:`simplernn_numba.kernels.cuda`.
+
+Each factory compiles its kernels once per dtype (and tile shape) with explicit
+signatures, the dtype and tile sizes being compile-time constants (shared-memory
+shapes, typed accumulators). Optional arrays are passed as zero-size
+placeholders with a flag, so every kernel has exactly one signature.
+"""
+
+import functools
+
+import numba
+import numpy as np
+from numba import cuda
+
+from ._cuda_device import (
+    backward_finish,
+    backward_item,
+    derivative,
+    forward_finish,
+    forward_item,
+    group_sum,
+    load_columns,
+    step_dz,
+)
+
+
+def _signature(*types):
+    return numba.void(*types)
+
+
+@functools.cache
+def kernels_for(dtype: np.dtype) -> dict:
+    """Compile (once) the untiled kernels for ``dtype`` (float32 or float64)."""
+    dt = numba.from_dtype(dtype)
+    zero = dtype.type(0)
+    i32, i64, b1 = numba.int32, numba.int64, numba.boolean
+    a1, a2 = dt[:], dt[:, :]
+    forward_params = numba.types.Tuple((a2, a2, b1, b1[:, :], b1, i32[:], b1, i64, b1))
+    backward_params = numba.types.Tuple((a2, a2, i64, a2, b1, b1[:, :], b1, i32[:], b1))
+
+    @cuda.jit(_signature(b1[:, :], b1, b1, i32[:]))
+    def first_unmasked(mask, has_mask, go_backwards, first):
+        """``first[b]``: first processing step whose mask is True (T if none; 0 without mask)."""
+        steps = mask.shape[1]
+        for b in range(cuda.grid(1), first.shape[0], cuda.gridsize(1)):
+            found = 0
+            if has_mask:
+                found = steps
+                for s in range(steps):
+                    t = steps - 1 - s if go_backwards else s
+                    if mask[b, t]:
+                        found = s
+                        break
+            first[b] = found
+
+    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64))
+    def forward_step(p, u_mat, h_cur, h_next, outputs, s):
+        """One processing step for every (batch row, unit)."""
+        batch, units = h_cur.shape
+        for i in range(cuda.grid(1), batch * units, cuda.gridsize(1)):
+            b = i // units
+            u = i - b * units
+            forward_item(b, u, s, p, u_mat, h_cur, h_next, outputs, zero)
+
+    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64, i64))
+    def forward_persistent(p, u_mat, h_a, h_b, outputs, cols, lanes):
+        """All steps in one cooperative launch; block j owns units j*cols .. (j+1)*cols.
+
+        Its slice of U stays in shared memory; each (row, unit) dot product is split over
+        ``lanes`` threads and summed in shared memory; the grid synchronises between steps.
+        """
+        grid = cuda.cg.this_grid()
+        batch, units = h_a.shape
+        shared = cuda.shared.array(0, dt)
+        scratch = shared[units * cols:]
+        c0 = cuda.blockIdx.x * cols
+        n = min(cols, units - c0)
+        load_columns(u_mat, units, c0, cols, False, shared)
+        rdrop, has_rdrop, mask, has_mask, go_backwards = p[1], p[2], p[3], p[4], p[6]
+        steps = p[0].shape[0] // batch
+        groups = cuda.blockDim.x // lanes
+        group = cuda.threadIdx.x // lanes
+        lane = cuda.threadIdx.x % lanes
+        for s in range(steps):
+            t = steps - 1 - s if go_backwards else s
+            h_cur, h_next = (h_a, h_b) if s % 2 == 0 else (h_b, h_a)
+            for base in range(0, batch * n, groups):  # the same trip count in every thread
+                i = base + group
+                b = i // n
+                c = i - b * n
+                acc = zero
+                if i < batch * n and (not has_mask or mask[b, t]):
+                    for k in range(lane, units, lanes):
+                        hk = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
+                        acc += hk * shared[c * units + k]
+                acc = group_sum(acc, lanes, scratch)
+                if lane == 0 and i < batch * n:
+                    forward_finish(b, c0 + c, s, p, acc, h_cur, h_next, outputs)
+            grid.sync()
+
+    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64))
+    def backward_step(p, u_mat, dh_cur, dh_next, dz, s):
+        """One processing step of backpropagation for every (batch row, unit)."""
+        batch, units = dh_cur.shape
+        for i in range(cuda.grid(1), batch * units, cuda.gridsize(1)):
+            b = i // units
+            u = i - b * units
+            backward_item(b, u, s, p, u_mat, dh_cur, dh_next, dz, zero)
+
+    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64, i64))
+    def backward_persistent(p, u_mat, dh_a, dh_b, dz, cols, lanes):
+        """All backward steps in one cooperative launch; block j owns rows j*cols .. of U
+        (see ``forward_persistent``)."""
+        grid = cuda.cg.this_grid()
+        batch, units = dh_a.shape
+        shared = cuda.shared.array(0, dt)
+        scratch = shared[units * cols:]
+        c0 = cuda.blockIdx.x * cols
+        n = min(cols, units - c0)
+        load_columns(u_mat, units, c0, cols, True, shared)
+        mask, has_mask, go_backwards = p[5], p[6], p[8]
+        steps = p[0].shape[0] // batch
+        groups = cuda.blockDim.x // lanes
+        group = cuda.threadIdx.x // lanes
+        lane = cuda.threadIdx.x % lanes
+        for j in range(steps):
+            s = steps - 1 - j
+            t = steps - 1 - s if go_backwards else s
+            dh_cur, dh_next = (dh_a, dh_b) if j % 2 == 0 else (dh_b, dh_a)
+            for base in range(0, batch * n, groups):  # the same trip count in every thread
+                i = base + group
+                b = i // n
+                c = i - b * n
+                acc = zero
+                if i < batch * n and (not has_mask or mask[b, t]):
+                    for k in range(lane, units, lanes):
+                        acc += step_dz(b, k, s, b * steps + t, p, dh_cur) * shared[c * units + k]
+                acc = group_sum(acc, lanes, scratch)
+                if lane == 0 and i < batch * n:
+                    backward_finish(b, c0 + c, s, p, acc, dh_cur, dh_next, dz)
+            grid.sync()
+
+    @cuda.jit(_signature(a2, a2, b1[:, :], b1, b1, a2))
+    def previous_states(outputs, h0, mask, has_mask, go_backwards, h_prev):
+        """State entering every step, stored at input-time rows of ``h_prev`` (B * T, U)."""
+        batch, units = h0.shape
+        steps = outputs.shape[0] // batch
+        for i in range(cuda.grid(1), batch * units, cuda.gridsize(1)):
+            b = i // units
+            u = i - b * units
+            h = h0[b, u]
+            for s in range(steps):
+                t = steps - 1 - s if go_backwards else s
+                h_prev[b * steps + t, u] = h
+                if not has_mask or mask[b, t]:
+                    h = outputs[b * steps + s, u]
+
+    @cuda.jit(_signature(a2, i64))
+    def derivative_in_place(z, act):
+        """Replace every pre-activation by the activation's derivative there."""
+        rows, cols = z.shape
+        for i in range(cuda.grid(1), rows * cols, cuda.gridsize(1)):
+            r = i // cols
+            c = i - r * cols
+            z[r, c] = derivative(z[r, c], act)
+
+    @cuda.jit(_signature(a2, a1))
+    def column_sum(m, out):
+        """``out[c] = sum_r m[r, c]``."""
+        for c in range(cuda.grid(1), m.shape[1], cuda.gridsize(1)):
+            acc = 0.0
+            for r in range(m.shape[0]):
+                acc += m[r, c]
+            out[c] = acc
+
+    return {"first_unmasked": first_unmasked, "forward_step": forward_step,
+            "forward_persistent": forward_persistent, "backward_step": backward_step,
+            "backward_persistent": backward_persistent, "previous_states": previous_states,
+            "derivative_in_place": derivative_in_place, "column_sum": column_sum}
+
+
+@functools.cache
+def tiled_kernels_for(dtype: np.dtype, tile: int, micro: int) -> dict:
+    """Compile (once) the shared-memory tiled kernels for ``dtype``: blocks of ``tile x tile`` threads.
+
+    ``gemm``: ``c = (op(a) @ op(b) + bias) * c_scale (+ c if accumulate)``, with
+    ``op(a) = a.T`` if ``a_trans`` and ``op(b) = b.T`` if ``b_trans``. Each stored
+    element ``a[i, j]`` is multiplied by ``a_scale[i // steps, j]`` when
+    ``has_a_scale`` (a dropout mask per batch row, rows being ``b * steps + t``);
+    likewise ``c[i, j]`` by ``c_scale[i // steps, j]``. A block computes a
+    ``tile * micro`` square of ``c``, each thread ``micro x micro`` values held in
+    registers, over ``tile``-deep slices of the shared dimension.
+
+    ``forward_step_tiled`` / ``backward_step_tiled``: one recurrence step as a
+    ``tile x tile``-blocked product over (batch, units), the step's epilogue fused.
+    """
+    dt = numba.from_dtype(dtype)
+    b1, i64 = numba.boolean, numba.int64
+    a1, a2 = dt[:], dt[:, :]
+    zero = dtype.type(0)
+    span = tile * micro
+    forward_params = numba.types.Tuple((a2, a2, b1, b1[:, :], b1, numba.int32[:], b1, i64, b1))
+    backward_params = numba.types.Tuple((a2, a2, i64, a2, b1, b1[:, :], b1, numba.int32[:], b1))
+
+    @cuda.jit(_signature(a2, b1, a2, b1, i64, a2, b1, a1, b1, a2, b1, b1, a2))
+    def gemm(a, a_trans, a_scale, has_a_scale, steps, bm, b_trans, bias, has_bias,
+             c_scale, has_c_scale, accumulate, c):
+        a_tile = cuda.shared.array((tile, span), dt)  # [k, row]
+        b_tile = cuda.shared.array((tile, span), dt)  # [k, col]
+        acc = cuda.local.array((micro, micro), dt)
+        a_frag = cuda.local.array(micro, dt)
+        b_frag = cuda.local.array(micro, dt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        lane = ty * tile + tx
+        m, n = c.shape
+        depth = a.shape[0] if a_trans else a.shape[1]
+        for tile_i in range(cuda.blockIdx.y, (m + span - 1) // span, cuda.gridDim.y):
+            for tile_j in range(cuda.blockIdx.x, (n + span - 1) // span, cuda.gridDim.x):
+                row0 = tile_i * span
+                col0 = tile_j * span
+                for i in range(micro):
+                    for j in range(micro):
+                        acc[i, j] = zero
+                for k0 in range(0, depth, tile):
+                    for e in range(lane, tile * span, tile * tile):
+                        # the fastest-varying index follows the stored array's rows (coalesced loads)
+                        if a_trans:
+                            kk, r = e // span, e % span
+                        else:
+                            r, kk = e // tile, e % tile
+                        value = zero
+                        if row0 + r < m and k0 + kk < depth:
+                            i, j = (k0 + kk, row0 + r) if a_trans else (row0 + r, k0 + kk)
+                            value = a[i, j]
+                            if has_a_scale:
+                                value *= a_scale[i // steps, j]
+                        a_tile[kk, r] = value
+                        if b_trans:
+                            q, kk = e // tile, e % tile
+                        else:
+                            kk, q = e // span, e % span
+                        value = zero
+                        if col0 + q < n and k0 + kk < depth:
+                            value = bm[col0 + q, k0 + kk] if b_trans else bm[k0 + kk, col0 + q]
+                        b_tile[kk, q] = value
+                    cuda.syncthreads()
+                    for kk in range(tile):
+                        for i in range(micro):
+                            a_frag[i] = a_tile[kk, ty + i * tile]
+                            b_frag[i] = b_tile[kk, tx + i * tile]
+                        for i in range(micro):
+                            for j in range(micro):
+                                acc[i, j] += a_frag[i] * b_frag[j]
+                    cuda.syncthreads()
+                for i in range(micro):
+                    row = row0 + ty + i * tile
+                    for j in range(micro):
+                        col = col0 + tx + j * tile
+                        if row < m and col < n:
+                            value = acc[i, j]
+                            if has_bias:
+                                value += bias[col]
+                            if has_c_scale:
+                                value *= c_scale[row // steps, col]
+                            if accumulate:
+                                value += c[row, col]
+                            c[row, col] = value
+
+    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64))
+    def forward_step_tiled(p, u_mat, h_cur, h_next, outputs, s):
+        """One step: ``(h_cur * rdrop) @ U`` tiled over (batch, units), then the activation."""
+        h_tile = cuda.shared.array((tile, tile), dt)
+        u_tile = cuda.shared.array((tile, tile), dt)
+        rdrop, has_rdrop = p[1], p[2]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        batch, units = h_cur.shape
+        for tile_i in range(cuda.blockIdx.y, (batch + tile - 1) // tile, cuda.gridDim.y):
+            for tile_j in range(cuda.blockIdx.x, (units + tile - 1) // tile, cuda.gridDim.x):
+                b = tile_i * tile + ty
+                u = tile_j * tile + tx
+                acc = zero
+                for k0 in range(0, units, tile):
+                    value = zero
+                    if b < batch and k0 + tx < units:
+                        value = h_cur[b, k0 + tx]
+                        if has_rdrop:
+                            value *= rdrop[b, k0 + tx]
+                    h_tile[ty, tx] = value
+                    value = zero
+                    if u < units and k0 + ty < units:
+                        value = u_mat[(k0 + ty) * units + u]
+                    u_tile[ty, tx] = value
+                    cuda.syncthreads()
+                    for q in range(tile):
+                        acc += h_tile[ty, q] * u_tile[q, tx]
+                    cuda.syncthreads()
+                if b < batch and u < units:
+                    forward_finish(b, u, s, p, acc, h_cur, h_next, outputs)
+
+    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64))
+    def backward_step_tiled(p, u_mat, dh_cur, dh_next, dz, s):
+        """One backward step: ``dz_s @ U.T`` tiled over (batch, units), then the carry/dropout."""
+        dz_tile = cuda.shared.array((tile, tile), dt)
+        u_tile = cuda.shared.array((tile, tile), dt)
+        go_backwards = p[8]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        batch, units = dh_cur.shape
+        steps = p[0].shape[0] // batch
+        t = steps - 1 - s if go_backwards else s
+        for tile_i in range(cuda.blockIdx.y, (batch + tile - 1) // tile, cuda.gridDim.y):
+            for tile_j in range(cuda.blockIdx.x, (units + tile - 1) // tile, cuda.gridDim.x):
+                b = tile_i * tile + ty
+                u = tile_j * tile + tx
+                acc = zero
+                for k0 in range(0, units, tile):
+                    value = zero
+                    if b < batch and k0 + tx < units:
+                        value = step_dz(b, k0 + tx, s, b * steps + t, p, dh_cur)
+                    dz_tile[ty, tx] = value
+                    value = zero
+                    if u < units and k0 + ty < units:
+                        value = u_mat[u * units + k0 + ty]
+                    u_tile[ty, tx] = value
+                    cuda.syncthreads()
+                    for q in range(tile):
+                        acc += dz_tile[ty, q] * u_tile[q, tx]
+                    cuda.syncthreads()
+                if b < batch and u < units:
+                    backward_finish(b, u, s, p, acc, dh_cur, dh_next, dz)
+
+    return {"gemm": gemm, "forward_step_tiled": forward_step_tiled,
+            "backward_step_tiled": backward_step_tiled}

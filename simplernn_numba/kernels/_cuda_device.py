@@ -1,0 +1,253 @@
+"""CUDA device functions for :mod:`simplernn_numba.kernels.cuda`: activations and step bodies.
+
+Every function here runs on the GPU (``@cuda.jit(device=True)``) and is shared by
+the kernels of :mod:`._cuda_compile`: the activations and their derivatives
+(branching on the integer codes of :mod:`simplernn_numba.activations`), and the
+work of one ``(batch row, unit)`` pair at one step, forward and backward.
+"""
+
+import math
+
+from numba import cuda
+
+from .. import activations as A
+
+#: How ``d_outputs`` arrives: none, one gradient per step, or for the last output only.
+NO_DOUT, DOUT_SEQUENCE, DOUT_LAST = 0, 1, 2
+
+
+# ---------------------------------------------------------------------------- activations
+@cuda.jit(device=True)
+def _sigmoid(v):
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+@cuda.jit(device=True)
+def _softplus(v):
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+@cuda.jit(device=True)
+def _hard_sigmoid(v):
+    return min(max(v / 6.0 + 0.5, 0.0), 1.0)
+
+
+@cuda.jit(device=True)
+def activate(v, act):
+    """Activation with integer code ``act`` (see :mod:`simplernn_numba.activations`) at ``v``."""
+    if act == A.TANH:
+        return math.tanh(v)
+    if act == A.RELU:
+        return max(v, 0.0)
+    if act == A.SIGMOID:
+        return _sigmoid(v)
+    if act == A.ELU:
+        return v if v > 0 else math.expm1(v)
+    if act == A.SELU:
+        return A.SELU_SCALE * (v if v > 0 else A.SELU_ALPHA * math.expm1(v))
+    if act == A.SOFTPLUS:
+        return _softplus(v)
+    if act == A.SOFTSIGN:
+        return v / (1.0 + abs(v))
+    if act == A.HARD_SIGMOID:
+        return _hard_sigmoid(v)
+    if act == A.EXPONENTIAL:
+        return math.exp(v)
+    if act == A.SILU:
+        return v * _sigmoid(v)
+    if act == A.GELU:
+        return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+    if act == A.RELU6:
+        return min(max(v, 0.0), 6.0)
+    if act == A.LEAKY_RELU:
+        return v if v > 0 else v * A.LEAKY_RELU_SLOPE
+    if act == A.MISH:
+        return v * math.tanh(_softplus(v))
+    if act == A.HARD_SILU:
+        return v * _hard_sigmoid(v)
+    return v  # LINEAR
+
+
+@cuda.jit(device=True)
+def derivative(v, act):
+    """Derivative of activation ``act`` with respect to its input, at ``v``."""
+    if act == A.TANH:
+        t = math.tanh(v)
+        return 1.0 - t * t
+    if act == A.RELU:
+        return 1.0 if v > 0 else 0.0
+    if act == A.SIGMOID:
+        s = _sigmoid(v)
+        return s * (1.0 - s)
+    if act == A.ELU:
+        return 1.0 if v > 0 else math.exp(v)
+    if act == A.SELU:
+        return A.SELU_SCALE * (1.0 if v > 0 else A.SELU_ALPHA * math.exp(v))
+    if act == A.SOFTPLUS:
+        return _sigmoid(v)
+    if act == A.SOFTSIGN:
+        d = 1.0 + abs(v)
+        return 1.0 / (d * d)
+    if act == A.HARD_SIGMOID:
+        return 1.0 / 6.0 if -3.0 < v < 3.0 else 0.0
+    if act == A.EXPONENTIAL:
+        return math.exp(v)
+    if act == A.SILU:
+        s = _sigmoid(v)
+        return s + v * s * (1.0 - s)
+    if act == A.GELU:
+        return (0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
+                + v * math.exp(-0.5 * v * v) / math.sqrt(2.0 * math.pi))
+    if act == A.RELU6:
+        return 1.0 if 0.0 < v < 6.0 else 0.0
+    if act == A.LEAKY_RELU:
+        return 1.0 if v > 0 else A.LEAKY_RELU_SLOPE
+    if act == A.MISH:
+        t = math.tanh(_softplus(v))
+        return t + v * (1.0 - t * t) * _sigmoid(v)
+    if act == A.HARD_SILU:
+        return _hard_sigmoid(v) + (v / 6.0 if -3.0 < v < 3.0 else 0.0)
+    return 1.0  # LINEAR
+
+
+# ---------------------------------------------------------------------------- one (row, unit) of one step
+@cuda.jit(device=True)
+def forward_finish(b, u, s, p, hu, h_cur, h_next, outputs):
+    """Store state and output of row ``b``, unit ``u`` at step ``s`` given ``hu = (h_in @ U)[b, u]``.
+
+    ``p`` = (xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all);
+    ``hu`` is ignored at a masked step (the state is carried).
+    """
+    xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
+    steps = xw.shape[0] // h_cur.shape[0]
+    t = steps - 1 - s if go_backwards else s
+    if has_mask and not mask[b, t]:
+        h_next[b, u] = h_cur[b, u]
+        value = h_cur[b, u] if s >= first[b] else 0.0
+    else:
+        value = activate(xw[b * steps + t, u] + hu, act)
+        h_next[b, u] = value
+    if keep_all:
+        outputs[b * steps + s, u] = value
+    elif s == steps - 1:
+        outputs[b, u] = value
+
+
+@cuda.jit(device=True)
+def forward_item(b, u, s, p, u_mat, h_cur, h_next, outputs, zero):
+    """State and output of batch row ``b``, unit ``u`` at processing step ``s`` (one dot product).
+
+    ``u_mat`` is the flat recurrent kernel; ``zero`` a 0 of the kernel's dtype (the accumulator's).
+    """
+    xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
+    steps = xw.shape[0] // h_cur.shape[0]
+    t = steps - 1 - s if go_backwards else s
+    units = h_cur.shape[1]
+    acc = zero
+    if not has_mask or mask[b, t]:
+        for k in range(units):
+            hk = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
+            acc += hk * u_mat[k * units + u]
+    forward_finish(b, u, s, p, acc, h_cur, h_next, outputs)
+
+
+@cuda.jit(device=True)
+def output_grad(b, k, s, steps, first, dout, dout_mode, zero):
+    """Gradient arriving at output ``(b, s, k)`` (``zero`` before the row's first unmasked step)."""
+    if s < first[b]:
+        return zero
+    if dout_mode == DOUT_SEQUENCE:
+        return dout[b * steps + s, k]
+    if dout_mode == DOUT_LAST and s == steps - 1:
+        return dout[b, k]
+    return zero
+
+
+@cuda.jit(device=True)
+def step_dz(b, k, s, row, p, dh_cur):
+    """``dz`` of row ``b``, unit ``k`` at step ``s`` (``row`` = b * T + t) if the step is unmasked."""
+    grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+    steps = grad.shape[0] // dh_cur.shape[0]
+    zero = grad[row, k] * 0
+    return (dh_cur[b, k] + output_grad(b, k, s, steps, first, dout, dout_mode, zero)) * grad[row, k]
+
+
+@cuda.jit(device=True)
+def backward_finish(b, u, s, p, dzu, dh_cur, dh_next, dz):
+    """Store ``dz`` and the state gradient before step ``s`` given ``dzu = (dz_s @ U.T)[b, u]``.
+
+    ``p`` = (grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards),
+    ``grad`` the activation derivative at every pre-activation (input time order);
+    ``dzu`` is ignored at a masked step (the gradient is carried).
+    """
+    grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+    steps = grad.shape[0] // dh_cur.shape[0]
+    t = steps - 1 - s if go_backwards else s
+    row = b * steps + t
+    if has_mask and not mask[b, t]:
+        dz[row, u] = 0.0
+        dh_next[b, u] = dh_cur[b, u] + output_grad(b, u, s, steps, first, dout, dout_mode, dzu * 0)
+    else:
+        dz[row, u] = step_dz(b, u, s, row, p, dh_cur)
+        dh_next[b, u] = dzu * rdrop[b, u] if has_rdrop else dzu
+
+
+@cuda.jit(device=True)
+def backward_item(b, u, s, p, u_mat, dh_cur, dh_next, dz, zero):
+    """Backward step ``s`` for row ``b``, unit ``u`` (one dot product).
+
+    ``u_mat`` is the flat recurrent kernel; ``zero`` a 0 of the kernel's dtype (the accumulator's).
+    """
+    grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+    steps = grad.shape[0] // dh_cur.shape[0]
+    t = steps - 1 - s if go_backwards else s
+    row = b * steps + t
+    units = dh_cur.shape[1]
+    acc = zero
+    if not has_mask or mask[b, t]:
+        for k in range(units):
+            acc += step_dz(b, k, s, row, p, dh_cur) * u_mat[u * units + k]
+    backward_finish(b, u, s, p, acc, dh_cur, dh_next, dz)
+
+
+@cuda.jit(device=True)
+def load_columns(u_mat, units, c0, cols, transposed, shared):
+    """Copy columns ``c0 .. c0 + cols`` of ``u_mat`` (rows if ``transposed``) to ``shared[c * units + k]``.
+
+    ``u_mat`` is the flat (units * units) recurrent kernel; the slice a block needs
+    for every step, so consecutive ``k`` (one per lane) are consecutive in shared memory.
+    """
+    n = min(cols, units - c0)
+    for i in range(cuda.threadIdx.x, units * n, cuda.blockDim.x):
+        if transposed:
+            c = i // units
+            k = i - c * units
+            shared[i] = u_mat[(c0 + c) * units + k]
+        else:
+            k = i // n
+            c = i - k * n
+            shared[c * units + k] = u_mat[k * units + c0 + c]
+    cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def group_sum(partial, lanes, scratch):
+    """Sum ``partial`` over the ``lanes`` consecutive threads of each group (a power of two).
+
+    Every thread of the block must call it (it synchronises the block). The group's
+    first lane receives the sum; ``scratch`` holds one value per thread.
+    """
+    i = cuda.threadIdx.x
+    lane = i % lanes
+    scratch[i] = partial
+    cuda.syncthreads()
+    offset = lanes // 2
+    while offset > 0:
+        if lane < offset:
+            scratch[i] += scratch[i + offset]
+        cuda.syncthreads()
+        offset //= 2
+    return scratch[i]

@@ -1,0 +1,354 @@
+"""Numba CUDA kernels for SimpleRNN (the optional ``cuda`` extra, ``numba-cuda``).
+
+Same contract as :mod:`simplernn_numba.kernels.reference` (see
+:mod:`simplernn_numba.kernels`). Every array argument may be a NumPy array or a
+GPU array (a Numba device array, or any object exposing
+``__cuda_array_interface__``, used with zero copies). Results are device arrays
+when ``x`` was on the GPU and NumPy arrays otherwise.
+
+Layout of the work:
+
+- everything that is not sequential in time is a tiled shared-memory GEMM over
+  all ``B * T`` rows at once (``gemm`` of :mod:`._cuda_compile`): the input
+  projection ``x @ kernel + bias`` in the forward pass; the pre-activations, ``dX``,
+  ``dW``, ``dU`` in the backward pass (``db`` is a column sum). Dropout masks are
+  applied while tiles are loaded, never materialised;
+- the sequential ``h @ recurrent_kernel`` part runs either as one launch per
+  step (a grid-stride loop over ``(batch, unit)`` pairs, or shared-memory tiles
+  of ``(batch, unit)`` for large batches, see :func:`_per_step`), or as one
+  persistent cooperative kernel that keeps its slice of ``recurrent_kernel`` in
+  shared memory for all steps and synchronises the grid between steps
+  (``cuda.cg.this_grid().sync()``), for small batches: :func:`use_persistent`
+  holds the rule. Bias, activation, mask and dropout are fused into each step.
+
+Rows of the flat ``(B * T, ...)`` work arrays are in input time order; the
+recurrence kernels map processing step ``s`` to time ``t`` (``T - 1 - s`` with
+``go_backwards``). Launch sizes come from :data:`CONFIG`, which tests shrink so
+that tiny inputs still run every grid-stride loop.
+
+Device functions live in :mod:`._cuda_device`, the kernels in :mod:`._cuda_compile`
+(compiled lazily, once per dtype and tile shape, with explicit signatures); this
+module holds the launch logic. It is imported only when the CUDA backend is used.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+from numba import cuda
+
+from .. import activations as A
+from ._cuda_compile import kernels_for, tiled_kernels_for
+from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE, NO_DOUT
+
+#: Launch configuration. ``threads_per_block``: 1-D kernels; ``max_blocks``: cap on blocks per grid
+#: dimension (grid-stride loops cover the rest); ``tile``: edge of the tile x tile thread blocks of
+#: the tiled kernels; ``micro``: each GEMM thread computes micro x micro outputs;
+#: ``tiled_step_min_batch``: smallest batch whose per-step launches use the tiled step kernels;
+#: ``persistent``: ``"auto"`` (see :func:`use_persistent`), True or False;
+#: ``persistent_max_batch``: largest batch for which ``"auto"`` picks the persistent kernel;
+#: ``persistent_lanes``: threads sharing one dot product there (a power of two).
+DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
+                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 8,
+                  "persistent_lanes": 32}
+CONFIG = dict(DEFAULT_CONFIG)
+
+#: Dynamic shared memory a block may use without an opt-in (bytes).
+SHARED_MEMORY_LIMIT = 48 * 1024
+
+
+def reset_config() -> None:
+    """Restore :data:`CONFIG` to :data:`DEFAULT_CONFIG`."""
+    CONFIG.clear()
+    CONFIG.update(DEFAULT_CONFIG)
+
+
+def simulator_enabled() -> bool:
+    """True when running under the Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
+    return bool(numba.config.ENABLE_CUDASIM)
+
+
+# ---------------------------------------------------------------------------- host helpers
+def is_device_array(value) -> bool:
+    """True for a Numba device array or any object exposing ``__cuda_array_interface__``."""
+    return hasattr(value, "__cuda_array_interface__") or cuda.devicearray.is_cuda_ndarray(value)
+
+
+def to_device(value):
+    """A device array for ``value``: GPU arrays are wrapped with zero copies, host arrays copied."""
+    if value is None:
+        return None
+    if cuda.devicearray.is_cuda_ndarray(value):
+        return value
+    if hasattr(value, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(value)
+    return cuda.to_device(np.ascontiguousarray(value))
+
+
+def _blocks(n: int) -> tuple[int, int]:
+    """(blocks, threads) for a 1-D grid-stride loop over ``n`` items."""
+    threads = CONFIG["threads_per_block"]
+    return max(1, min(-(-n // threads), CONFIG["max_blocks"])), threads
+
+
+def _launch(kernel, n: int, *args) -> None:
+    blocks, threads = _blocks(n)
+    kernel[blocks, threads](*args)
+
+
+class _Placeholders:
+    """Zero-size device arrays passed where an optional array is absent (a flag says so)."""
+
+    def __init__(self, dtype: np.dtype):
+        self.vector = cuda.device_array(0, dtype)
+        self.matrix = cuda.device_array((0, 0), dtype)
+        self.mask = cuda.device_array((0, 0), np.bool_)
+
+
+@functools.cache
+def _placeholders(dtype: np.dtype) -> _Placeholders:
+    return _Placeholders(dtype)
+
+
+def _gemm(a, b, c, *, a_trans=False, b_trans=False, a_scale=None, steps=1, bias=None,
+          c_scale=None, accumulate=False) -> None:
+    """Launch the tiled GEMM (see :func:`_tiled_kernels`); placeholders fill absent options."""
+    tile, micro = CONFIG["tile"], CONFIG["micro"]
+    none = _placeholders(c.dtype)
+    kernel = tiled_kernels_for(np.dtype(c.dtype), tile, micro)["gemm"]
+    m, n = c.shape
+    kernel[_tile_grid(m, n, tile * micro), (tile, tile)](
+        a, a_trans, none.matrix if a_scale is None else a_scale, a_scale is not None, steps,
+        b, b_trans, none.vector if bias is None else bias, bias is not None,
+        none.matrix if c_scale is None else c_scale, c_scale is not None, accumulate, c)
+
+
+def _tile_grid(rows: int, cols: int, span: int) -> tuple[int, int]:
+    """(x, y) blocks covering a rows x cols output in span x span tiles, capped by ``max_blocks``."""
+    cap = CONFIG["max_blocks"]
+    return max(1, min(-(-cols // span), cap)), max(1, min(-(-rows // span), cap))
+
+
+def _per_step(name: str, dtype: np.dtype, batch: int, units: int):
+    """The per-step kernel ``name`` ("forward_step"/"backward_step") and its launch configuration.
+
+    Batches of at least ``CONFIG["tiled_step_min_batch"]`` rows use the shared-memory tiled
+    variant (each block reuses tiles of U across ``tile`` rows); smaller ones one dot product
+    per thread.
+    """
+    tile = CONFIG["tile"]
+    if batch >= CONFIG["tiled_step_min_batch"]:
+        kernel = tiled_kernels_for(dtype, tile, CONFIG["micro"])[name + "_tiled"]
+        return kernel[_tile_grid(batch, units, tile), (tile, tile)]
+    return kernels_for(dtype)[name][_blocks(batch * units)]
+
+
+def _copy(array):
+    out = cuda.device_array(array.shape, array.dtype)
+    out.copy_to_device(array)
+    return out
+
+
+def _first_unmasked(kernels, mask, batch: int, go_backwards: bool):
+    first = cuda.device_array(batch, np.int32)
+    none = _placeholders(np.dtype(np.float64)).mask
+    _launch(kernels["first_unmasked"], batch, none if mask is None else mask, mask is not None,
+            bool(go_backwards), first)
+    return first
+
+
+def _shared_columns(units: int, itemsize: int, blocks: int) -> int:
+    """Units per block for the persistent kernels: spread over ``blocks``, within shared memory
+    (the slice of U plus one reduction slot per thread)."""
+    fit = (SHARED_MEMORY_LIMIT // itemsize - CONFIG["threads_per_block"]) // units
+    return min(fit, -(-units // blocks))
+
+
+def _shared_bytes(units: int, cols: int, itemsize: int) -> int:
+    return (units * cols + CONFIG["threads_per_block"]) * itemsize
+
+
+def _launch_persistent(kernel, units: int, cols: int, itemsize: int, *args) -> None:
+    """Cooperative launch of a persistent kernel with ``cols`` units per block."""
+    threads = CONFIG["threads_per_block"]
+    lanes = min(CONFIG["persistent_lanes"], threads)
+    kernel[-(-units // cols), threads, 0, _shared_bytes(units, cols, itemsize)](*args, cols, lanes)
+
+
+def use_persistent(kernel, batch: int, units: int, itemsize: int) -> int:
+    """Units per block for the persistent kernel, or 0 to run one launch per step.
+
+    Rule: ``CONFIG["persistent"]`` False -> 0. Under the simulator (which runs a
+    cooperative grid as one block), True -> one block holding all of U.
+    On a GPU, True or ``"auto"`` with ``batch <= CONFIG["persistent_max_batch"]``
+    picks it when each block's slice of U (plus a reduction slot per thread) fits in
+    48 KiB of shared memory and the grid fits ``max_cooperative_grid_blocks`` (one
+    block per multiprocessor targeted), else 0. Small batches leave most of a
+    per-step launch idle and pay ~10 µs of launch per step; the persistent kernel
+    pays one grid synchronisation per step instead.
+    """
+    mode = CONFIG["persistent"]
+    if mode is False or (mode == "auto" and (simulator_enabled() or batch > CONFIG["persistent_max_batch"])):
+        return 0
+    if simulator_enabled():
+        return units
+    device = cuda.get_current_device()
+    cols = _shared_columns(units, itemsize, device.MULTIPROCESSOR_COUNT)
+    if cols < 1:
+        return 0
+    blocks = -(-units // cols)
+    overload = next(iter(kernel.overloads.values()))
+    limit = overload.max_cooperative_grid_blocks(CONFIG["threads_per_block"],
+                                                 _shared_bytes(units, cols, itemsize))
+    return cols if blocks <= limit else 0
+
+
+def _host_or_device(arrays, on_device: bool):
+    return arrays if on_device else tuple(None if a is None else a.copy_to_host() for a in arrays)
+
+
+def _activation_code(activation) -> int:
+    if not isinstance(activation, str):
+        raise TypeError(
+            "CUDA kernels need a built-in activation name; received "
+            f"{activation!r}. Python callables run on device='cpu' (the NumPy reference)."
+        )
+    return A.code(activation)
+
+
+def _check_dtypes(dtype: np.dtype, **arrays) -> None:
+    """The kernels are compiled per dtype and read raw memory: every array must match (mask: bool)."""
+    for name, value in arrays.items():
+        if value is None:
+            continue
+        expected = np.dtype(np.bool_) if name == "mask" else dtype
+        interface = getattr(value, "__cuda_array_interface__", None)
+        received = np.dtype(interface["typestr"] if interface else value.dtype)
+        if received != expected:
+            raise TypeError(f"{name} must have dtype {expected} for the CUDA kernels; received {received}.")
+
+
+# ---------------------------------------------------------------------------- public kernels
+def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
+            input_dropout=None, recurrent_dropout=None, go_backwards=False,
+            activation="tanh", return_sequences=True):
+    """SimpleRNN forward recurrence on the GPU (same contract as the reference).
+
+    Parameters and returns as :func:`simplernn_numba.kernels.reference.forward`;
+    arrays may be NumPy or device arrays (see the module docstring); the results
+    are device arrays exactly when ``x`` is one.
+    """
+    act = _activation_code(activation)
+    on_device = is_device_array(x)
+    x = to_device(x)
+    batch, steps, features = x.shape
+    units = recurrent_kernel.shape[0]
+    dtype = np.dtype(x.dtype)
+    out_shape = (batch, steps, units) if return_sequences else (batch, units)
+    if batch == 0:
+        empty = (cuda.device_array(out_shape, dtype), cuda.device_array((batch, units), dtype))
+        return _host_or_device(empty, on_device)
+    kernels = kernels_for(dtype)
+    none = _placeholders(dtype)
+    u_flat = to_device(recurrent_kernel).reshape(units * units)
+    _check_dtypes(dtype, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+                  initial_state=initial_state, mask=mask, input_dropout=input_dropout,
+                  recurrent_dropout=recurrent_dropout)
+    mask, input_dropout, recurrent_dropout = map(to_device, (mask, input_dropout, recurrent_dropout))
+    xw = cuda.device_array((batch * steps, units), dtype)
+    _gemm(x.reshape(batch * steps, features), to_device(kernel), xw, a_scale=input_dropout,
+          steps=steps, bias=to_device(bias))
+    first = _first_unmasked(kernels, mask, batch, go_backwards)
+    params = (xw, none.matrix if recurrent_dropout is None else recurrent_dropout,
+              recurrent_dropout is not None, none.mask if mask is None else mask, mask is not None,
+              first, bool(go_backwards), act, bool(return_sequences))
+    h_a = _copy(to_device(initial_state))
+    h_b = cuda.device_array((batch, units), dtype)
+    outputs = cuda.device_array((batch * steps, units) if return_sequences else (batch, units), dtype)
+    cols = use_persistent(kernels["forward_persistent"], batch, units, dtype.itemsize)
+    if cols:
+        _launch_persistent(kernels["forward_persistent"], units, cols, dtype.itemsize,
+                           params, u_flat, h_a, h_b, outputs)
+    else:
+        step = _per_step("forward_step", dtype, batch, units)
+        for s in range(steps):
+            h_cur, h_next = (h_a, h_b) if s % 2 == 0 else (h_b, h_a)
+            step(params, u_flat, h_cur, h_next, outputs, s)
+    final_state = h_b if steps % 2 == 1 else h_a
+    return _host_or_device((outputs.reshape(*out_shape), final_state), on_device)
+
+
+def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_outputs, d_state=None,
+             *, mask=None, input_dropout=None, recurrent_dropout=None, go_backwards=False,
+             activation="tanh"):
+    """Backpropagation through time on the GPU (same contract as the reference).
+
+    Parameters and returns as :func:`simplernn_numba.kernels.reference.backward`;
+    the returned gradients are device arrays exactly when ``x`` is one.
+    """
+    act = _activation_code(activation)
+    on_device = is_device_array(x)
+    x = to_device(x)
+    batch, steps, features = x.shape
+    units = recurrent_kernel.shape[0]
+    dtype = np.dtype(x.dtype)
+    kernels = kernels_for(dtype)
+    none = _placeholders(dtype)
+    kernel_d, bias_d = to_device(kernel), to_device(bias)
+    u_mat = to_device(recurrent_kernel)
+    _check_dtypes(dtype, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+                  initial_state=initial_state, outputs=outputs, d_outputs=d_outputs, d_state=d_state,
+                  mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout)
+    mask, input_dropout, recurrent_dropout = map(to_device, (mask, input_dropout, recurrent_dropout))
+    rows = batch * steps
+    names = ("inputs", "initial_state", "kernel", "recurrent_kernel", "bias")
+    grads = dict(zip(names, (cuda.device_array((rows, features), dtype),
+                             None, cuda.device_array((features, units), dtype),
+                             cuda.device_array((units, units), dtype),
+                             None if bias is None else cuda.device_array(units, dtype))))
+    x_flat = x.reshape(rows, features)
+    h0 = to_device(initial_state)
+    h_prev = cuda.device_array((rows, units), dtype)
+    if batch:
+        _launch(kernels["previous_states"], batch * units, to_device(outputs).reshape(rows, units), h0,
+                none.mask if mask is None else mask, mask is not None, bool(go_backwards), h_prev)
+    grad = cuda.device_array((rows, units), dtype)
+    _gemm(x_flat, kernel_d, grad, a_scale=input_dropout, steps=steps, bias=bias_d)
+    _gemm(h_prev, u_mat, grad, a_scale=recurrent_dropout, steps=steps, accumulate=True)
+    _launch(kernels["derivative_in_place"], rows * units, grad, act)
+
+    if d_outputs is None:
+        dout, dout_mode = none.matrix, NO_DOUT
+    else:
+        dout = to_device(d_outputs)
+        dout_mode = DOUT_SEQUENCE if dout.ndim == 3 else DOUT_LAST
+        dout = dout.reshape(rows, units) if dout.ndim == 3 else dout
+    first = _first_unmasked(kernels, mask, batch, go_backwards)
+    params = (grad, dout, dout_mode, none.matrix if recurrent_dropout is None else recurrent_dropout,
+              recurrent_dropout is not None, none.mask if mask is None else mask, mask is not None,
+              first, bool(go_backwards))
+    dh_a = (cuda.to_device(np.zeros((batch, units), dtype)) if d_state is None
+            else _copy(to_device(d_state)))
+    dh_b = cuda.device_array((batch, units), dtype)
+    dz = cuda.device_array((rows, units), dtype)
+    cols = use_persistent(kernels["backward_persistent"], batch, units, dtype.itemsize) if batch else 0
+    u_flat = u_mat.reshape(units * units)
+    if cols:
+        _launch_persistent(kernels["backward_persistent"], units, cols, dtype.itemsize,
+                           params, u_flat, dh_a, dh_b, dz)
+    elif batch:
+        step = _per_step("backward_step", dtype, batch, units)
+        for j in range(steps):
+            dh_cur, dh_next = (dh_a, dh_b) if j % 2 == 0 else (dh_b, dh_a)
+            step(params, u_flat, dh_cur, dh_next, dz, steps - 1 - j)
+    grads["initial_state"] = dh_b if steps % 2 == 1 and batch else dh_a
+
+    _gemm(dz, kernel_d, grads["inputs"], b_trans=True, c_scale=input_dropout, steps=steps)
+    _gemm(x_flat, dz, grads["kernel"], a_trans=True, a_scale=input_dropout, steps=steps)
+    _gemm(h_prev, dz, grads["recurrent_kernel"], a_trans=True, a_scale=recurrent_dropout, steps=steps)
+    if bias is not None:
+        _launch(kernels["column_sum"], units, dz, grads["bias"])
+    grads["inputs"] = grads["inputs"].reshape(batch, steps, features)
+    return dict(zip(names, _host_or_device(tuple(grads[k] for k in names), on_device)))

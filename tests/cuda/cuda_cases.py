@@ -1,0 +1,64 @@
+"""Fixtures and comparison helpers shared by the CUDA tests.
+
+Kernel tests need a CUDA backend: a GPU, or the Numba CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda``, a separate CI step).
+Without either they skip; the dispatcher tests that need no GPU always run.
+Tests marked ``gpu`` need a real GPU (they skip under the simulator).
+
+(No ``conftest.py`` here: a second module named ``conftest`` would shadow
+``tests/conftest.py`` for the tests that import ``tolerance`` from it.)
+"""
+
+import numpy as np
+import pytest
+
+from simplernn_numba import dispatch
+
+
+def real_gpu() -> bool:
+    """A usable GPU, not the simulator."""
+    from simplernn_numba.kernels.cuda import simulator_enabled
+
+    return dispatch.cuda_available() and not simulator_enabled()
+
+
+@pytest.fixture
+def kernels():
+    """The CUDA kernel module with a tiny launch configuration (grid-stride loops run several times)."""
+    if not dispatch.cuda_available():
+        pytest.skip("no CUDA GPU; run with NUMBA_ENABLE_CUDASIM=1 to test the kernels in the simulator")
+    from simplernn_numba.kernels import cuda as kernels
+
+    kernels.CONFIG.update(threads_per_block=4, max_blocks=2, tile=2, micro=2,
+                          tiled_step_min_batch=10**9, persistent=False, persistent_lanes=2)
+    yield kernels
+    kernels.reset_config()
+
+
+def tolerance(dtype):
+    """(rtol, atol) for comparing a CUDA kernel against the NumPy reference at ``dtype``."""
+    return (1e-10, 1e-12) if np.dtype(dtype) == np.float64 else (5e-5, 5e-6)
+
+
+def host(value):
+    """A NumPy copy of a result (device arrays copied to the host, None kept)."""
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    return value.copy_to_host()
+
+
+def assert_close(ours, expected, dtype):
+    rtol, atol = tolerance(dtype)
+    if isinstance(expected, dict):
+        assert ours.keys() == expected.keys()
+        for key in expected:
+            if expected[key] is None:
+                assert ours[key] is None, key
+            else:
+                assert ours[key].dtype == np.dtype(dtype), key
+                np.testing.assert_allclose(host(ours[key]), expected[key], rtol=rtol, atol=atol,
+                                           err_msg=key)
+        return
+    for a, b in zip(ours, expected):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(host(a), b, rtol=rtol, atol=atol)

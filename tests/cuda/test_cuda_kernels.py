@@ -1,0 +1,140 @@
+"""CUDA forward and backward kernels against the NumPy reference (simulator or GPU, tiny shapes)."""
+
+import cuda_cases
+import numpy as np
+import pytest
+from cases import ACTIVATIONS, make_problem
+from cuda_cases import assert_close
+
+from simplernn_numba.kernels import reference
+
+kernels = cuda_cases.kernels
+
+SHAPE = dict(batch=3, steps=4, features=3, units=5)
+
+
+def _check(kernels, rng, problem, dtype, *, go_backwards=False, return_sequences=True,
+           activation="tanh", with_state=True):
+    opts = dict(**problem.options(), go_backwards=go_backwards, activation=activation)
+    expected = reference.forward(*problem.arrays(), **opts, return_sequences=return_sequences)
+    assert_close(kernels.forward(*problem.arrays(), **opts, return_sequences=return_sequences),
+                 expected, dtype)
+    seq, _ = reference.forward(*problem.arrays(), **opts)
+    d_out = rng.normal(size=expected[0].shape).astype(dtype)
+    d_state = rng.normal(size=expected[1].shape).astype(dtype) if with_state else None
+    args = (*problem.arrays(), seq, d_out, d_state)
+    assert_close(kernels.backward(*args, **opts), reference.backward(*args, **opts), dtype)
+
+
+@pytest.mark.parametrize("dtype,masked,dropout,go_backwards,use_bias,return_sequences", [
+    (np.float64, True, True, False, True, True),
+    (np.float64, True, False, True, False, False),
+    (np.float64, False, True, True, True, True),
+    (np.float32, True, True, True, True, True),
+    (np.float32, False, False, False, False, False),
+])
+def test_flags_match_reference(kernels, rng, dtype, masked, dropout, go_backwards, use_bias,
+                               return_sequences):
+    problem = make_problem(rng, **SHAPE, dtype=dtype, masked=masked, dropout=dropout,
+                           use_bias=use_bias)
+    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation_and_derivative(kernels, rng, activation):
+    problem = make_problem(rng, batch=2, steps=3, features=2, units=3, masked=True, scale=0.8)
+    _check(kernels, rng, problem, np.float64, activation=activation)
+
+
+def test_fully_masked_rows_keep_state_and_output_zeros(kernels, rng):
+    problem = make_problem(rng, **SHAPE, masked=True)
+    problem.mask[2] = False
+    out, state = kernels.forward(*problem.arrays(), **problem.options())
+    assert not out[0].any() and not out[2].any()
+    np.testing.assert_array_equal(state[[0, 2]], problem.initial_state[[0, 2]])
+    _check(kernels, rng, problem, np.float64)
+
+
+def test_gradient_from_state_only(kernels, rng):
+    problem = make_problem(rng, **SHAPE, masked=True, dropout=True)
+    seq, state = reference.forward(*problem.arrays(), **problem.options())
+    d_state = rng.normal(size=state.shape)
+    args = (*problem.arrays(), seq, None, d_state)
+    assert_close(kernels.backward(*args, **problem.options()),
+                 reference.backward(*args, **problem.options()), np.float64)
+
+
+def test_last_output_gradient_without_state_gradient(kernels, rng):
+    problem = make_problem(rng, **SHAPE, dropout=True)
+    _check(kernels, rng, problem, np.float64, return_sequences=False, with_state=False)
+
+
+def test_default_launch_configuration(kernels, rng):
+    kernels.reset_config()
+    kernels.CONFIG["persistent"] = False
+    _check(kernels, rng, make_problem(rng, **SHAPE, dtype=np.float32, masked=True), np.float32)
+
+
+@pytest.mark.parametrize("threads,lanes", [(4, 2), (8, 8)])
+def test_persistent_kernels_match_reference(kernels, rng, threads, lanes):
+    """Under the simulator the cooperative grid is one block holding all of U."""
+    kernels.CONFIG.update(persistent=True, threads_per_block=threads, persistent_lanes=lanes)
+    problem = make_problem(rng, **SHAPE, masked=True, dropout=True)
+    _check(kernels, rng, problem, np.float64, go_backwards=True)
+
+
+def test_device_arrays_in_device_arrays_out(kernels, rng):
+    from numba import cuda
+
+    problem = make_problem(rng, **SHAPE, masked=True, dropout=True)
+    expected = reference.forward(*problem.arrays(), **problem.options())
+    on_gpu = [cuda.to_device(a) for a in problem.arrays()]
+    opts = {k: cuda.to_device(v) for k, v in problem.options().items()}
+    out, state = kernels.forward(*on_gpu, **opts)
+    assert kernels.is_device_array(out) and kernels.is_device_array(state)
+    assert_close((out, state), expected, np.float64)
+    d_out = rng.normal(size=expected[0].shape)
+    grads = kernels.backward(*on_gpu, out, cuda.to_device(d_out), None, **opts)
+    assert all(kernels.is_device_array(g) for g in grads.values())
+    ref = reference.backward(*problem.arrays(), expected[0], d_out, None, **problem.options())
+    assert_close(grads, ref, np.float64)
+
+
+def test_host_arrays_in_host_arrays_out(kernels, rng):
+    problem = make_problem(rng, batch=1, steps=2, features=2, units=2)
+    out, state = kernels.forward(*problem.arrays())
+    assert type(out) is np.ndarray and type(state) is np.ndarray
+
+
+def test_empty_batch(kernels, rng):
+    problem = make_problem(rng, batch=0, steps=2, features=2, units=3)
+    out, state = kernels.forward(*problem.arrays())
+    assert out.shape == (0, 2, 3) and state.shape == (0, 3)
+    grads = kernels.backward(*problem.arrays(), out, None, None)
+    assert grads["inputs"].shape == (0, 2, 2)
+    np.testing.assert_array_equal(grads["kernel"], 0)
+
+
+def test_callable_activation_is_rejected(kernels, rng):
+    problem = make_problem(rng, batch=1, steps=1, features=1, units=1)
+    with pytest.raises(TypeError, match="built-in activation"):
+        kernels.forward(*problem.arrays(), activation=np.tanh)
+
+
+@pytest.mark.parametrize("dtype,masked,dropout,go_backwards,use_bias,return_sequences", [
+    (np.float64, True, True, True, True, True),
+    (np.float32, False, False, False, False, False),
+])
+def test_tiled_step_kernels_match_reference(kernels, rng, dtype, masked, dropout, go_backwards,
+                                            use_bias, return_sequences):
+    kernels.CONFIG["tiled_step_min_batch"] = 1
+    problem = make_problem(rng, **SHAPE, dtype=dtype, masked=masked, dropout=dropout,
+                           use_bias=use_bias)
+    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)
+
+
+def test_mismatched_dtypes_are_rejected(kernels, rng):
+    problem = make_problem(rng, batch=1, steps=1, features=1, units=1, dtype=np.float32)
+    with pytest.raises(TypeError, match="recurrent_kernel must have dtype float32"):
+        kernels.forward(problem.x, problem.kernel, problem.recurrent_kernel.astype(np.float64),
+                        problem.bias, problem.initial_state)

@@ -1,0 +1,132 @@
+"""Real-GPU tests (marked ``gpu``; skipped without a GPU and under the simulator).
+
+The persistent cooperative kernels synchronise the whole grid between steps,
+which the simulator cannot check (it runs one block): here they are compared
+with the per-step kernels at realistic sizes, and everything with cuDNN
+(``torch.nn.RNN``) when torch sees the GPU.
+"""
+
+import numpy as np
+import pytest
+from cases import make_problem
+from cuda_cases import assert_close, host, real_gpu
+
+from simplernn_numba.kernels import reference
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
+    not real_gpu(), reason="needs a real CUDA GPU (none found, or the simulator is on)")]
+
+
+@pytest.fixture
+def gpu_kernels():
+    from simplernn_numba.kernels import cuda as kernels
+
+    kernels.reset_config()
+    yield kernels
+    kernels.reset_config()
+
+
+def _run(kernels, problem, persistent, go_backwards=False):
+    kernels.CONFIG["persistent"] = persistent
+    out, state = kernels.forward(*problem.arrays(), **problem.options(), go_backwards=go_backwards)
+    d_out = np.random.default_rng(0).normal(size=out.shape).astype(out.dtype)
+    grads = kernels.backward(*problem.arrays(), out, d_out, state, **problem.options(),
+                             go_backwards=go_backwards)
+    return out, state, grads
+
+
+@pytest.mark.parametrize("batch,steps,features,units", [
+    (1, 50, 16, 64), (4, 30, 32, 300), (8, 20, 64, 512), (3, 10, 8, 1000),
+])
+def test_persistent_matches_per_step(gpu_kernels, batch, steps, features, units):
+    problem = make_problem(np.random.default_rng(units), batch=batch, steps=steps, features=features,
+                           units=units, dtype=np.float32, masked=True, dropout=True, scale=0.1)
+    kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
+    gpu_kernels.CONFIG["persistent"] = True
+    assert gpu_kernels.use_persistent(kernel, batch, units, 4) > 0
+    ours = _run(gpu_kernels, problem, True, go_backwards=True)
+    per_step = _run(gpu_kernels, problem, False, go_backwards=True)
+    assert_close(ours[:2], per_step[:2], np.float32)
+    assert_close(ours[2], {k: host(v) for k, v in per_step[2].items()}, np.float32)
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_realistic_shape_matches_reference_float64(gpu_kernels, persistent):
+    problem = make_problem(np.random.default_rng(1), batch=6, steps=40, features=24, units=96,
+                           masked=True, dropout=True, scale=0.15)
+    out, state, grads = _run(gpu_kernels, problem, persistent)
+    assert_close((out, state), reference.forward(*problem.arrays(), **problem.options()), np.float64)
+    d_out = np.random.default_rng(0).normal(size=out.shape)
+    ref = reference.backward(*problem.arrays(), out, d_out, state, **problem.options())
+    assert_close(grads, ref, np.float64)
+
+
+def test_auto_rule_runs_persistent_for_small_batches(gpu_kernels):
+    kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
+    assert gpu_kernels.use_persistent(kernel, 8, 256, 4) > 0
+    assert gpu_kernels.use_persistent(kernel, 64, 256, 4) == 0
+
+
+def test_large_grid_stride_and_tiles(gpu_kernels):
+    problem = make_problem(np.random.default_rng(2), batch=70, steps=9, features=130, units=200,
+                           masked=True, dropout=True, scale=0.1)
+    gpu_kernels.CONFIG.update(max_blocks=3)
+    out, state, grads = _run(gpu_kernels, problem, False)
+    assert_close((out, state), reference.forward(*problem.arrays(), **problem.options()), np.float64)
+    d_out = np.random.default_rng(0).normal(size=out.shape)
+    ref = reference.backward(*problem.arrays(), out, d_out, state, **problem.options())
+    assert_close(grads, ref, np.float64)
+
+
+def _torch_cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch does not see the GPU (CPU build of torch?)")
+    return torch
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_matches_torch_cudnn_forward_and_backward(gpu_kernels, nonlinearity):
+    torch = _torch_cuda()
+    rng = np.random.default_rng(3)
+    batch, steps, features, units = 8, 50, 32, 128
+    problem = make_problem(rng, batch=batch, steps=steps, features=features, units=units,
+                           dtype=np.float32, scale=0.1)
+    rnn = torch.nn.RNN(features, units, nonlinearity=nonlinearity, batch_first=True).cuda()
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(problem.kernel.T.copy()))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(problem.recurrent_kernel.T.copy()))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(problem.bias))
+        rnn.bias_hh_l0.zero_()
+    x = torch.from_numpy(problem.x).cuda().requires_grad_(True)
+    h0 = torch.from_numpy(problem.initial_state).cuda()[None].requires_grad_(True)
+    seq, h_n = rnn(x, h0)
+    d_out = torch.from_numpy(rng.normal(size=(batch, steps, units)).astype(np.float32)).cuda()
+    seq.backward(d_out)
+
+    # torch CUDA tensors go in with zero copies; results come back as device arrays
+    out, state = gpu_kernels.forward(x.detach(), *problem.arrays()[1:4], h0.detach()[0],
+                                     activation=nonlinearity)
+    assert gpu_kernels.is_device_array(out)
+    np.testing.assert_allclose(out.copy_to_host(), seq.detach().cpu().numpy(), rtol=1e-4, atol=2e-5)
+    grads = gpu_kernels.backward(x.detach(), *problem.arrays()[1:4], h0.detach()[0], out, d_out, None,
+                                 activation=nonlinearity)
+    tol = dict(rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(grads["inputs"].copy_to_host(), x.grad.cpu().numpy(), **tol)
+    np.testing.assert_allclose(grads["initial_state"].copy_to_host(), h0.grad[0].cpu().numpy(), **tol)
+    np.testing.assert_allclose(grads["kernel"].copy_to_host(), rnn.weight_ih_l0.grad.T.cpu().numpy(), **tol)
+    np.testing.assert_allclose(grads["recurrent_kernel"].copy_to_host(),
+                               rnn.weight_hh_l0.grad.T.cpu().numpy(), **tol)
+    np.testing.assert_allclose(grads["bias"].copy_to_host(), rnn.bias_ih_l0.grad.cpu().numpy(), **tol)
+
+
+@pytest.mark.parametrize("batch,units", [(16, 256), (33, 100)])
+def test_tiled_step_matches_simple_step(gpu_kernels, batch, units):
+    problem = make_problem(np.random.default_rng(batch), batch=batch, steps=20, features=40, units=units,
+                           dtype=np.float32, masked=True, dropout=True, scale=0.1)
+    gpu_kernels.CONFIG["tiled_step_min_batch"] = 1
+    tiled = _run(gpu_kernels, problem, False)
+    gpu_kernels.CONFIG["tiled_step_min_batch"] = 10**9
+    simple = _run(gpu_kernels, problem, False)
+    assert_close(tiled[:2], simple[:2], np.float32)
+    assert_close(tiled[2], {k: host(v) for k, v in simple[2].items()}, np.float32)
