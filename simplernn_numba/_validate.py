@@ -187,6 +187,32 @@ def kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask=None
     defence against out-of-bounds reads when a kernel is called directly.
     Raises ValueError naming the expected and received shape or dtype.
     """
+    try:  # fast path: a few microseconds when everything is right
+        batch, steps, features = x.shape
+        units = kernel.shape[1]
+        dt = x.dtype
+        ok = (dt in FLOAT_DTYPES and x.flags.c_contiguous
+              and _fits(kernel, (features, units), dt) and _fits(recurrent_kernel, (units, units), dt)
+              and _fits(initial_state, (batch, units), dt)
+              and (bias is None or _fits(bias, (units,), dt))
+              and (mask is None or _fits(mask, (batch, steps), np.bool_))
+              and (input_dropout is None or _fits(input_dropout, (batch, features), dt))
+              and (recurrent_dropout is None or _fits(recurrent_dropout, (batch, units), dt)))
+    except (AttributeError, TypeError, ValueError, IndexError):
+        ok = False
+    if not ok:
+        _explain_kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask,
+                                  input_dropout, recurrent_dropout)
+
+
+def _fits(arr, shape: tuple, dtype) -> bool:
+    return (isinstance(arr, np.ndarray) and arr.shape == shape and arr.dtype == dtype
+            and arr.flags.c_contiguous)
+
+
+def _explain_kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask,
+                              input_dropout, recurrent_dropout) -> None:
+    """Raise the ValueError that names what :func:`kernel_arguments` found wrong."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError(f"x must be a 3-D ndarray (batch, timesteps, features); received {x!r:.80}.")
     batch, steps, features = x.shape
@@ -209,6 +235,7 @@ def kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask=None
     if x.dtype not in FLOAT_DTYPES or not x.flags.c_contiguous:
         raise ValueError(f"x must be a C-contiguous float32 or float64 array; received {x.dtype}, "
                          f"C-contiguous={x.flags.c_contiguous}.")
+    raise ValueError("the arrays do not satisfy the kernel contract (see simplernn_numba.kernels).")
 
 
 # ---------------------------------------------------------------------------- GPU (device) arrays
