@@ -107,11 +107,8 @@ def _warm_signature_count() -> int:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_no_recompilation_after_first_call(rng, dtype):
     """New shapes, activations, go_backwards, return flags and input layouts reuse the compiled code."""
-    def configs():
-        for use_bias in (True, False):
-            for masked in (True, False):
-                for training in (True, False):
-                    yield use_bias, masked, training
+    def configs():  # (use_bias, masked, training): 4 of the 8 specialisations, to keep cold CI short
+        yield from ((True, True, True), (True, False, False), (False, True, False), (False, False, True))
 
     def call(use_bias, masked, training, batch=3, steps=4, units=5, activation="tanh",
              go_backwards=False, layout="C"):
