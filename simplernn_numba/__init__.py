@@ -7,9 +7,12 @@
 """
 
 from . import _threading, activations, constraints, initializers, regularizers
+from .bidirectional import Bidirectional
 from .layer import SimpleRNN
+from .streaming import Stream
 
 _threading.make_pip_tbb_loadable()
 
 __version__ = "0.1.0"
-__all__ = ["SimpleRNN", "activations", "constraints", "initializers", "regularizers"]
+__all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "constraints", "initializers",
+           "regularizers"]

@@ -441,3 +441,63 @@ class SimpleRNN:
     def __repr__(self) -> str:
         act = activations.serialize(self.activation)
         return f"SimpleRNN(units={self.units}, activation={act!r}, name={self.name!r})"
+
+    # ------------------------------------------------------------------ interop
+    # Thin delegations to convert_keras, convert_torch, saving and streaming (no logic here).
+    @classmethod
+    def from_keras(cls, keras_layer, *, device: str = "auto") -> SimpleRNN:
+        """Layer equivalent to a Keras 3 or Keras 2 ``SimpleRNN`` (config, weights, state)."""
+        from .convert_keras import from_keras
+
+        if type(keras_layer).__name__ == "Bidirectional":
+            raise TypeError("Use Bidirectional.from_keras for a Keras Bidirectional layer.")
+        return from_keras(keras_layer, device=device)
+
+    def to_keras(self, module="keras"):
+        """A Keras ``SimpleRNN`` (``module="keras"`` or ``"tf_keras"``) with this config and weights."""
+        from .convert_keras import to_keras
+
+        return to_keras(self, module)
+
+    @classmethod
+    def from_torch(cls, rnn, **kwargs) -> SimpleRNN:
+        """Layer with the weights of a single-layer unidirectional ``torch.nn.RNN``."""
+        from .convert_torch import from_torch
+
+        if getattr(rnn, "bidirectional", False):
+            raise ValueError("Use Bidirectional.from_torch for a bidirectional torch.nn.RNN.")
+        return from_torch(rnn, **kwargs)
+
+    def to_torch(self, batch_first: bool = True):
+        """A ``torch.nn.RNN`` (tanh or relu) with this layer's weights."""
+        from .convert_torch import to_torch
+
+        return to_torch(self, batch_first)
+
+    def save(self, path) -> None:
+        """Write config, weights (and stateful state) to an ``.npz`` file; no pickle."""
+        from .saving import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path, *, device: str = "auto") -> SimpleRNN:
+        """Read a layer written by :meth:`save`; never executes code from the file."""
+        from .saving import load
+
+        layer = load(path, device=device)
+        if not isinstance(layer, cls):
+            raise ValueError(f"{path!r} holds a {type(layer).__name__}, not a {cls.__name__}.")
+        return layer
+
+    def stream(self, batch_size: int = 1, initial_state=None):
+        """A :class:`~simplernn_numba.streaming.Stream` that advances one timestep per call."""
+        from .streaming import Stream
+
+        return Stream(self, batch_size, initial_state)
+
+    def step(self, x_t, state):
+        """The state after one timestep, (batch, units), from ``x_t`` (batch, F) and ``state``."""
+        from .streaming import step
+
+        return step(self, x_t, state)

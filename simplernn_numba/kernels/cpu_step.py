@@ -1,0 +1,51 @@
+"""One SimpleRNN timestep for a batch, compiled once per dtype (streaming inference).
+
+``out = activation(x_t @ kernel + state @ recurrent_kernel + bias)`` with plain
+loops: for the small batches of online inference a BLAS call costs more than
+the arithmetic. The activation is shared with :mod:`.cpu`.
+
+>>> import numpy as np
+>>> out = np.empty((1, 2))
+>>> step(np.ones((1, 1)), np.ones((1, 2)), np.zeros((1, 2)), np.eye(2), np.zeros(2), 0, out)
+>>> out.tolist()
+[[1.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from .cpu import activate
+
+
+@njit(cache=True, nogil=True)
+def step(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """Write the next state into ``out``.
+
+    Parameters
+    ----------
+    x_t : ndarray (B, F)
+    state : ndarray (B, U)
+        The previous state; must not overlap ``out``.
+    kernel : ndarray (F, U)
+    recurrent_kernel : ndarray (U, U)
+    bias : ndarray (U,) (zeros for a layer without bias)
+    act : int
+        Activation code (:func:`simplernn_numba.activations.code`).
+    out : ndarray (B, U)
+        Receives the new state.
+    """
+    batch, features = x_t.shape
+    units = kernel.shape[1]
+    for b in range(batch):
+        z = out[b]
+        z[:] = bias
+        for f in range(features):
+            xf = x_t[b, f]
+            for u in range(units):
+                z[u] += xf * kernel[f, u]
+        for k in range(units):
+            hk = state[b, k]
+            for u in range(units):
+                z[u] += hk * recurrent_kernel[k, u]
+        activate(z, act)
