@@ -193,3 +193,28 @@ def test_cpu_kernel_rejects_arrays_it_could_read_out_of_bounds(name, value, matc
     with pytest.raises(ValueError, match=match):
         cpu.forward(x, args.pop("kernel"), args.pop("recurrent_kernel"), args.pop("bias"),
                     args.pop("initial_state"), **args)
+
+
+# ---------------------------------------------------------------- streaming
+@pytest.mark.parametrize("state,error,match", [
+    (np.zeros((1, 4), np.float32), ValueError, r"state must have shape \(2, 4\); received shape \(1, 4\)"),
+    (np.zeros((2, 3), np.float32), ValueError, r"\(2, 4\).*\(2, 3\)"),
+    ("x", TypeError, "state must hold real numbers"),
+    (None, TypeError, "state must hold real numbers"),
+])
+def test_stream_rejects_a_bad_assigned_state(state, error, match):
+    """Stream.state is a public attribute; step() checks it before the kernel reads (batch, units)."""
+    from simplernn_numba import Stream
+
+    stream = Stream(built(units=4, features=3), batch_size=2)
+    stream.state = state
+    with pytest.raises(error, match=match):
+        stream.step(np.ones((2, 3), np.float32))
+
+
+def test_stream_casts_an_assigned_state_of_another_dtype():
+    from simplernn_numba import Stream
+
+    stream = Stream(built(units=4, features=3), batch_size=2)
+    stream.state = np.zeros((2, 4), np.float64)
+    assert stream.step(np.ones((2, 3))).dtype == np.float32
