@@ -28,10 +28,11 @@ CONCURRENT_SCRIPT = textwrap.dedent(f"""
     from simplernn_numba import SimpleRNN
 
     rng = np.random.default_rng(0)
-    layers = [SimpleRNN(16, return_sequences=True, seed=1),
-              SimpleRNN(8, activation="relu", go_backwards=True, return_state=True, seed=2)]
-    xs = [rng.standard_normal((12, 9, 5)).astype(np.float32) for _ in range({THREADS})]
-    mask = rng.random((12, 9)) > 0.3
+    # B*T*(F+U)*U above kernels.cpu.SERIAL_WORK: these calls run the parallel kernel
+    layers = [SimpleRNN(32, return_sequences=True, seed=1),
+              SimpleRNN(32, activation="relu", go_backwards=True, return_state=True, seed=2)]
+    xs = [rng.standard_normal((32, 40, 16)).astype(np.float32) for _ in range({THREADS})]
+    mask = rng.random((32, 40)) > 0.3
     calls = [(layer, i) for layer in layers for i in range({THREADS})]
     serial = {{}}
     for layer, i in calls:
@@ -67,7 +68,7 @@ def run_script(script: str, **env) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("layer_env", [None, "workqueue"])
 def test_concurrent_calls_equal_serial_calls(layer_env):
     """8 threads x 25 calls on shared layers give bit-identical results; workqueue is locked."""
-    result = run_script(CONCURRENT_SCRIPT, NUMBA_THREADING_LAYER=layer_env)
+    result = run_script(CONCURRENT_SCRIPT, NUMBA_THREADING_LAYER=layer_env, NUMBA_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "failures 0" in result.stdout, result.stdout
     if layer_env is not None:
@@ -80,16 +81,16 @@ FUNCTIONAL_SCRIPT = textwrap.dedent(f"""
     from simplernn_numba import functional as F
 
     rng = np.random.default_rng(1)
-    weights = [rng.standard_normal((5, 16)) * 0.3, rng.standard_normal((16, 16)) * 0.3,
-               rng.standard_normal(16) * 0.1]
-    xs = [rng.standard_normal((12, 9, 5)) for _ in range({THREADS})]
+    weights = [rng.standard_normal((16, 32)) * 0.3, rng.standard_normal((32, 32)) * 0.1,
+               rng.standard_normal(32) * 0.1]
+    xs = [rng.standard_normal((32, 40, 16)) for _ in range({THREADS})]
 
     def run(i):
         out, state, cache = F.forward(xs[i], *weights, mask=rng_mask[i])
         grads = F.backward(cache, d_output=np.ones_like(out))
         return [out, state] + [g for g in grads.values() if g is not None]
 
-    rng_mask = [np.random.default_rng(i).random((12, 9)) > 0.3 for i in range({THREADS})]
+    rng_mask = [np.random.default_rng(i).random((32, 40)) > 0.3 for i in range({THREADS})]
     serial = [run(i) for i in range({THREADS})]
     failures = []
 
@@ -119,7 +120,7 @@ def _has_functional_api() -> bool:
 @pytest.mark.parametrize("layer_env", [None, "workqueue"])
 def test_concurrent_functional_forward_backward_equal_serial(layer_env):
     """Every parallel kernel launch (forward and backward) must go through parallel_section()."""
-    result = run_script(FUNCTIONAL_SCRIPT, NUMBA_THREADING_LAYER=layer_env)
+    result = run_script(FUNCTIONAL_SCRIPT, NUMBA_THREADING_LAYER=layer_env, NUMBA_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "failures 0" in result.stdout, result.stdout
 
@@ -132,11 +133,11 @@ def test_results_identical_with_one_and_two_numba_threads():
         rng = np.random.default_rng(3)
         digest = hashlib.sha256()
         for dtype in ("float32", "float64"):
-            x = rng.standard_normal((17, 11, 6)).astype(dtype)
-            mask = rng.random((17, 11)) > 0.25
+            x = rng.standard_normal((41, 30, 16)).astype(dtype)  # above SERIAL_WORK: parallel kernel
+            mask = rng.random((41, 30)) > 0.25
             for kw in ({}, {"go_backwards": True}, {"activation": "gelu", "dropout": 0.3,
                                                     "recurrent_dropout": 0.2}):
-                layer = SimpleRNN(10, return_sequences=True, return_state=True, seed=5,
+                layer = SimpleRNN(48, return_sequences=True, return_state=True, seed=5,
                                   dtype=dtype, **kw)
                 layer.build(x.shape)
                 layer.set_weights([rng.standard_normal(w.shape) for w in layer.get_weights()])
@@ -213,7 +214,8 @@ def _tbb_installed() -> bool:
 @pytest.mark.skipif(not _tbb_installed(), reason="the tbb package is not installed (Linux only)")
 def test_pip_tbb_is_used_by_default():
     script = ("import numpy as np, numba\nfrom simplernn_numba import SimpleRNN\n"
-              "SimpleRNN(2)(np.ones((1, 2, 3)))\nprint(numba.threading_layer())")
-    result = run_script(script, NUMBA_THREADING_LAYER=None)
+              "SimpleRNN(32)(np.ones((32, 40, 16)))  # large enough for the parallel kernel\n"
+              "print(numba.threading_layer())")
+    result = run_script(script, NUMBA_THREADING_LAYER=None, NUMBA_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "tbb"

@@ -1,10 +1,18 @@
 """Numba CPU kernels for SimpleRNN.
 
 The input projection ``x @ kernel`` for all timesteps is one large matrix
-product (BLAS); only ``h_{t-1} @ recurrent_kernel`` is sequential. The
-recurrence runs in a ``@njit(parallel=True)`` loop over batch rows, with bias
-and activation fused into it. See :mod:`simplernn_numba.kernels` for the
-shared contract.
+product (BLAS, written straight into the output buffer when it can be); only
+``h_{t-1} @ recurrent_kernel`` is sequential. The recurrence keeps a
+transposed copy of the recurrent kernel so each output unit is a contiguous
+dot product; it works on two batch rows at a time (every recurrent-kernel load
+feeds both) and four units at a time (eight vector accumulators in registers),
+with bias, activation and masking fused. Batch rows are split over threads
+(each thread runs all timesteps of its rows, so there is no per-step
+synchronisation); small problems run on a serial kernel with no thread
+start-up cost and with the projection done in the same compiled call.
+float32 ``tanh`` uses a vectorisable rational approximation (max abs error
+about 1e-7, i.e. float32 rounding level); float64 uses libm. See
+:mod:`simplernn_numba.kernels` for the shared contract.
 
 >>> import numpy as np
 >>> x = np.ones((1, 3, 1))
@@ -18,12 +26,23 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .. import _validate
 from .. import activations as A
 from .._threading import parallel_section
+
+#: Floating-point flags for the dot products: reassociation lets LLVM keep
+#: vector partial sums, contraction gives FMAs; NaN/inf semantics are kept.
+_FAST = {"reassoc", "contract"}
+#: Below this many multiply-adds (B*T*(F+U)*U) a call runs on the serial kernel.
+SERIAL_WORK = 1 << 20
+#: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2) each step is one
+#: fused dot product over ``[x_t, h_{t-1}]``; above it ``x @ kernel`` is one BLAS GEMM first.
+FUSED_WEIGHT_BYTES = 1 << 18
 
 
 @njit(cache=True, inline="always")
@@ -39,13 +58,57 @@ def _softplus(v):
     return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
+_TANH_CLAMP = 7.90531110763549805
+_TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+           5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+_TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+
+
+@njit(cache=True, inline="always", fastmath={"contract"})
+def _tanh_f32(v):
+    """Rational tanh for float32 (Eigen's and XLA's): clamp to +-7.9, odd/even polynomials."""
+    f = np.float32
+    x = min(max(v, f(-_TANH_CLAMP)), f(_TANH_CLAMP))
+    x2 = x * x
+    p = f(_TANH_P[0])
+    p = p * x2 + f(_TANH_P[1])
+    p = p * x2 + f(_TANH_P[2])
+    p = p * x2 + f(_TANH_P[3])
+    p = p * x2 + f(_TANH_P[4])
+    p = p * x2 + f(_TANH_P[5])
+    p = p * x2 + f(_TANH_P[6])
+    q = f(_TANH_Q[0])
+    q = q * x2 + f(_TANH_Q[1])
+    q = q * x2 + f(_TANH_Q[2])
+    q = q * x2 + f(_TANH_Q[3])
+    r = (p * x) / q
+    return r if v == v else v
+
+
+def _tanh_inplace(z):
+    """``z[:] = tanh(z)`` (compiled; the float32 version is the fast approximation)."""
+
+
+@overload(_tanh_inplace, jit_options={"cache": True})
+def _tanh_inplace_impl(z):
+    if z.dtype == types.float32:
+        def fast(z):
+            for i in range(z.shape[0]):
+                z[i] = _tanh_f32(z[i])
+        return fast
+
+    def accurate(z):
+        for i in range(z.shape[0]):
+            z[i] = math.tanh(z[i])
+    return accurate
+
+
 @njit(cache=True)
 def activate(z, act):
     """Apply activation code ``act`` to the 1-D array ``z`` in place."""
     n = z.shape[0]
     if act == A.TANH:
-        for i in range(n):
-            z[i] = np.tanh(z[i])
+        _tanh_inplace(z)
     elif act == A.LINEAR:
         pass
     elif act == A.RELU:
@@ -95,58 +158,182 @@ def activate(z, act):
             z[i] = z[i] * min(max(z[i] / 6.0 + 0.5, 0.0), 1.0)
 
 
-@njit(parallel=True, cache=True)
-def _recurrence(xw, recurrent_kernel, bias, initial_state, mask, recurrent_dropout,
-                go_backwards, act, outputs, final_state):
-    """Run the recurrence for every batch row in parallel.
+@njit(cache=True, inline="always", fastmath=_FAST)
+def _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1):
+    """``z_r = init_r + bias + v_r @ vt.T`` for two rows; ``vt`` is (U, K), ``v_r`` (K,)."""
+    units, width = vt.shape
+    u = 0
+    while u + 4 <= units:
+        a0, a1, a2, a3 = init0[u] + bias[u], init0[u + 1] + bias[u + 1], \
+            init0[u + 2] + bias[u + 2], init0[u + 3] + bias[u + 3]
+        c0, c1, c2, c3 = init1[u] + bias[u], init1[u + 1] + bias[u + 1], \
+            init1[u + 2] + bias[u + 2], init1[u + 3] + bias[u + 3]
+        for k in range(width):
+            p = v0[k]
+            q = v1[k]
+            w0, w1, w2, w3 = vt[u, k], vt[u + 1, k], vt[u + 2, k], vt[u + 3, k]
+            a0 += p * w0
+            a1 += p * w1
+            a2 += p * w2
+            a3 += p * w3
+            c0 += q * w0
+            c1 += q * w1
+            c2 += q * w2
+            c3 += q * w3
+        z0[u], z0[u + 1], z0[u + 2], z0[u + 3] = a0, a1, a2, a3
+        z1[u], z1[u + 1], z1[u + 2], z1[u + 3] = c0, c1, c2, c3
+        u += 4
+    while u < units:
+        a0 = init0[u] + bias[u]
+        c0 = init1[u] + bias[u]
+        for k in range(width):
+            w0 = vt[u, k]
+            a0 += v0[k] * w0
+            c0 += v1[k] * w0
+        z0[u] = a0
+        z1[u] = c0
+        u += 1
 
-    ``xw`` (B, T, U) is the input projection; ``outputs`` is (B, T, U) when all
-    outputs are wanted or (B, 1, U) for the last output only (slot 0 is then
-    overwritten at every step). ``final_state`` (B, U) receives the last state.
+
+@njit(cache=True, inline="always")
+def _commit(z, h, out, mask, b, t, seen, act):
+    """Finish one row's step: activation, new state and output, or carry over a masked step."""
+    if mask is not None and not mask[b, t]:
+        for u in range(out.shape[0]):
+            out[u] = h[u] if seen else 0
+        return seen
+    activate(z, act)
+    for u in range(out.shape[0]):
+        h[u] = z[u]
+        out[u] = z[u]
+    return True
+
+
+@njit(cache=True, inline="always")
+def _load_inputs(v, x, xw, input_dropout, h, recurrent_dropout, b, t):
+    """Fill the dot-product operand ``v``: ``[x_t (* dropout), h (* dropout)]``, or just ``h``."""
+    offset = v.shape[0] - h.shape[0]
+    if xw is None:
+        for f in range(offset):
+            v[f] = x[b, t, f] if input_dropout is None else x[b, t, f] * input_dropout[b, f]
+    for k in range(h.shape[0]):
+        v[offset + k] = h[k] if recurrent_dropout is None else h[k] * recurrent_dropout[b, k]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
+          go_backwards, act, xw, outputs, final_state, lo, hi):
+    """Run batch rows ``lo:hi`` through every timestep, two rows at a time.
+
+    Fused mode (``xw`` None): ``vt`` is ``[kernel; recurrent_kernel]`` transposed,
+    (U, F + U), and each step is one dot product over ``[x_t, h_{t-1}]``.
+    Otherwise ``vt`` is the recurrent kernel transposed (U, U) and ``xw``
+    (B, T, U) holds the input projection; it may be ``outputs`` itself (each
+    step reads its slot before writing it). ``outputs`` is (B, T, U), or
+    (B, 1, U) for the last output only; ``final_state`` (B, U) doubles as the
+    running state.
     """
-    batch, steps, units = xw.shape
+    steps = x.shape[1]
+    units, width = vt.shape
     keep_all = outputs.shape[1] == steps
-    for b in prange(batch):
-        h = final_state[b]
-        h[:] = initial_state[b]
-        h_in = np.empty(units, xw.dtype)
-        z = np.empty(units, xw.dtype)
-        seen = False
+    operands = np.empty((2, width), vt.dtype)
+    work = np.zeros((3, units), vt.dtype)
+    v0, v1 = operands[0], operands[1]
+    z0, z1, zero = work[0], work[1], work[2]
+    b = lo
+    while b < hi:
+        pair = b + 1 < hi
+        b1 = b + 1 if pair else b
+        h0, h1 = final_state[b], final_state[b1]
+        h0[:] = initial_state[b]
+        h1[:] = initial_state[b1]
+        seen0 = seen1 = False
         for s in range(steps):
             t = steps - 1 - s if go_backwards else s
             slot = s if keep_all else 0
-            if mask is not None and not mask[b, t]:
-                if seen:
-                    outputs[b, slot] = h
-                else:
-                    outputs[b, slot] = 0
-                continue
-            seen = True
-            if recurrent_dropout is not None:
-                for k in range(units):
-                    h_in[k] = h[k] * recurrent_dropout[b, k]
-            else:
-                h_in[:] = h
-            if bias is not None:
-                for u in range(units):
-                    z[u] = xw[b, t, u] + bias[u]
-            else:
-                z[:] = xw[b, t]
-            for k in range(units):
-                hk = h_in[k]
-                for u in range(units):
-                    z[u] += hk * recurrent_kernel[k, u]
-            activate(z, act)
-            h[:] = z
-            outputs[b, slot] = z
+            init0, init1 = zero, zero
+            if xw is not None:
+                init0, init1 = xw[b, t], xw[b1, t]
+            # A lone last row runs as a pair with itself: one code path for every row, so a
+            # row's result is bit-identical whatever the batch size or thread split.
+            _load_inputs(v0, x, xw, input_dropout, h0, recurrent_dropout, b, t)
+            _load_inputs(v1, x, xw, input_dropout, h1, recurrent_dropout, b1, t)
+            _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1)
+            seen0 = _commit(z0, h0, outputs[b, slot], mask, b, t, seen0, act)
+            if pair:
+                seen1 = _commit(z1, h1, outputs[b1, slot], mask, b1, t, seen1, act)
+        b += 2
 
 
-def input_projection(x, kernel, input_dropout=None):
-    """``(x * input_dropout) @ kernel`` for all timesteps as one GEMM: (B, T, U)."""
+@njit(cache=True)
+def _recurrence_serial(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
+                       go_backwards, act, xw, outputs, final_state):
+    """All batch rows on the calling thread (no thread-pool start-up)."""
+    _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
+          go_backwards, act, xw, outputs, final_state, 0, outputs.shape[0])
+
+
+@njit(cache=True, parallel=True)
+def _recurrence_parallel(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
+                         go_backwards, act, xw, outputs, final_state, chunks):
+    """Batch rows split into ``chunks`` runs of whole row pairs, one per thread."""
+    batch = outputs.shape[0]
+    pairs = (batch + 1) // 2
+    for c in prange(chunks):
+        lo = 2 * (c * pairs // chunks)
+        hi = min(batch, 2 * ((c + 1) * pairs // chunks))
+        _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
+              go_backwards, act, xw, outputs, final_state, lo, hi)
+
+
+def fused_weights(kernel, recurrent_kernel):
+    """``[kernel; recurrent_kernel]`` transposed and C-contiguous: (U, F + U)."""
+    return np.ascontiguousarray(np.concatenate((kernel, recurrent_kernel)).T)
+
+
+def _transposed(recurrent_kernel):
+    return np.ascontiguousarray(recurrent_kernel.T)
+
+
+#: Prepared (transposed) weights of read-only weight arrays that own their data, such as a
+#: layer's weights, which are replaced rather than modified: (id, id, fused) -> (arrays, result).
+_PREPARED: dict = {}
+_PREPARED_MAX = 16
+
+
+def prepared_weights(kernel, recurrent_kernel, fused: bool) -> np.ndarray:
+    """:func:`fused_weights` or the transposed recurrent kernel, cached for immutable weights.
+
+    Arrays that are writeable or views are prepared afresh on every call.
+    """
+    build = fused_weights if fused else _transposed
+    immutable = all(not a.flags.writeable and a.base is None for a in (kernel, recurrent_kernel))
+    if not immutable:
+        return build(kernel, recurrent_kernel) if fused else build(recurrent_kernel)
+    key = (id(kernel), id(recurrent_kernel), fused)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0] is kernel and hit[1] is recurrent_kernel:
+        return hit[2]
+    result = build(kernel, recurrent_kernel) if fused else build(recurrent_kernel)
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    _PREPARED[key] = (kernel, recurrent_kernel, result)
+    return result
+
+
+def input_projection(x, kernel, input_dropout=None, out=None):
+    """``(x * input_dropout) @ kernel`` for all timesteps as one GEMM: (B, T, U).
+
+    ``out``, when given, is a C-contiguous (B, T, U) array that receives the result.
+    """
     batch, steps, features = x.shape
     if input_dropout is not None:
         x = x * input_dropout[:, None, :]
-    return (x.reshape(batch * steps, features) @ kernel).reshape(batch, steps, kernel.shape[1])
+    flat = x.reshape(batch * steps, features)
+    if out is None:
+        return (flat @ kernel).reshape(batch, steps, kernel.shape[1])
+    np.matmul(flat, kernel, out=out.reshape(batch * steps, kernel.shape[1]))
+    return out
 
 
 def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
@@ -159,12 +346,28 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     """
     _validate.kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask,
                                input_dropout, recurrent_dropout)
-    batch, steps, _ = x.shape
+    batch, steps, features = x.shape
     units = kernel.shape[1]
-    xw = input_projection(x, kernel, input_dropout)
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)
     final_state = np.empty((batch, units), x.dtype)
-    with parallel_section():
-        _recurrence(xw, recurrent_kernel, bias, initial_state, mask, recurrent_dropout,
-                    bool(go_backwards), A.code(activation), outputs, final_state)
+    xw = None
+    fused = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
+    vt = prepared_weights(kernel, recurrent_kernel, fused)
+    if fused:
+        in_drop = input_dropout
+    else:
+        in_place = return_sequences and not go_backwards
+        xw = input_projection(x, kernel, input_dropout, outputs if in_place else None)
+        in_drop = None
+    args = (x, vt, np.zeros(units, x.dtype) if bias is None else bias, initial_state, mask,
+            in_drop, recurrent_dropout, bool(go_backwards), A.code(activation), xw, outputs,
+            final_state)
+    chunks = 1
+    if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
+        chunks = min(numba.get_num_threads(), batch // 2)
+    if chunks > 1:
+        with parallel_section():
+            _recurrence_parallel(*args, chunks)
+    else:
+        _recurrence_serial(*args)
     return (outputs if return_sequences else outputs[:, 0]), final_state

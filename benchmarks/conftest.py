@@ -1,0 +1,6 @@
+"""pytest-benchmark suite: ``python -m pytest benchmarks --benchmark-enable``.
+
+The default test run (``python -m pytest``) does not collect this folder; with
+``--benchmark-disable`` (the project default) every benchmark runs once as a smoke test.
+Cases above 1 GFLOP are marked ``slow``.
+"""

@@ -1,0 +1,65 @@
+"""Every code path of the CPU forward kernel against the NumPy reference.
+
+Small problems normally take the serial, fused path; these tests force the
+parallel path (threads over row pairs), the BLAS-projection path (large
+weights) and the cached prepared weights.
+"""
+
+import numpy as np
+import pytest
+from cases import make_problem
+from conftest import tolerance
+
+from simplernn_numba.kernels import cpu, reference
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_paths_match_reference(rng, monkeypatch, parallel, fused, dtype, batch):
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 1 << 62 if fused else 0)
+    problem = make_problem(rng, batch=batch, steps=7, features=5, units=9, dtype=dtype,
+                           masked=True, dropout=True)
+    rtol, atol = tolerance(dtype)
+    for go_backwards in (False, True):
+        for return_sequences in (False, True):
+            kw = dict(go_backwards=go_backwards, return_sequences=return_sequences)
+            out, state = cpu.forward(*problem.arrays(), **problem.options(), **kw)
+            ref_out, ref_state = reference.forward(*problem.arrays(), **problem.options(), **kw)
+            np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol)
+            np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
+
+
+def test_prepared_weights_cached_only_for_immutable_arrays(rng):
+    kernel, recurrent = rng.normal(size=(3, 4)), rng.normal(size=(4, 4))
+    assert cpu.prepared_weights(kernel, recurrent, True) is not cpu.prepared_weights(
+        kernel, recurrent, True)
+    kernel.flags.writeable = recurrent.flags.writeable = False
+    first = cpu.prepared_weights(kernel, recurrent, True)
+    assert cpu.prepared_weights(kernel, recurrent, True) is first
+    np.testing.assert_array_equal(first, np.concatenate([kernel, recurrent]).T)
+    np.testing.assert_array_equal(cpu.prepared_weights(kernel, recurrent, False), recurrent.T)
+
+
+def test_fast_float32_tanh_is_accurate_and_keeps_nan():
+    z = np.concatenate([np.linspace(-12, 12, 200001), [0.0, -0.0, np.inf, -np.inf, np.nan]])
+    fast = z.astype(np.float32)
+    cpu.activate(fast, cpu.A.TANH)
+    with np.errstate(invalid="ignore"):
+        exact = np.tanh(z)
+    np.testing.assert_allclose(fast[:-1], exact[:-1], rtol=0, atol=5e-7)
+    assert np.isnan(fast[-1])
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel):
+    """Bit-identical rows whether run alone, in a pair, or split over threads (Dask relies on it)."""
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
+    problem = make_problem(rng, batch=7, steps=6, features=5, units=19, dtype=np.float32)
+    full, _ = cpu.forward(*problem.arrays())
+    for lo, hi in [(0, 1), (1, 4), (4, 7), (6, 7)]:
+        part, _ = cpu.forward(problem.x[lo:hi], problem.kernel, problem.recurrent_kernel,
+                              problem.bias, problem.initial_state[lo:hi])
+        np.testing.assert_array_equal(part, full[lo:hi])
