@@ -6,13 +6,14 @@
 (2, 4)
 """
 
-from . import _threading, activations, constraints, initializers, regularizers
+from . import _threading, activations, constraints, functional, initializers, optimizers, regularizers
 from .bidirectional import Bidirectional
+from .functional import backward, forward
 from .layer import SimpleRNN
 from .streaming import Stream
 
 _threading.make_pip_tbb_loadable()
 
 __version__ = "0.1.0"
-__all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "constraints", "initializers",
-           "regularizers"]
+__all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "backward", "constraints", "forward",
+           "functional", "initializers", "optimizers", "regularizers"]

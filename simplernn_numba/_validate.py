@@ -287,3 +287,42 @@ def same_memory(**arrays) -> None:
             f"{gpu} on the GPU but {host} in host memory: pass them all on the same device "
             "(nothing is copied implicitly)."
         )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Functional API and gradients (forward/backward of simplernn_numba.functional, SimpleRNN.backward).
+# ---------------------------------------------------------------------------------------------------
+
+def weight(value, name: str, shape: tuple, dtype: np.dtype | None = None) -> np.ndarray:
+    """A weight array of a float dtype (``dtype`` when given) and shape ``shape`` (None = any size).
+
+    Weights are not cast: a dtype other than float32/float64, or other than
+    ``dtype``, raises TypeError (the kernel dtype is taken from ``kernel``).
+    """
+    arr = np.asarray(value)
+    expected = FLOAT_DTYPES if dtype is None else (dtype,)
+    if arr.dtype not in expected:
+        wanted = " or ".join(d.name for d in expected)
+        raise TypeError(f"{name} must have dtype {wanted}; received dtype {arr.dtype}.")
+    check_shape(arr, name, shape)
+    return np.ascontiguousarray(arr)
+
+
+def multiplier(value, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray | None:
+    """An optional dropout multiplier of shape ``shape`` (already scaled by 1 / (1 - rate))."""
+    if value is None:
+        return None
+    arr = as_float_array(value, name, dtype)
+    check_shape(arr, name, shape)
+    return arr
+
+
+def gradient(value, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray | None:
+    """An optional upstream gradient: a real float array of exactly ``shape``, cast to ``dtype``."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be a float array; received dtype {arr.dtype}.")
+    check_shape(arr, name, shape)
+    return np.ascontiguousarray(arr, dtype=dtype)

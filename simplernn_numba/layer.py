@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _threading, activations, constraints, dispatch, initializers, regularizers
+from . import _threading, activations, constraints, dispatch, functional, initializers, regularizers
 from . import _validate as V
 from ._serialization import serialize
 
@@ -129,6 +129,7 @@ class SimpleRNN:
         self._features: int | None = None
         self._state: np.ndarray | None = None
         self._activity_losses: list[float] = []
+        self._cache: functional.Cache | None = None
         self.built = False
         if batch_input_shape is None and input_shape is not None:
             batch_input_shape = (batch_size, *tuple(input_shape))
@@ -340,8 +341,9 @@ class SimpleRNN:
         kernels = dispatch.backend(self.device, self.activation, x, self.units)
         weights = dispatch.weights(kernels, self, self._weights_version,
                                    tuple(self._weights[k] for k in _WEIGHT_NAMES))
-        output, state = kernels.forward(
-            x, *weights, h0,
+        run = functional.run if training else _forward_only
+        output, state, self._cache = run(
+            kernels, x, *weights, h0,
             mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
             go_backwards=self.go_backwards, activation=self._kernel_activation(),
             return_sequences=self.return_sequences,
@@ -501,3 +503,86 @@ class SimpleRNN:
         from .streaming import step
 
         return step(self, x_t, state)
+
+    # ------------------------------------------------------------------ gradients (backward pass)
+    def backward(self, d_output=None, d_state=None) -> dict[str, np.ndarray | None]:
+        """Gradients through the last call, which must have used ``training=True``.
+
+        Parameters
+        ----------
+        d_output : array, optional
+            Gradient of the loss with respect to the output that call returned:
+            (batch, timesteps, units) with ``return_sequences``, else (batch, units).
+            None means zero.
+        d_state : array (batch, units), optional
+            Gradient with respect to the returned final state; only with
+            ``return_state=True``.
+
+        Returns
+        -------
+        dict
+            ``kernel``, ``recurrent_kernel``, ``bias`` (None without a bias):
+            gradients of the loss plus ``sum(self.losses)`` (weight regularizers
+            and the activity regularizer on every returned array, divided by the
+            batch size as in :attr:`losses`); ``inputs`` (batch, timesteps, features)
+            and ``initial_state`` (batch, units): gradients of the loss plus the
+            activity penalty. All in the layer dtype.
+
+        Notes
+        -----
+        A stateful layer starts each call from the state the previous call left;
+        the gradient stops at that boundary (truncated backpropagation through
+        time): ``initial_state`` is the gradient for the carried-in state and is
+        not propagated into earlier calls.
+
+        Raises
+        ------
+        RuntimeError
+            If the last call of the layer did not use ``training=True``.
+        ValueError, TypeError
+            For gradients of the wrong shape or dtype.
+        """
+        cache = self._cache
+        if cache is None:
+            raise RuntimeError(
+                f"Layer {self.name!r} has nothing to differentiate: call it with training=True "
+                "right before backward()."
+            )
+        if d_state is not None and not self.return_state:
+            raise ValueError(
+                f"Layer {self.name!r} has return_state=False, so its call returned no state; "
+                "d_state must be None."
+            )
+        batch, steps, units = cache.outputs.shape
+        dt = cache.outputs.dtype
+        out_shape = (batch, steps, units) if self.return_sequences else (batch, units)
+        d_output = V.gradient(d_output, "d_output", out_shape, dt)
+        d_state = V.gradient(d_state, "d_state", (batch, units), dt)
+        reg = self.activity_regularizer
+        if reg is not None:
+            output = cache.outputs if self.return_sequences else cache.outputs[:, -1]
+            d_output = _plus(d_output, reg.gradient(output) / dt.type(batch))
+            if self.return_state:
+                state = cache.outputs[:, -1]  # the final state, except in rows masked throughout
+                if cache.mask is not None:
+                    state = np.where(cache.mask.any(axis=1)[:, None], state, cache.initial_state)
+                d_state = _plus(d_state, reg.gradient(state) / dt.type(batch))
+        grads = functional.backward(cache, d_output, d_state)
+        for key, weight_reg in zip(
+            _WEIGHT_NAMES, (self.kernel_regularizer, self.recurrent_regularizer, self.bias_regularizer)
+        ):
+            weights = getattr(cache, key)
+            if weights is not None and V.is_device_array(weights):  # the CUDA kernels' cached copies
+                weights = weights.copy_to_host()
+            if weight_reg is not None and weights is not None:
+                grads[key] = grads[key] + weight_reg.gradient(weights)
+        return grads
+
+
+def _forward_only(kernels, x, kernel, recurrent_kernel, bias, initial_state, **options):
+    """Inference call: ``(output, final_state, None)`` (no cache to keep)."""
+    return (*kernels.forward(x, kernel, recurrent_kernel, bias, initial_state, **options), None)
+
+
+def _plus(grad, extra):
+    return extra if grad is None else grad + extra

@@ -1,0 +1,234 @@
+"""CPU backward kernel (BPTT): finite differences, the NumPy reference, PyTorch autograd, determinism."""
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from cases import ACTIVATIONS, make_problem
+from conftest import tolerance
+from gradcheck import assert_gradients_close, numeric_gradients
+
+from simplernn_numba.kernels import cpu, reference
+
+FLAGS = ("masked", "dropout", "go_backwards", "return_sequences", "with_d_state", "use_bias")
+GRID = list(itertools.product([True, False], repeat=len(FLAGS)))
+#: Gradient keys, in the order of ``Problem.arrays()``.
+KEYS = ("inputs", "kernel", "recurrent_kernel", "bias", "initial_state")
+
+
+def _config(rng, activation, masked, dropout, go_backwards, return_sequences, with_d_state, use_bias,
+            dtype=np.float64, **sizes):
+    # exponential feeds its output back into itself: keep the weights small so nothing overflows
+    problem = make_problem(rng, dtype=dtype, masked=masked, dropout=dropout, use_bias=use_bias,
+                           scale=0.15 if activation == "exponential" else 0.4, **sizes)
+    batch, steps, _ = problem.x.shape
+    units = problem.kernel.shape[1]
+    out_shape = (batch, steps, units) if return_sequences else (batch, units)
+    d_output = rng.normal(size=out_shape).astype(dtype)
+    d_state = rng.normal(size=(batch, units)).astype(dtype) if with_d_state else None
+    options = dict(problem.options(), go_backwards=go_backwards, activation=activation)
+    return problem, d_output, d_state, options
+
+
+def _backward(module, problem, d_output, d_state, options):
+    outputs, _ = reference.forward(*problem.arrays(), **options, return_sequences=True)
+    return module.backward(*problem.arrays(), outputs, d_output, d_state, **options)
+
+
+def _check_against_finite_differences(problem, d_output, d_state, options):
+    params = dict(zip(KEYS, problem.arrays()))
+
+    def loss(p):
+        out, state = reference.forward(p["inputs"], p["kernel"], p["recurrent_kernel"], p["bias"],
+                                       p["initial_state"], **options,
+                                       return_sequences=d_output.ndim == 3)
+        return float((out * d_output).sum() + (0 if d_state is None else (state * d_state).sum()))
+
+    analytic = _backward(cpu, problem, d_output, d_state, options)
+    assert_gradients_close(analytic, numeric_gradients(loss, params))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation_matches_finite_differences(activation):
+    rng = np.random.default_rng(ACTIVATIONS.index(activation))
+    for flags in (GRID[0], GRID[rng.integers(1, len(GRID))]):
+        _check_against_finite_differences(*_config(rng, activation, *flags))
+
+
+@pytest.mark.parametrize("flags", GRID, ids=lambda f: "-".join(n for n, v in zip(FLAGS, f) if v) or "plain")
+def test_flag_grid_matches_finite_differences(flags):
+    rng = np.random.default_rng(GRID.index(flags))
+    _check_against_finite_differences(*_config(rng, "tanh", *flags))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_cpu_matches_reference(dtype, activation):
+    rng = np.random.default_rng(7)
+    rtol, atol = tolerance(dtype)
+    for flags in (GRID[0], GRID[-1], GRID[rng.integers(1, len(GRID) - 1)]):
+        problem, d_output, d_state, options = _config(rng, activation, *flags, dtype=dtype)
+        ours = _backward(cpu, problem, d_output, d_state, options)
+        ref = _backward(reference, problem, d_output, d_state, options)
+        for key in KEYS:
+            if ref[key] is None:
+                assert ours[key] is None
+                continue
+            assert ours[key].dtype == np.dtype(dtype) and ours[key].shape == ref[key].shape
+            assert np.isfinite(ref[key]).all()
+            np.testing.assert_allclose(ours[key], ref[key], rtol=rtol, atol=atol * 10, err_msg=key)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "elu"])
+@pytest.mark.parametrize("path", ["per_step_gemm", "parallel_rows"])
+def test_other_recurrence_paths_match_reference(monkeypatch, activation, path):
+    # the small problems above run the serial per-row recurrence; force the other two
+    monkeypatch.setattr(cpu, "_GEMM_STEP_WORK" if path == "per_step_gemm" else "_PARALLEL_WORK", 0)
+    rng = np.random.default_rng(3)
+    for flags in GRID[::9]:
+        problem, d_output, d_state, options = _config(rng, activation, *flags, batch=5, steps=7)
+        ours = _backward(cpu, problem, d_output, d_state, options)
+        ref = _backward(reference, problem, d_output, d_state, options)
+        for key in KEYS:
+            if ref[key] is not None:
+                np.testing.assert_allclose(ours[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def test_fully_masked_row_passes_state_gradient_through():
+    rng = np.random.default_rng(1)
+    problem, d_output, d_state, options = _config(rng, "tanh", True, False, False, True, True, True)
+    assert not problem.mask[0].any()
+    grads = _backward(cpu, problem, d_output, d_state, options)
+    np.testing.assert_array_equal(grads["initial_state"][0], d_state[0])
+    assert not grads["inputs"][0].any()
+
+
+def test_last_step_masked_routes_last_output_gradient_to_carried_state():
+    # row 1 has its last step masked: the last output repeats the previous one
+    rng = np.random.default_rng(2)
+    problem, d_output, _, options = _config(rng, "tanh", True, False, False, False, False, True)
+    options["mask"][:] = True
+    options["mask"][1, -1] = False
+    grads = _backward(cpu, problem, d_output, None, options)
+    assert not grads["inputs"][1, -1].any()
+    assert grads["inputs"][1, -2].all()
+    assert grads["inputs"][0, -1].all()
+
+
+def test_no_upstream_gradient_gives_zeros():
+    problem, _, _, options = _config(np.random.default_rng(4), "tanh", False, False, False, True, False, True)
+    grads = _backward(cpu, problem, None, None, options)
+    assert all(not grads[key].any() for key in KEYS)
+
+
+# ------------------------------------------------------------------ PyTorch autograd parity
+def _torch_loop(torch, problem, options, return_sequences, activation):
+    """The same recurrence (masks, dropout, go_backwards) written as a torch loop."""
+    t = {k: None if v is None else torch.tensor(v, requires_grad=True)
+         for k, v in zip(KEYS, problem.arrays())}
+    act = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "elu": torch.nn.functional.elu,
+           "selu": torch.selu, "softplus": torch.nn.functional.softplus, "gelu": torch.nn.functional.gelu,
+           "silu": torch.nn.functional.silu, "mish": torch.nn.functional.mish,
+           "softsign": torch.nn.functional.softsign}[activation]
+    x, h = t["inputs"], t["initial_state"]
+    mask = None if options["mask"] is None else torch.tensor(options["mask"])
+    in_drop = None if options["input_dropout"] is None else torch.tensor(options["input_dropout"])
+    rec_drop = None if options["recurrent_dropout"] is None else torch.tensor(options["recurrent_dropout"])
+    steps = x.shape[1]
+    prev_out, outs = torch.zeros_like(h), []
+    for t_ in (range(steps - 1, -1, -1) if options["go_backwards"] else range(steps)):
+        x_t = x[:, t_] if in_drop is None else x[:, t_] * in_drop
+        h_in = h if rec_drop is None else h * rec_drop
+        z = x_t @ t["kernel"] + h_in @ t["recurrent_kernel"]
+        if t["bias"] is not None:
+            z = z + t["bias"]
+        new = act(z)
+        if mask is None:
+            h, out = new, new
+        else:
+            keep = mask[:, t_][:, None]
+            h, out = torch.where(keep, new, h), torch.where(keep, new, prev_out)
+        prev_out = out
+        outs.append(out)
+    return t, (torch.stack(outs, 1) if return_sequences else prev_out), h
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "elu", "selu", "softplus", "gelu",
+                                        "silu", "mish", "softsign"])
+def test_matches_torch_autograd_loop(activation):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    for flags in (GRID[0], GRID[21], GRID[42]):
+        problem, d_output, d_state, options = _config(rng, activation, *flags)
+        params, out, state = _torch_loop(torch, problem, options, d_output.ndim == 3, activation)
+        loss = (out * torch.tensor(d_output)).sum()
+        if d_state is not None:
+            loss = loss + (state * torch.tensor(d_state)).sum()
+        loss.backward()
+        ours = _backward(cpu, problem, d_output, d_state, options)
+        for key, tensor in params.items():
+            if tensor is not None:
+                np.testing.assert_allclose(ours[key], tensor.grad.numpy(), rtol=1e-9, atol=1e-12,
+                                           err_msg=key)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_matches_torch_nn_rnn(nonlinearity):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    problem, d_output, d_state, options = _config(rng, nonlinearity, False, False, False, True, True, True,
+                                                  batch=4, steps=9, features=3, units=5)
+    rnn = torch.nn.RNN(3, 5, nonlinearity=nonlinearity, batch_first=True).double()
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.tensor(problem.kernel.T))
+        rnn.weight_hh_l0.copy_(torch.tensor(problem.recurrent_kernel.T))
+        rnn.bias_ih_l0.copy_(torch.tensor(problem.bias * 0.25))
+        rnn.bias_hh_l0.copy_(torch.tensor(problem.bias * 0.75))
+    x = torch.tensor(problem.x, requires_grad=True)
+    h0 = torch.tensor(problem.initial_state[None], requires_grad=True)
+    out, h_n = rnn(x, h0)
+    ((out * torch.tensor(d_output)).sum() + (h_n[0] * torch.tensor(d_state)).sum()).backward()
+    ours = _backward(cpu, problem, d_output, d_state, options)
+    expected = {"inputs": x.grad, "initial_state": h0.grad[0], "kernel": rnn.weight_ih_l0.grad.T,
+                "recurrent_kernel": rnn.weight_hh_l0.grad.T, "bias": rnn.bias_ih_l0.grad}
+    for key, value in expected.items():
+        np.testing.assert_allclose(ours[key], value.numpy(), rtol=1e-9, atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(rnn.bias_hh_l0.grad.numpy(), rnn.bias_ih_l0.grad.numpy())
+
+
+# ------------------------------------------------------------------ determinism
+_DETERMINISM_SCRIPT = textwrap.dedent("""
+    import hashlib, sys
+    import numpy as np
+    sys.path.insert(0, "tests")
+    from cases import make_problem
+    from simplernn_numba.kernels import cpu, reference
+    digest = hashlib.sha256()
+    cpu._PARALLEL_WORK = 0
+    for gemm_work in (0, 1 << 40):
+        cpu._GEMM_STEP_WORK = gemm_work
+        p = make_problem(np.random.default_rng(0), batch=9, steps=12, features=5, units=7,
+                         masked=True, dropout=True)
+        out, _ = reference.forward(*p.arrays(), **p.options())
+        d_out = np.random.default_rng(1).normal(size=out.shape)
+        grads = cpu.backward(*p.arrays(), out, d_out, None, **p.options(), activation="tanh")
+        for key in sorted(grads):
+            digest.update(grads[key].tobytes())
+    print(digest.hexdigest())
+""")
+
+
+def test_gradients_identical_with_one_and_two_threads():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digests = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
+                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        result = subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT], cwd=root, env=env,
+                                capture_output=True, text=True, check=True)
+        digests.append(result.stdout.strip())
+    assert digests[0] == digests[1] and len(digests[0]) == 64
