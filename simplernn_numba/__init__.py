@@ -6,11 +6,13 @@
 (2, 4)
 """
 
-from . import activations, constraints, functional, initializers, optimizers, regularizers
+from . import _threading, activations, constraints, functional, initializers, optimizers, regularizers
 from .bidirectional import Bidirectional
 from .functional import backward, forward
 from .layer import SimpleRNN
 from .streaming import Stream
+
+_threading.make_pip_tbb_loadable()
 
 __version__ = "0.1.0"
 __all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "backward", "constraints", "forward",

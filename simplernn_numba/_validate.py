@@ -32,14 +32,20 @@ def as_float_array(value, name: str, dtype: np.dtype) -> np.ndarray:
 
     Booleans, integers and other real floats are cast (as Keras casts inputs to
     the layer dtype); complex, object, string and other dtypes raise TypeError.
-    A copy is made only when the dtype or memory layout requires one.
+    A copy is made only when the dtype or memory layout requires one; the
+    rank is kept (a 0-d value stays 0-d, so errors show the received shape).
     """
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name} could not be converted to an array: {err}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must hold real numbers (bool, int or float); received dtype {arr.dtype}."
         )
-    return np.ascontiguousarray(arr, dtype=dtype)
+    # values beyond the float32 range become +-inf, silently, as in a Keras/TensorFlow cast
+    with np.errstate(over="ignore"):
+        return np.asarray(arr, dtype=dtype, order="C")
 
 
 def check_shape(arr: np.ndarray, name: str, expected: tuple) -> None:
@@ -84,7 +90,7 @@ def mask(value, batch: int, steps: int) -> np.ndarray | None:
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"mask must be boolean (or 0/1 numbers); received dtype {arr.dtype}.")
     check_shape(arr, "mask", (batch, steps))
-    return np.ascontiguousarray(arr != 0 if arr.dtype != np.bool_ else arr)
+    return writeable_c(arr != 0 if arr.dtype != np.bool_ else arr)
 
 
 def state(value, batch: int, units: int, dtype: np.dtype, name: str = "initial_state") -> np.ndarray:
@@ -95,9 +101,13 @@ def state(value, batch: int, units: int, dtype: np.dtype, name: str = "initial_s
                 f"SimpleRNN has 1 state; {name} received a list of {len(value)} values."
             )
         value = value[0]
-    arr = device_array(value, name, dtype) if is_device_array(value) else as_float_array(value, name, dtype)
+    if is_device_array(value):
+        arr = device_array(value, name, dtype)
+        check_shape(arr, name, (batch, units))
+        return arr
+    arr = as_float_array(value, name, dtype)
     check_shape(arr, name, (batch, units))
-    return arr
+    return writeable_c(arr)
 
 
 def positive_int(value, name: str) -> int:
@@ -125,6 +135,107 @@ def flag(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"Argument `{name}` must be a bool; received {value!r}.")
     return bool(value)
+
+
+# ---------------------------------------------------------------- reliability additions
+def writeable_c(arr: np.ndarray) -> np.ndarray:
+    """``arr`` if it is C-contiguous and writeable, else a copy that is.
+
+    Numba compiles a separate specialisation for read-only arrays; small
+    per-call arrays (state, mask) are copied instead, so that a read-only
+    argument never triggers a recompilation. Kernels never write to them.
+    """
+    if arr.flags.c_contiguous and arr.flags.writeable:
+        return arr
+    return np.array(arr, order="C")
+
+
+def sequence_of(value, name: str, count: int, what: str) -> list:
+    """``value`` as a list of ``count`` items, or a TypeError/ValueError naming both counts."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} expects a list of {count} {what}; received {type(value).__name__}.")
+    if len(value) != count:
+        raise ValueError(f"{name} expects {count} {what}; received {len(value)}.")
+    return list(value)
+
+
+def input_shape(shape, name: str = "input_shape") -> tuple:
+    """A (batch, timesteps, features) shape: batch None or int >= 0, timesteps None or int > 0,
+    features int > 0. Returns it as a tuple of Python ints / None."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"{name} must be a tuple (batch, timesteps, features); received {shape!r}.")
+    shape = tuple(shape)
+    if len(shape) != 3 or shape[2] is None:
+        raise ValueError(
+            f"{name} must be (batch, timesteps, features) with a known feature size; received {shape}."
+        )
+    batch, steps, features = shape
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral)
+                              or batch < 0):
+        raise ValueError(f"{name}: the batch size must be None or an integer >= 0; received {shape}.")
+    if steps is not None:
+        steps = positive_int(steps, f"{name}[1] (timesteps)")
+    features = positive_int(features, f"{name}[-1]")
+    return (None if batch is None else int(batch), steps, features)
+
+
+def kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask=None,
+                     input_dropout=None, recurrent_dropout=None) -> None:
+    """Check the kernel contract (see :mod:`simplernn_numba.kernels`) before a compiled kernel runs.
+
+    Cheap (shape, dtype and layout attributes only, no copies): the last line of
+    defence against out-of-bounds reads when a kernel is called directly.
+    Raises ValueError naming the expected and received shape or dtype.
+    """
+    try:  # fast path: a few microseconds when everything is right
+        batch, steps, features = x.shape
+        units = kernel.shape[1]
+        dt = x.dtype
+        ok = (dt in FLOAT_DTYPES and x.flags.c_contiguous
+              and _fits(kernel, (features, units), dt) and _fits(recurrent_kernel, (units, units), dt)
+              and _fits(initial_state, (batch, units), dt)
+              and (bias is None or _fits(bias, (units,), dt))
+              and (mask is None or _fits(mask, (batch, steps), np.bool_))
+              and (input_dropout is None or _fits(input_dropout, (batch, features), dt))
+              and (recurrent_dropout is None or _fits(recurrent_dropout, (batch, units), dt)))
+    except (AttributeError, TypeError, ValueError, IndexError):
+        ok = False
+    if not ok:
+        _explain_kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask,
+                                  input_dropout, recurrent_dropout)
+
+
+def _fits(arr, shape: tuple, dtype) -> bool:
+    return (isinstance(arr, np.ndarray) and arr.shape == shape and arr.dtype == dtype
+            and arr.flags.c_contiguous)
+
+
+def _explain_kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask,
+                              input_dropout, recurrent_dropout) -> None:
+    """Raise the ValueError that names what :func:`kernel_arguments` found wrong."""
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError(f"x must be a 3-D ndarray (batch, timesteps, features); received {x!r:.80}.")
+    batch, steps, features = x.shape
+    units = kernel.shape[-1] if isinstance(kernel, np.ndarray) and kernel.ndim == 2 else None
+    expected = {"kernel": (kernel, (features, units)),
+                "recurrent_kernel": (recurrent_kernel, (units, units)),
+                "bias": (bias, (units,)), "initial_state": (initial_state, (batch, units)),
+                "mask": (mask, (batch, steps)), "input_dropout": (input_dropout, (batch, features)),
+                "recurrent_dropout": (recurrent_dropout, (batch, units))}
+    for name, (arr, shape) in expected.items():
+        if arr is None and name in ("bias", "mask", "input_dropout", "recurrent_dropout"):
+            continue
+        if not isinstance(arr, np.ndarray) or arr.shape != shape:
+            got = arr.shape if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise ValueError(f"{name} must be an ndarray of shape {shape}; received {got}.")
+        want = np.bool_ if name == "mask" else x.dtype
+        if arr.dtype != want or not arr.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous {np.dtype(want)} array; received "
+                             f"{arr.dtype}, C-contiguous={arr.flags.c_contiguous}.")
+    if x.dtype not in FLOAT_DTYPES or not x.flags.c_contiguous:
+        raise ValueError(f"x must be a C-contiguous float32 or float64 array; received {x.dtype}, "
+                         f"C-contiguous={x.flags.c_contiguous}.")
+    raise ValueError("the arrays do not satisfy the kernel contract (see simplernn_numba.kernels).")
 
 
 # ---------------------------------------------------------------------------- GPU (device) arrays

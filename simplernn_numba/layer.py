@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import _threading, activations, constraints, dispatch, functional, initializers, regularizers
 from . import _validate as V
-from . import activations, constraints, dispatch, functional, initializers, regularizers
 from ._serialization import serialize
 
 _CONFIG_OBJECTS = {
@@ -140,15 +140,10 @@ class SimpleRNN:
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Sequence) -> None:
         """Create the weights for inputs of shape (batch, timesteps, features); None = unknown."""
-        shape = tuple(input_shape)
-        if len(shape) != 3 or shape[2] is None:
-            raise ValueError(
-                "input_shape must be (batch, timesteps, features) with a known feature size; "
-                f"received {shape}."
-            )
-        features = V.positive_int(shape[2], "input_shape[-1]")
+        shape = V.input_shape(input_shape)
+        features = shape[2]
         if shape[0] is not None:
-            self._batch_size = int(shape[0])
+            self._batch_size = shape[0]
         dt = self.dtype
         self._set("kernel", self.kernel_initializer((features, self.units), dt), (features, self.units))
         self._set("recurrent_kernel", self.recurrent_initializer((self.units, self.units), dt),
@@ -238,11 +233,8 @@ class SimpleRNN:
                 f"Layer {self.name!r} is not built; call build(input_shape) or the layer first."
             )
         names = self.weight_names
-        if len(weights) != len(names):
-            raise ValueError(
-                f"Layer {self.name!r} expects {len(names)} weights ({', '.join(names)}); "
-                f"received {len(weights)}."
-            )
+        weights = V.sequence_of(weights, f"Layer {self.name!r}", len(names),
+                                f"weights ({', '.join(names)})")
         checked = []
         for key, value in zip(names, weights):
             arr = V.as_float_array(value, key, np.dtype(self.dtype))
@@ -268,6 +260,7 @@ class SimpleRNN:
         """[state (batch, units)] for a stateful layer whose batch size is known, else [None]."""
         return [self._state]
 
+    @_threading.synchronized
     def reset_states(self, states=None) -> None:
         """Reset a stateful layer's state to zeros, or to ``states`` (array or list of one array).
 
@@ -321,7 +314,17 @@ class SimpleRNN:
         -------
         output : (batch, units), or (batch, timesteps, units) with return_sequences;
         with return_state, the list [output, final_state (batch, units)].
+
+        A non-stateful layer may be called from several threads at once. Calls
+        of a stateful layer (and the first, building call of any layer) are
+        serialised by a per-layer lock.
         """
+        if self.stateful or not self.built:
+            with _threading.object_lock(self):
+                return self._call(inputs, mask, training, initial_state)
+        return self._call(inputs, mask, training, initial_state)
+
+    def _call(self, inputs, mask, training, initial_state):
         dt = np.dtype(self.dtype)
         if mask is not None or initial_state is not None:
             V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)

@@ -145,7 +145,11 @@ class Stream:
         if (x_t.__class__ is not np.ndarray or x_t.shape != self._x_shape or x_t.dtype != w.dtype
                 or not x_t.flags.c_contiguous):
             x_t = w.array(x_t, "x_t", self._x_shape)
-        out = np.empty_like(self.state)
-        _step_kernel(x_t, self.state, w.kernel, w.recurrent_kernel, w.bias, w.act, out)
+        state = self.state  # a public attribute: a user may have assigned any value to it
+        if (state.__class__ is not np.ndarray or state.shape != (self._x_shape[0], w.units)
+                or state.dtype != w.dtype or not state.flags.c_contiguous):
+            state = self.state = w.array(state, "state", (self._x_shape[0], w.units))
+        out = np.empty_like(state)
+        _step_kernel(x_t, state, w.kernel, w.recurrent_kernel, w.bias, w.act, out)
         self.state = out
         return out

@@ -10,3 +10,15 @@ def rng():
 def tolerance(dtype):
     """(rtol, atol) for comparing a kernel against the reference at ``dtype``."""
     return (1e-10, 1e-12) if np.dtype(dtype) == np.float64 else (2e-5, 2e-6)
+
+
+# ---------------------------------------------------------------- hypothesis profiles (fuzz tests)
+# "fast" (default): few derandomized examples, stable in CI. "long": >= 1,000 examples per
+# property; run with `python -m pytest tests/test_fuzz_*.py --hypothesis-profile=long`.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("fast", max_examples=40, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=1000, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fast")

@@ -53,7 +53,8 @@ CASES = list(itertools.product(ACTIVATIONS, [False, True], [False, True]))
 
 @pytest.mark.parametrize("activation,masked,go_backwards", CASES)
 def test_matches_keras(activation, masked, go_backwards):
-    rng = np.random.default_rng(abs(hash((activation, masked, go_backwards))) % 2**32)
+    # a stable seed: hash() of a str is salted per process (PYTHONHASHSEED), which made this flaky
+    rng = np.random.default_rng([CASES.index((activation, masked, go_backwards))])
     batch, steps, features, units = 4, 6, 3, 5
     use_bias = bool(rng.integers(2))
     return_sequences = bool(rng.integers(2))

@@ -24,6 +24,7 @@ about 1e-7, i.e. float32 rounding level); float64 uses libm. See
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numba
@@ -31,7 +32,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from .. import _validate
 from .. import activations as A
+from .._threading import parallel_section
 
 #: Floating-point flags for the dot products: reassociation lets LLVM keep
 #: vector partial sums, contraction gives FMAs; NaN/inf semantics are kept.
@@ -342,6 +345,8 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     Parameters and returns as :func:`simplernn_numba.kernels.reference.forward`;
     ``activation`` must be a built-in name (callables use the reference).
     """
+    _validate.kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask,
+                               input_dropout, recurrent_dropout)
     batch, steps, features = x.shape
     units = kernel.shape[1]
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)
@@ -362,7 +367,8 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
         chunks = min(numba.get_num_threads(), batch // 2)
     if chunks > 1:
-        _recurrence_parallel(*args, chunks)
+        with parallel_section():
+            _recurrence_parallel(*args, chunks)
     else:
         _recurrence_serial(*args)
     return (outputs if return_sequences else outputs[:, 0]), final_state
@@ -623,8 +629,9 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     if use_rows:
         parallel = batch > 1 and batch * steps * units * units >= _PARALLEL_WORK
         rows = _bptt_rows if parallel else _bptt_rows_serial
-        rows(outputs, d_seq, preact, use_preact, recurrent_kernel_t, initial_state, mask_arr, use_mask,
-             rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
+        with parallel_section() if parallel else contextlib.nullcontext():
+            rows(outputs, d_seq, preact, use_preact, recurrent_kernel_t, initial_state, mask_arr,
+                 use_mask, rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
     else:
         if use_mask:
             in_order = mask[:, ::-1] if go_backwards else mask

@@ -148,14 +148,15 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
             dz[:, s] = np.where(keep, dz_s, 0)
             dh = np.where(keep, dh_in, dh)
 
-    flat_dz = dz.reshape(batch * steps, -1)
+    units = kernel.shape[1]  # explicit sizes: reshape(0, -1) fails when batch == 0
+    flat_dz = dz.reshape(batch * steps, units)
     d_xs = dz @ kernel.T
     if input_dropout is not None:
         d_xs = d_xs * input_dropout[:, None, :]
     return {
         "inputs": np.ascontiguousarray(d_xs[:, ::-1] if go_backwards else d_xs, dtype=dtype),
         "initial_state": dh.astype(dtype, copy=False),
-        "kernel": (xs.reshape(batch * steps, -1).T @ flat_dz).astype(dtype, copy=False),
-        "recurrent_kernel": (h_prev.reshape(batch * steps, -1).T @ flat_dz).astype(dtype, copy=False),
+        "kernel": (xs.reshape(batch * steps, x.shape[2]).T @ flat_dz).astype(dtype, copy=False),
+        "recurrent_kernel": (h_prev.reshape(batch * steps, units).T @ flat_dz).astype(dtype, copy=False),
         "bias": None if bias is None else flat_dz.sum(axis=0).astype(dtype, copy=False),
     }

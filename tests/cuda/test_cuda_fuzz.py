@@ -1,0 +1,60 @@
+"""Property-based fuzzing of the CUDA kernels against the NumPy reference (simulator or GPU).
+
+A quarter of the active hypothesis profile's examples (at least 10): the
+simulator runs every GPU thread in Python. Run with
+``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda/test_cuda_fuzz.py [--hypothesis-profile=long]``.
+"""
+
+import numpy as np
+from cuda_cases import kernels  # noqa: F401  (fixture)
+from fuzz_strategies import problems, split
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simplernn_numba.kernels import reference
+
+CUDA_SETTINGS = settings(max_examples=max(10, settings.default.max_examples // 4),
+                         suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                HealthCheck.too_slow])
+#: (rtol, atol) per dtype, the absolute part scaled by the largest |value| (as in test_fuzz_forward)
+TOLERANCE = {np.dtype(np.float64): (1e-9, 1e-11), np.dtype(np.float32): (2e-4, 2e-5)}
+
+
+def assert_close_normwise(ours, ref, dtype):
+    ours = ours if isinstance(ours, np.ndarray) else ours.copy_to_host()
+    rtol, atol = TOLERANCE[np.dtype(dtype)]
+    assert ours.dtype == np.dtype(dtype) and ours.shape == ref.shape
+    finite = np.abs(ref[np.isfinite(ref)])
+    scale = float(finite.max()) if finite.size else 0.0
+    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol + rtol * scale, equal_nan=True)
+
+
+@CUDA_SETTINGS
+@given(problem=problems(max_batch=3, max_steps=5, max_features=4, max_units=6),
+       d_output_kind=st.sampled_from(["sequence", "last", "none"]), with_d_state=st.booleans())
+def test_cuda_forward_and_backward_match_reference(kernels, problem, d_output_kind,  # noqa: F811
+                                                   with_d_state):
+    arrays, options = split(problem)
+    dtype = arrays[0].dtype
+    with np.errstate(all="ignore"):
+        out, state = kernels.forward(*arrays, **options)
+        ref_out, ref_state = reference.forward(*arrays, **options)
+    assert_close_normwise(out, ref_out, dtype)
+    assert_close_normwise(state, ref_state, dtype)
+
+    options.pop("return_sequences")
+    with np.errstate(all="ignore"):
+        outputs, _ = reference.forward(*arrays, **options, return_sequences=True)
+    rng = np.random.default_rng(outputs.size)
+    d_outputs = {"sequence": rng.standard_normal(outputs.shape).astype(dtype),
+                 "last": rng.standard_normal(ref_state.shape).astype(dtype), "none": None}[d_output_kind]
+    d_state = rng.standard_normal(ref_state.shape).astype(dtype) if with_d_state else None
+    with np.errstate(all="ignore"):
+        grads = kernels.backward(*arrays, outputs, d_outputs, d_state, **options)
+        ref = reference.backward(*arrays, outputs, d_outputs, d_state, **options)
+    assert grads.keys() == ref.keys()
+    for key, want in ref.items():
+        if want is None:
+            assert grads[key] is None, key
+        else:
+            assert_close_normwise(grads[key], want, dtype)

@@ -1,0 +1,188 @@
+"""Numerical edge cases, no crashes on arbitrary input, no recompilation, no memory growth."""
+
+import gc
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cases import ACTIVATIONS
+from conftest import tolerance
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from numba.core.dispatcher import Dispatcher
+
+from simplernn_numba import SimpleRNN
+from simplernn_numba.kernels import cpu, reference
+
+BOUNDED = ["tanh", "sigmoid", "softsign", "hard_sigmoid", "relu6"]
+
+
+# ---------------------------------------------------------------- numerical edge cases
+@pytest.mark.parametrize("activation", BOUNDED)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_huge_inputs_saturate_without_warnings(activation, dtype):
+    big = 1e30 if dtype == "float32" else 1e300
+    x = np.full((3, 6, 2), big, dtype)
+    x[1] *= -1
+    layer = SimpleRNN(4, activation=activation, return_sequences=True, dtype=dtype)
+    layer.build(x.shape)
+    layer.set_weights([np.full((2, 4), 0.5), np.eye(4) * 0.5, np.zeros(4)])
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        out = layer(x)
+        ref, _ = reference.forward(x, *layer.get_weights()[:2], layer.bias, np.zeros((3, 4), dtype),
+                                   activation=activation)
+    assert np.all(np.isfinite(out))
+    high = {"tanh": 1, "sigmoid": 1, "softsign": 1, "hard_sigmoid": 1, "relu6": 6}[activation]
+    low = {"tanh": -1, "sigmoid": 0, "softsign": -1, "hard_sigmoid": 0, "relu6": 0}[activation]
+    # the float32 CPU kernel's fast tanh saturates at 1 - 2**-22 (2 ulp below 1)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(out[0].max(), high, rtol=rtol)
+    np.testing.assert_allclose(out[1].min(), low, rtol=rtol, atol=atol)
+    assert low <= out.min() and out.max() <= high
+    np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
+
+
+def test_float64_path_has_float64_intermediates():
+    """An exact float64 sum that float32 (or a float32 intermediate) would round away."""
+    tiny = 2.0 ** -40
+    x = np.full((1, 9, 1), tiny)
+    x[0, 0, 0] = 1.0
+    layer = SimpleRNN(1, activation=None, return_sequences=True, return_state=True, dtype="float64")
+    layer.build(x.shape)
+    layer.set_weights([np.ones((1, 1)), np.ones((1, 1)), np.zeros(1)])
+    seq, state = layer(x, initial_state=np.zeros((1, 1)))
+    assert seq.dtype == state.dtype == np.float64
+    assert state[0, 0] == 1.0 + 8 * tiny
+    np.testing.assert_array_equal(seq[0, :, 0], 1.0 + np.arange(9) * tiny)
+    out, h = cpu.forward(x, np.ones((1, 1)), np.ones((1, 1)), None, np.zeros((1, 1)),
+                         activation="linear", input_dropout=np.ones((1, 1)),
+                         recurrent_dropout=np.ones((1, 1)), mask=np.ones((1, 9), bool))
+    assert out.dtype == h.dtype == np.float64 and h[0, 0] == 1.0 + 8 * tiny
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6", "hard_sigmoid", "leaky_relu", "elu"])
+def test_nan_is_not_clipped_away(activation):
+    """Branchy activations keep NaN as NaN (a max/min or comparison could turn it into a number)."""
+    x = np.full((1, 2, 1), np.nan)
+    out, h = cpu.forward(x, np.ones((1, 1)), np.zeros((1, 1)), None, np.zeros((1, 1)),
+                         activation=activation)
+    ref, _ = reference.forward(x, np.ones((1, 1)), np.zeros((1, 1)), None, np.zeros((1, 1)),
+                               activation=activation)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+
+
+# ---------------------------------------------------------------- errors are exceptions
+REAL_AND_BAD_DTYPES = ["float16", "float32", "float64", "int8", "uint8", "int64", "bool", "complex64",
+                       "U1", "datetime64[s]"]
+
+
+def _any_array():
+    return hnp.arrays(dtype=st.sampled_from(REAL_AND_BAD_DTYPES).map(np.dtype),
+                      shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(x=_any_array(), mask=st.none() | _any_array(), state=st.none() | _any_array(),
+       built=st.booleans(), activation=st.sampled_from(ACTIVATIONS), training=st.booleans())
+def test_arbitrary_input_returns_or_raises_cleanly(capfd, x, mask, state, built, activation,
+                                                   training):
+    layer = SimpleRNN(3, activation=activation, dropout=0.25, recurrent_dropout=0.25, seed=0,
+                      return_state=True)
+    if built:
+        layer.build((None, None, 2))
+    try:
+        with np.errstate(all="ignore"):
+            out, h = layer(x, mask=mask, initial_state=state, training=training)
+    except (ValueError, TypeError):
+        pass
+    else:
+        assert out.shape == h.shape == (x.shape[0], 3) and out.dtype == np.float32
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# ---------------------------------------------------------------- resources
+def _warm_signature_count() -> int:
+    """Compiled specialisations of every Numba function in the CPU kernel module."""
+    return sum(len(f.signatures) for f in vars(cpu).values() if isinstance(f, Dispatcher))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_recompilation_after_first_call(rng, dtype):
+    """New shapes, activations, go_backwards, return flags and input layouts reuse the compiled code."""
+    def configs():  # (use_bias, masked, training): 4 of the 8 specialisations, to keep cold CI short
+        yield from ((True, True, True), (True, False, False), (False, True, False), (False, False, True))
+
+    def call(use_bias, masked, training, batch=3, steps=4, units=5, activation="tanh",
+             go_backwards=False, layout="C"):
+        x = rng.standard_normal((batch, steps, 2))
+        h0 = rng.standard_normal((batch, units)).astype(dtype)
+        mask = rng.random((batch, steps)) > 0.3 if masked else None
+        if layout == "F":
+            x, h0 = np.asfortranarray(x), np.asfortranarray(h0)
+        elif layout == "readonly":
+            h0.flags.writeable = False
+            if mask is not None:
+                mask.flags.writeable = False
+        layer = SimpleRNN(units, activation=activation, use_bias=use_bias, go_backwards=go_backwards,
+                          recurrent_dropout=0.3, return_sequences=bool(batch % 2), dtype=dtype)
+        layer(x, mask=mask, initial_state=h0, training=training)
+
+    for combo in configs():
+        call(*combo)
+    count = _warm_signature_count()
+    for combo in configs():
+        for activation in ("relu", "gelu", "linear"):
+            call(*combo, batch=0, steps=1, units=1, activation=activation)
+            call(*combo, batch=4, steps=7, units=16, activation=activation, go_backwards=True,
+                 layout="F")
+            call(*combo, batch=1, steps=3, units=2, activation=activation, layout="readonly")
+    assert _warm_signature_count() == count
+
+
+def _rss_bytes() -> int | None:
+    statm = Path("/proc/self/statm")
+    if not statm.exists():
+        return None
+    import os
+    return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_ten_thousand_calls_do_not_grow_memory(rng):
+    x = rng.standard_normal((4, 5, 3)).astype(np.float32)
+    mask = rng.random((4, 5)) > 0.2
+    layer = SimpleRNN(4, dropout=0.2, return_sequences=True, return_state=True, seed=0)
+    stateful = SimpleRNN(4, stateful=True)
+    for _ in range(200):
+        layer(x, mask=mask, training=True)
+        stateful(x)
+    gc.collect()
+    rss_before = _rss_bytes()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(5000):
+            layer(x, mask=mask, training=True)
+            stateful(x)
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 256 * 1024, f"Python heap grew by {after - before} bytes"
+    if rss_before is not None:
+        assert _rss_bytes() - rss_before < 64 * 2**20
+
+
+def test_reference_backward_handles_empty_batch():
+    x, kernel, recurrent = np.zeros((0, 3, 2)), np.ones((2, 4)), np.ones((4, 4))
+    outputs, _ = reference.forward(x, kernel, recurrent, np.zeros(4), np.zeros((0, 4)))
+    grads = reference.backward(x, kernel, recurrent, np.zeros(4), np.zeros((0, 4)), outputs,
+                               np.zeros_like(outputs))
+    assert grads["inputs"].shape == (0, 3, 2) and grads["initial_state"].shape == (0, 4)
+    np.testing.assert_array_equal(grads["kernel"], np.zeros((2, 4)))
+    np.testing.assert_array_equal(grads["recurrent_kernel"], np.zeros((4, 4)))
+    np.testing.assert_array_equal(grads["bias"], np.zeros(4))
