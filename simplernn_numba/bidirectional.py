@@ -23,6 +23,7 @@ from several threads), so this module does not do it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,6 +48,23 @@ def _prefixed(prefix: str, name: str) -> str:
 def _clone(layer: SimpleRNN, **changes) -> SimpleRNN:
     config = {**layer.get_config(), **changes}
     return SimpleRNN(**config, device=layer.device)
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """What :meth:`Bidirectional.backward` needs from a ``training=True`` call.
+
+    The two layers' caches (to check they still belong to that call), the
+    (batch, timesteps, 1) bool ``keep`` mask applied to the sequences (None
+    when nothing was zeroed), and the two outputs as merged: ``y`` and
+    ``y_rev`` (already flipped to input order and masked with return_sequences).
+    """
+
+    forward_cache: object
+    backward_cache: object
+    keep: np.ndarray | None
+    y: np.ndarray
+    y_rev: np.ndarray
 
 
 class Bidirectional:
@@ -105,6 +123,7 @@ class Bidirectional:
         self.merge_mode = merge_mode
         self.name = name or _default_name()
         self._initial_weights = None if weights is None else list(weights)
+        self._saved: _Saved | None = None
         if self.forward_layer.built and self.backward_layer.built:
             self._apply_initial_weights()
 
@@ -232,12 +251,16 @@ class Bidirectional:
         if self.return_state:
             states = [y[1], y_rev[1]]
             y, y_rev = y[0], y_rev[0]
+        keep = None
         if self.return_sequences:
             y_rev = y_rev[:, ::-1]
             if mask is not None:
                 keep = V.mask(mask, y.shape[0], y.shape[1])[:, :, None]
                 y, y_rev = np.where(keep, y, 0).astype(y.dtype), np.where(keep, y_rev, 0).astype(y.dtype)
-        output = self._merge(y, np.ascontiguousarray(y_rev))
+        y_rev = np.ascontiguousarray(y_rev)
+        output = self._merge(y, y_rev)
+        self._saved = _Saved(self.forward_layer._cache, self.backward_layer._cache, keep, y, y_rev) \
+            if training else None
         if self.merge_mode is None:
             return output + states if self.return_state else output
         return [output, *states] if self.return_state else output
@@ -252,6 +275,102 @@ class Bidirectional:
         if self.merge_mode == "mul":
             return y * y_rev
         return [y, y_rev]
+
+    # ------------------------------------------------------------------ gradients (backward pass)
+    def backward(self, d_output=None, d_states=None) -> dict:
+        """Gradients through the last call, which must have used ``training=True``.
+
+        Each direction's own :meth:`SimpleRNN.backward` does the work; this
+        method only undoes the merge, the masking and the flip of the backward
+        sequence.
+
+        Parameters
+        ----------
+        d_output : array or list of two, optional
+            Gradient of the loss with respect to the merged output that call
+            returned: its shape (see the class docstring), or for
+            ``merge_mode=None`` a list [d_forward, d_backward] of arrays (or None).
+            None means zero.
+        d_states : list [d_h_forward, d_h_backward], optional
+            Gradients with respect to the returned final states (batch, units),
+            each optional; only with ``return_state=True``.
+
+        Returns
+        -------
+        dict
+            ``forward`` and ``backward``: each layer's ``kernel``,
+            ``recurrent_kernel`` and ``bias`` (None without a bias) gradients,
+            including that layer's weight and activity regularizers, so that
+            together they are the gradients of the loss plus ``sum(self.losses)``;
+            ``inputs`` (batch, timesteps, features): the sum over both directions;
+            ``initial_state``: [forward (batch, units), backward (batch, units)].
+
+        Raises
+        ------
+        RuntimeError
+            If the last call of this wrapper (or of one of its layers since)
+            did not use ``training=True``.
+        ValueError, TypeError
+            For gradients of the wrong structure, shape or dtype.
+        """
+        saved = self._saved
+        if saved is None or saved.forward_cache is not self.forward_layer._cache \
+                or saved.backward_cache is not self.backward_layer._cache:
+            raise RuntimeError(
+                f"Layer {self.name!r} has nothing to differentiate: call it with training=True "
+                "right before backward()."
+            )
+        d_y, d_y_rev = self._unmerge(d_output, saved)
+        d_h = d_h_rev = None
+        if d_states is not None:
+            if not self.return_state:
+                raise ValueError(
+                    f"Layer {self.name!r} has return_state=False, so its call returned no states; "
+                    "d_states must be None."
+                )
+            d_h, d_h_rev = self._split_states(d_states, "d_states")
+        if self.return_sequences:
+            if saved.keep is not None:
+                d_y = None if d_y is None else np.where(saved.keep, d_y, 0).astype(d_y.dtype)
+                d_y_rev = None if d_y_rev is None else np.where(saved.keep, d_y_rev, 0).astype(d_y_rev.dtype)
+            d_y_rev = None if d_y_rev is None else np.ascontiguousarray(d_y_rev[:, ::-1])
+        fwd = self.forward_layer.backward(d_y, d_h)
+        bwd = self.backward_layer.backward(d_y_rev, d_h_rev)
+        weights = ("kernel", "recurrent_kernel", "bias")
+        return {
+            "forward": {key: fwd[key] for key in weights},
+            "backward": {key: bwd[key] for key in weights},
+            "inputs": fwd["inputs"] + bwd["inputs"],
+            "initial_state": [fwd["initial_state"], bwd["initial_state"]],
+        }
+
+    def _unmerge(self, d_output, saved: _Saved):
+        """Split the merged output's gradient into the two directions' (None for zero)."""
+        y, y_rev = saved.y, saved.y_rev
+        if self.merge_mode is None:
+            if d_output is None:
+                return None, None
+            if not isinstance(d_output, (list, tuple)) or len(d_output) != 2:
+                count = len(d_output) if isinstance(d_output, (list, tuple)) else "an array, not a list"
+                raise ValueError(
+                    "With merge_mode=None the call returned 2 outputs, so d_output must be "
+                    f"[d_forward, d_backward]; received {count}."
+                )
+            return (V.gradient(d_output[0], "d_output[0]", y.shape, y.dtype),
+                    V.gradient(d_output[1], "d_output[1]", y_rev.shape, y_rev.dtype))
+        shape = (*y.shape[:-1], y.shape[-1] + y_rev.shape[-1]) if self.merge_mode == "concat" else y.shape
+        grad = V.gradient(d_output, "d_output", shape, y.dtype)
+        if grad is None:
+            return None, None
+        if self.merge_mode == "concat":
+            units = y.shape[-1]
+            return np.ascontiguousarray(grad[..., :units]), np.ascontiguousarray(grad[..., units:])
+        if self.merge_mode == "sum":
+            return grad, grad
+        if self.merge_mode == "ave":
+            half = grad / y.dtype.type(2)
+            return half, half
+        return grad * y_rev, grad * y  # mul
 
     # ------------------------------------------------------------------ shapes and config
     def compute_output_shape(self, input_shape: Sequence):
