@@ -305,14 +305,29 @@ def _tolerance(dtype: str) -> dict:
     return dict(rtol=1e-9, atol=1e-9) if dtype == "float64" else dict(rtol=1e-4, atol=1e-4)
 
 
+def assert_close(out, expected, rtol: float, atol: float) -> None:
+    """``out`` matches ``expected`` (an array or a tuple of arrays, such as gradients).
+
+    ``atol`` is relative to the largest magnitude in each expected array when that exceeds 1
+    (outputs in [-1, 1] keep the plain absolute tolerance; gradients scale with B*T).
+    """
+    pairs = zip(out, expected, strict=True) if isinstance(expected, tuple) else [(out, expected)]
+    for o, e in pairs:
+        scale = max(1.0, float(np.abs(e).max(initial=0.0)))
+        np.testing.assert_allclose(o, e, rtol=rtol, atol=atol * scale)
+
+
 def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
         budget_s: float = 2.0, progress: bool = True,
         builders: dict[str, Callable[[Problem, Case], Callable[[], np.ndarray]]] | None = None,
-        ) -> list[Row]:
+        tolerance: Callable[[Case], dict] | None = None) -> list[Row]:
     """Time ours and each peer on every case; returns one :class:`Row` per case.
 
     ``builders`` maps implementation names to builders (default :data:`BUILDERS`,
-    forward inference); another mode, such as a training step, is another such dict.
+    forward inference); another mode, such as a training step, is another such dict
+    (:data:`simplernn_numba.bench_train.TRAIN_BUILDERS`), whose callables may return a
+    tuple of arrays. ``tolerance(case)`` gives the ``rtol``/``atol`` of the check against
+    ours (default: 1e-4 for float32, 1e-9 for float64; see :func:`assert_close`).
 
     Every implementation is built, called once (first-call time, output check)
     and then timed in interleaved rounds, one call each per round, so that load
@@ -322,6 +337,7 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
     ``notes`` and not timed.
     """
     builders = BUILDERS if builders is None else builders
+    tol = tolerance or (lambda case: _tolerance(case.dtype))
     rows = []
     for case in cases:
         row = Row(case)
@@ -339,7 +355,7 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
                 if expected is None:
                     expected = out
                 else:
-                    np.testing.assert_allclose(out, expected, **_tolerance(case.dtype))
+                    assert_close(out, expected, **tol(case))
                 ready[name] = fn
                 message = f"first call {row.first_call[name]:.3f} s"
             except ImportError as exc:
@@ -371,9 +387,12 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
 
 
 # ---------------------------------------------------------------------- reporting
-def markdown(rows: Sequence[Row], gflops: float | None = None) -> str:
-    """Markdown table: median ms per implementation, our speed-up over each, GFLOP/s, % roofline."""
-    names = [OURS] + [n for n in PEERS if any(n in r.timings or n in r.notes for r in rows)]
+def markdown(rows: Sequence[Row], gflops: float | None = None, flops_factor: int = 1) -> str:
+    """Markdown table: median ms per implementation, our speed-up over each, GFLOP/s, % roofline.
+
+    ``flops_factor`` scales :attr:`Case.flops` (3 for a forward + backward training step).
+    """
+    names = [OURS] + list(dict.fromkeys(n for r in rows for n in (*r.timings, *r.notes) if n != OURS))
     head = ["B,T,F,U", *[f"{n} ms" for n in names], "best peer", "speed-up vs best",
             "ours GFLOP/s"]
     if gflops:
@@ -395,9 +414,10 @@ def markdown(rows: Sequence[Row], gflops: float | None = None) -> str:
             cells += [f"{best} {peers[best]:.3f}", f"{peers[best] / ours:.2f}x"]
         else:
             cells += ["n/a", "n/a"]
-        cells.append(f"{row.case.flops / ours / 1e6:.1f}" if ours else "n/a")
+        flops = flops_factor * row.case.flops
+        cells.append(f"{flops / ours / 1e6:.1f}" if ours else "n/a")
         if gflops:
-            roof = row.case.flops / gflops / 1e6
+            roof = flops / gflops / 1e6
             cells += [f"{roof:.3f}", f"{100 * roof / ours:.0f}%" if ours else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -412,14 +432,17 @@ def markdown(rows: Sequence[Row], gflops: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: Sequence[Row], path: Path) -> None:
-    """Grouped bar chart of median ms (log scale) per case and implementation."""
+def plot(rows: Sequence[Row], path: Path, what: str = "forward") -> None:
+    """Grouped bar chart of median ms (log scale) per case and implementation.
+
+    ``what`` names the timed call in the labels ("forward" or "training step").
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [OURS] + [n for n in PEERS if any(n in r.timings for r in rows)]
+    names = [OURS] + list(dict.fromkeys(n for r in rows for n in r.timings if n != OURS))
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for i, name in enumerate(names):
@@ -429,8 +452,8 @@ def plot(rows: Sequence[Row], path: Path) -> None:
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))])
     ax.set_xticklabels([r.case.label.replace(" ", "\n") for r in rows], fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel("median ms per forward call (lower is better)")
-    ax.set_title("SimpleRNN forward (tanh, return_sequences=True) by B,T,F,U; float32 unless noted")
+    ax.set_ylabel(f"median ms per {what} call (lower is better)")
+    ax.set_title(f"SimpleRNN {what} (tanh, return_sequences=True) by B,T,F,U; float32 unless noted")
     ax.legend(fontsize=8, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -479,8 +502,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                         help="B,T,F,U[,float64][,masked]; repeatable (default: the grid + "
                              "float64 + masked cases)")
     parser.add_argument("--skip-large", action="store_true", help="drop cases above 1 GFLOP")
-    parser.add_argument("--peers", default=",".join(PEERS),
-                        help=f"comma-separated subset of {','.join(PEERS)} (or 'none')")
+    parser.add_argument("--peers", default=None,
+                        help=f"comma-separated subset of {','.join(PEERS)} (or 'none'); with "
+                             "--train, of numpy,torch,jax (default: all)")
+    parser.add_argument("--train", action="store_true",
+                        help="time a training step (forward + backward, gradients checked) instead "
+                             "of the forward pass; writes bench_train.md and bench_train.png")
     parser.add_argument("--repeat", type=int, default=30, help="timed calls per measurement")
     parser.add_argument("--budget", type=float, default=2.0,
                         help="seconds per measurement before stopping early (>= 3 calls)")
@@ -503,18 +530,33 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                                                     Case(64, 100, 128, 128, masked=True)]
     if args.skip_large:
         cases = [c for c in cases if c.flops <= 1e9]
-    peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
-    unknown = set(peers) - set(PEERS)
+    builders, tolerance, flops_factor, stem, known = BUILDERS, None, 1, "bench", PEERS
+    if args.train:
+        from . import bench_train
+
+        builders, tolerance, flops_factor = (bench_train.TRAIN_BUILDERS, bench_train.tolerance,
+                                             bench_train.FLOPS_FACTOR)
+        stem, known = "bench_train", bench_train.PEERS
+    peers_arg = ",".join(known) if args.peers is None else args.peers
+    peers = [] if peers_arg == "none" else [p for p in peers_arg.split(",") if p]
+    unknown = set(peers) - set(known)
     if unknown:
-        parser.error(f"unknown peers {sorted(unknown)}; choose from {PEERS}")
+        parser.error(f"unknown peers {sorted(unknown)}; choose from {known}")
     gflops = None
     if not args.no_roofline:
         gflops = sgemm_gflops()
         print(f"numpy sgemm 2048x2048: {gflops:.1f} GFLOP/s", file=sys.stderr)
-    rows = run(cases, peers, args.repeat, args.budget)
-    text = markdown(rows, gflops)
+    load_before = os.getloadavg()[0]
+    rows = run(cases, peers, args.repeat, args.budget, builders=builders, tolerance=tolerance)
+    text = markdown(rows, gflops, flops_factor)
     threads = os.environ.get(THREADS_ENV)
     text += f"\nThreads: {threads + ' per library' if threads else 'each library default'}.\n"
+    text += (f"\nLoad average (1 min) before / after the timings: {load_before:.2f} / "
+             f"{os.getloadavg()[0]:.2f}.\n")
+    if args.train:
+        text += ("\nTraining step: ours is `layer(x, training=True)` + `layer.backward(d_output)`; "
+                 "gradients (inputs, kernel, recurrent_kernel, bias) checked against ours; "
+                 f"FLOPs counted as {flops_factor}x the forward pass.\n")
     if gflops:
         text += f"\nRoofline: numpy sgemm on 2048x2048 = {gflops:.1f} GFLOP/s in this run.\n"
     if args.startup:
@@ -522,11 +564,11 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                  for k, (i, c) in startup_times().items()]
         text += "\nImport + first call in a fresh interpreter:\n" + "\n".join(lines) + "\n"
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "bench.md").write_text(text)
+    (args.out_dir / f"{stem}.md").write_text(text)
     print(text)
     if not args.no_plot:
         try:
-            plot(rows, args.out_dir / "bench.png")
+            plot(rows, args.out_dir / f"{stem}.png", "training step" if args.train else "forward")
         except ImportError:
             print("matplotlib is not installed: no plot", file=sys.stderr)
     return rows

@@ -52,3 +52,55 @@ def test_plot_writes_png(tmp_path):
     rows = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), repeat=2, progress=False)
     bench.plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------------- training mode (--train)
+def test_train_cli_checks_gradients_and_skips_missing_peers(tmp_path, monkeypatch):
+    from simplernn_numba import bench_train
+
+    def missing(problem, case):
+        raise ImportError("no module", name="torch")
+    monkeypatch.setitem(bench_train.TRAIN_BUILDERS, "torch", missing)
+    rows = bench.main(["--train", "--case", "3,4,5,6", "--case", "2,3,4,5,float64,masked",
+                       "--peers", "numpy,torch", "--repeat", "2", "--out-dir", str(tmp_path),
+                       "--no-plot", "--no-roofline"])
+    text = (tmp_path / "bench_train.md").read_text()
+    assert set(rows[0].timings) == {"simplernn_numba", "numpy"}
+    assert rows[1].notes == {"torch": "not installed (torch)"}
+    assert "| 3,4,5,6 |" in text and "- torch: not installed (torch)" in text
+    assert "layer.backward(d_output)" in text
+
+
+def test_train_step_returns_layer_gradients():
+    from simplernn_numba import bench_train
+
+    case = bench.Case(3, 5, 4, 6)
+    problem = bench.make_problem(case)
+    grads = bench_train.TRAIN_BUILDERS[bench.OURS](problem, case)()
+    assert [g.shape for g in grads] == [(3, 5, 4), (4, 6), (6, 6), (6,)]
+    bench.assert_close(bench_train.TRAIN_BUILDERS["numpy"](problem, case)(), grads, rtol=1e-4, atol=1e-5)
+
+
+def test_train_peer_with_wrong_gradient_is_reported(monkeypatch):
+    from simplernn_numba import bench_train
+
+    numpy_step = bench_train.TRAIN_BUILDERS["numpy"]
+
+    def wrong(problem, case):
+        run = numpy_step(problem, case)
+        return lambda: tuple(2 * g for g in run())
+    monkeypatch.setitem(bench_train.TRAIN_BUILDERS, "numpy", wrong)
+    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), repeat=2, progress=False,
+                       builders=bench_train.TRAIN_BUILDERS, tolerance=bench_train.tolerance)
+    assert row.notes["numpy"].startswith("output differs from ours")
+
+
+@pytest.mark.parametrize("peer", ["torch", "jax"])
+def test_train_peer_gradients_match_ours(peer):
+    pytest.importorskip(peer)
+    from simplernn_numba import bench_train
+
+    case = bench.Case(3, 6, 4, 5)
+    problem = bench.make_problem(case)
+    ours = bench_train.TRAIN_BUILDERS[bench.OURS](problem, case)()
+    bench.assert_close(bench_train.TRAIN_BUILDERS[peer](problem, case)(), ours, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,143 @@
+"""Training-step builders for :mod:`simplernn_numba.bench` (``--train``): forward + backward.
+
+Each builder returns a callable that runs one training step on the problem's
+weights and inputs, with a fixed upstream gradient ``d_output`` (B, T, U), and
+returns the gradients ``(inputs, kernel, recurrent_kernel, bias)`` as NumPy
+arrays in Keras layout, so that :func:`simplernn_numba.bench.run` checks every
+peer's gradients against ours.
+
+- ours: the public layer API, ``layer(x, training=True)`` then ``layer.backward(d_output)``
+  (validation, dispatch and the cached forward outputs included);
+- numpy: the NumPy oracle, ``kernels.reference.forward`` + ``kernels.reference.backward``;
+- torch: ``torch.nn.RNN(batch_first=True)`` forward + ``.backward(d_output)`` (autograd,
+  gradients for the input and every weight);
+- jax: ``jax.jit(jax.vjp(...))`` of the ``lax.scan`` RNN of the forward benchmark.
+
+>>> from simplernn_numba import bench
+>>> rows = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), repeat=2, progress=False,
+...                  builders=TRAIN_BUILDERS, tolerance=tolerance)
+>>> sorted(rows[0].timings)
+['numpy', 'simplernn_numba']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from .bench import OURS, THREADS_ENV, Case, Problem
+
+#: Implementations with a training step, in table order after ours.
+PEERS = ("numpy", "torch", "jax")
+#: Forward + backward is about three forward passes of multiply-adds (forward, d_h and d_U/d_W).
+FLOPS_FACTOR = 3
+
+Grads = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def d_output(problem: Problem, case: Case) -> np.ndarray:
+    """The fixed upstream gradient (B, T, U) every implementation backpropagates."""
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(case.batch, case.steps, case.units)).astype(case.dtype)
+
+
+def tolerance(case: Case) -> dict:
+    """Gradients are sums over B*T terms: float32 agrees to ~1e-3 of the largest entry."""
+    return dict(rtol=1e-9, atol=1e-9) if case.dtype == "float64" else dict(rtol=1e-3, atol=1e-3)
+
+
+def _ours(p: Problem, case: Case) -> Callable[[], Grads]:
+    from .layer import SimpleRNN
+
+    layer = SimpleRNN(case.units, return_sequences=True, dtype=case.dtype)
+    layer.build(p.x.shape)
+    layer.set_weights([p.kernel, p.recurrent_kernel, p.bias])
+    x, mask, dy = p.x, p.mask, d_output(p, case)
+
+    def run():
+        layer(x, mask=mask, training=True)
+        g = layer.backward(dy)
+        return g["inputs"], g["kernel"], g["recurrent_kernel"], g["bias"]
+    return run
+
+
+def _numpy(p: Problem, case: Case) -> Callable[[], Grads]:
+    from .kernels import reference
+
+    h0 = np.zeros((case.batch, case.units), case.dtype)
+    dy = d_output(p, case)
+
+    def run():
+        outputs, _ = reference.forward(p.x, p.kernel, p.recurrent_kernel, p.bias, h0, mask=p.mask,
+                                       return_sequences=True)
+        g = reference.backward(p.x, p.kernel, p.recurrent_kernel, p.bias, h0, outputs, dy, mask=p.mask)
+        return g["inputs"], g["kernel"], g["recurrent_kernel"], g["bias"]
+    return run
+
+
+def _torch(p: Problem, case: Case) -> Callable[[], Grads]:
+    import torch
+
+    if p.mask is not None:
+        raise NotImplementedError("torch.nn.RNN has no per-step mask")
+    if THREADS_ENV in os.environ:
+        torch.set_num_threads(int(os.environ[THREADS_ENV]))
+    dt = torch.float32 if case.dtype == "float32" else torch.float64
+    rnn = torch.nn.RNN(case.features, case.units, batch_first=True).to(dt)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(p.kernel.T.copy()))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(p.recurrent_kernel.T.copy()))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(p.bias))
+        rnn.bias_hh_l0.zero_()
+    x = torch.from_numpy(p.x.copy()).requires_grad_(True)
+    dy = torch.from_numpy(d_output(p, case))
+    params = (x, *rnn.parameters())
+
+    def run():
+        for t in params:
+            t.grad = None
+        rnn(x)[0].backward(dy)
+        return (x.grad.numpy(), rnn.weight_ih_l0.grad.numpy().T, rnn.weight_hh_l0.grad.numpy().T,
+                rnn.bias_ih_l0.grad.numpy())
+    return run
+
+
+def _jax(p: Problem, case: Case) -> Callable[[], Grads]:
+    import jax
+    import jax.numpy as jnp
+
+    if case.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+    def fwd(x, kernel, recurrent_kernel, bias, mask):
+        xw = jnp.einsum("btf,fu->tbu", x, kernel) + bias
+        h0 = jnp.zeros((x.shape[0], kernel.shape[1]), x.dtype)
+
+        def step(carry, inputs):
+            h, prev = carry
+            xw_t, m = inputs
+            h_new = jnp.tanh(xw_t + h @ recurrent_kernel)
+            keep = m[:, None]
+            h = jnp.where(keep, h_new, h)
+            out = jnp.where(keep, h_new, prev)
+            return (h, out), out
+
+        _, ys = jax.lax.scan(step, (h0, h0), (xw, mask.T))
+        return jnp.swapaxes(ys, 0, 1)
+
+    @jax.jit
+    def grads(x, kernel, recurrent_kernel, bias, mask, dy):
+        _, vjp = jax.vjp(lambda *w: fwd(*w, mask), x, kernel, recurrent_kernel, bias)
+        return vjp(dy)
+
+    mask = np.ones(p.x.shape[:2], bool) if p.mask is None else p.mask
+    args = [jax.device_put(a) for a in (p.x, p.kernel, p.recurrent_kernel, p.bias, mask,
+                                        d_output(p, case))]
+    return lambda: tuple(np.asarray(g) for g in grads(*args))
+
+
+TRAIN_BUILDERS: dict[str, Callable[[Problem, Case], Callable[[], Grads]]] = {
+    OURS: _ours, "numpy": _numpy, "torch": _torch, "jax": _jax,
+}
