@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .bench import OURS, THREADS_ENV, Case, Problem
+from .bench import OURS, THREADS_ENV, Case, Problem, jax_rnn
 
 #: Implementations with a training step, in table order after ours.
 PEERS = ("numpy", "torch", "jax")
@@ -106,30 +106,13 @@ def _torch(p: Problem, case: Case) -> Callable[[], Grads]:
 
 def _jax(p: Problem, case: Case) -> Callable[[], Grads]:
     import jax
-    import jax.numpy as jnp
 
     if case.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
 
-    def fwd(x, kernel, recurrent_kernel, bias, mask):
-        xw = jnp.einsum("btf,fu->tbu", x, kernel) + bias
-        h0 = jnp.zeros((x.shape[0], kernel.shape[1]), x.dtype)
-
-        def step(carry, inputs):
-            h, prev = carry
-            xw_t, m = inputs
-            h_new = jnp.tanh(xw_t + h @ recurrent_kernel)
-            keep = m[:, None]
-            h = jnp.where(keep, h_new, h)
-            out = jnp.where(keep, h_new, prev)
-            return (h, out), out
-
-        _, ys = jax.lax.scan(step, (h0, h0), (xw, mask.T))
-        return jnp.swapaxes(ys, 0, 1)
-
     @jax.jit
     def grads(x, kernel, recurrent_kernel, bias, mask, dy):
-        _, vjp = jax.vjp(lambda *w: fwd(*w, mask), x, kernel, recurrent_kernel, bias)
+        _, vjp = jax.vjp(lambda *w: jax_rnn(*w, mask), x, kernel, recurrent_kernel, bias)
         return vjp(dy)
 
     mask = np.ones(p.x.shape[:2], bool) if p.mask is None else p.mask
