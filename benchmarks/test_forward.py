@@ -11,10 +11,7 @@ import pytest
 
 from simplernn_numba import bench
 
-CASES = [bench.Case(*shape) for shape in bench.GRID] + [
-    bench.Case(64, 100, 128, 128, dtype="float64"),
-    bench.Case(64, 100, 128, 128, masked=True),
-]
+CASES = bench.default_cases()
 
 
 def _param(case):

@@ -10,10 +10,7 @@ import pytest
 
 from simplernn_numba import bench, bench_train
 
-CASES = [bench.Case(*shape) for shape in bench.GRID] + [
-    bench.Case(64, 100, 128, 128, dtype="float64"),
-    bench.Case(64, 100, 128, 128, masked=True),
-]
+CASES = bench.default_cases()
 
 
 def _param(case):

@@ -95,6 +95,12 @@ class Row:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+def default_cases() -> list[Case]:
+    """The perf_anchors grid plus a float64 and a masked variant of 64,100,128,128."""
+    return [Case(*g) for g in GRID] + [Case(64, 100, 128, 128, "float64"),
+                                       Case(64, 100, 128, 128, masked=True)]
+
+
 def make_problem(case: Case, seed: int = 0) -> Problem:
     """Random inputs and Keras-like weights for ``case``."""
     rng = np.random.default_rng(seed)
@@ -531,8 +537,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         argv = sys.argv[1:] if argv is None else list(argv)
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "simplernn_numba.bench", *argv])
-    cases = args.case or [Case(*g) for g in GRID] + [Case(64, 100, 128, 128, "float64"),
-                                                    Case(64, 100, 128, 128, masked=True)]
+    cases = args.case or default_cases()
     if args.skip_large:
         cases = [c for c in cases if c.flops <= 1e9]
     builders, tolerance, flops_factor, stem, known = BUILDERS, None, 1, "bench", PEERS
