@@ -83,3 +83,23 @@ def serialize(obj):
     if isinstance(obj, Serializable):
         return {"class_name": type(obj).__name__, "config": obj.get_config()}
     return getattr(obj, "__name__", repr(obj))
+
+
+class NpzSavable:
+    """``save(path)`` / ``load(path)`` for layers, through :mod:`simplernn_numba.saving` (no pickle)."""
+
+    def save(self, path) -> None:
+        """Write config, weights (and any stateful state) to an ``.npz`` file; no pickle."""
+        from .saving import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path, *, device: str = "auto"):
+        """Read a layer written by :meth:`save`; never executes code from the file."""
+        from .saving import load
+
+        layer = load(path, device=device)
+        if not isinstance(layer, cls):
+            raise ValueError(f"{path!r} holds a {type(layer).__name__}, not a {cls.__name__}.")
+        return layer

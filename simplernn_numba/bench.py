@@ -156,7 +156,8 @@ def _numpy(p: Problem, case: Case) -> Callable[[], np.ndarray]:
     return run
 
 
-def _torch(p: Problem, case: Case) -> Callable[[], np.ndarray]:
+def torch_rnn(p: Problem, case: Case):
+    """A ``torch.nn.RNN`` (batch_first) holding the problem's weights (the torch peer)."""
     import torch
 
     if p.mask is not None:
@@ -170,6 +171,13 @@ def _torch(p: Problem, case: Case) -> Callable[[], np.ndarray]:
         rnn.weight_hh_l0.copy_(torch.from_numpy(p.recurrent_kernel.T.copy()))
         rnn.bias_ih_l0.copy_(torch.from_numpy(p.bias))
         rnn.bias_hh_l0.zero_()
+    return rnn
+
+
+def _torch(p: Problem, case: Case) -> Callable[[], np.ndarray]:
+    import torch
+
+    rnn = torch_rnn(p, case)
     x = torch.from_numpy(p.x)
 
     def run():

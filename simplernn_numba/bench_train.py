@@ -22,12 +22,11 @@ peer's gradients against ours.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
 
-from .bench import OURS, THREADS_ENV, Case, Problem, jax_rnn
+from .bench import OURS, Case, Problem, jax_rnn, torch_rnn
 
 #: Implementations with a training step, in table order after ours.
 PEERS = ("numpy", "torch", "jax")
@@ -80,17 +79,7 @@ def _numpy(p: Problem, case: Case) -> Callable[[], Grads]:
 def _torch(p: Problem, case: Case) -> Callable[[], Grads]:
     import torch
 
-    if p.mask is not None:
-        raise NotImplementedError("torch.nn.RNN has no per-step mask")
-    if THREADS_ENV in os.environ:
-        torch.set_num_threads(int(os.environ[THREADS_ENV]))
-    dt = torch.float32 if case.dtype == "float32" else torch.float64
-    rnn = torch.nn.RNN(case.features, case.units, batch_first=True).to(dt)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(p.kernel.T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(p.recurrent_kernel.T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(p.bias))
-        rnn.bias_hh_l0.zero_()
+    rnn = torch_rnn(p, case)
     x = torch.from_numpy(p.x.copy()).requires_grad_(True)
     dy = torch.from_numpy(d_output(p, case))
     params = (x, *rnn.parameters())

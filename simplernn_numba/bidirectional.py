@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as V
+from ._serialization import NpzSavable
 from .layer import SimpleRNN
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -67,7 +68,7 @@ class _Saved:
     y_rev: np.ndarray
 
 
-class Bidirectional:
+class Bidirectional(NpzSavable):
     """Bidirectional wrapper for :class:`~simplernn_numba.SimpleRNN` (Keras ``Bidirectional``).
 
     Parameters
@@ -445,22 +446,6 @@ class Bidirectional:
         from .convert_torch import to_torch
 
         return to_torch(self, batch_first)
-
-    def save(self, path) -> None:
-        """Write config and both directions' weights to an ``.npz`` file; no pickle."""
-        from .saving import save
-
-        save(self, path)
-
-    @classmethod
-    def load(cls, path, *, device: str = "auto") -> Bidirectional:
-        """Read a Bidirectional written by :meth:`save`; never executes code from the file."""
-        from .saving import load
-
-        layer = load(path, device=device)
-        if not isinstance(layer, cls):
-            raise ValueError(f"{path!r} holds a {type(layer).__name__}, not a {cls.__name__}.")
-        return layer
 
     def __repr__(self) -> str:
         return f"Bidirectional({self.forward_layer!r}, merge_mode={self.merge_mode!r}, name={self.name!r})"

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _threading, activations, constraints, dispatch, functional, initializers, regularizers
 from . import _validate as V
-from ._serialization import serialize
+from ._serialization import NpzSavable, serialize
 
 _CONFIG_OBJECTS = {
     "kernel_initializer": initializers, "recurrent_initializer": initializers,
@@ -33,7 +33,7 @@ def _default_name() -> str:
     return "simple_rnn" if _layer_count == 1 else f"simple_rnn_{_layer_count - 1}"
 
 
-class SimpleRNN:
+class SimpleRNN(NpzSavable):
     """Fully-connected RNN where the output is fed back to the input (Keras ``SimpleRNN``).
 
     ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``
@@ -475,22 +475,6 @@ class SimpleRNN:
         from .convert_torch import to_torch
 
         return to_torch(self, batch_first)
-
-    def save(self, path) -> None:
-        """Write config, weights (and stateful state) to an ``.npz`` file; no pickle."""
-        from .saving import save
-
-        save(self, path)
-
-    @classmethod
-    def load(cls, path, *, device: str = "auto") -> SimpleRNN:
-        """Read a layer written by :meth:`save`; never executes code from the file."""
-        from .saving import load
-
-        layer = load(path, device=device)
-        if not isinstance(layer, cls):
-            raise ValueError(f"{path!r} holds a {type(layer).__name__}, not a {cls.__name__}.")
-        return layer
 
     def stream(self, batch_size: int = 1, initial_state=None):
         """A :class:`~simplernn_numba.streaming.Stream` that advances one timestep per call."""
