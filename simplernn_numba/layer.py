@@ -492,6 +492,10 @@ class SimpleRNN(NpzSavable):
     def backward(self, d_output=None, d_state=None) -> dict[str, np.ndarray | None]:
         """Gradients through the last call, which must have used ``training=True``.
 
+        The saved forward pass belongs to the layer, so train a layer from one
+        thread: with several threads calling it, "the last call" is whichever
+        finished last.
+
         Parameters
         ----------
         d_output : array, optional
