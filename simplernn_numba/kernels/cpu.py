@@ -39,6 +39,9 @@ from .._threading import parallel_section
 #: Floating-point flags for the dot products: reassociation lets LLVM keep
 #: vector partial sums, contraction gives FMAs; NaN/inf semantics are kept.
 _FAST = {"reassoc", "contract"}
+#: NumPy's floating-point error semantics (x / 0 -> inf or nan, never an exception): Numba's
+#: default "python" model guards every division with a branch, which stops loops vectorising.
+_ERRORS = "numpy"
 #: Below this many multiply-adds (B*T*(F+U)*U) a call runs on the serial kernel.
 SERIAL_WORK = 1 << 20
 #: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2) each step is one
@@ -46,7 +49,7 @@ SERIAL_WORK = 1 << 20
 FUSED_WEIGHT_BYTES = 1 << 18
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model=_ERRORS)
 def _sigmoid(v):
     if v >= 0:
         return 1.0 / (1.0 + math.exp(-v))
@@ -54,7 +57,7 @@ def _sigmoid(v):
     return e / (1.0 + e)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model=_ERRORS)
 def _softplus(v):
     return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
@@ -65,11 +68,16 @@ _TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
 _TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
-@njit(cache=True, inline="always", fastmath={"contract"})
+@njit(cache=True, inline="always", fastmath={"contract"}, error_model=_ERRORS)
 def _tanh_f32(v):
-    """Rational tanh for float32 (Eigen's and XLA's): clamp to +-7.9, odd/even polynomials."""
+    """Rational tanh for float32 (Eigen's and XLA's): clamp to +-7.9, odd/even polynomials.
+
+    The clamp is written so that NaN falls through both comparisons and propagates
+    (no select on ``v == v``: that compiles to a masked store, slow on AMD).
+    """
     f = np.float32
-    x = min(max(v, f(-_TANH_CLAMP)), f(_TANH_CLAMP))
+    x = f(_TANH_CLAMP) if v > f(_TANH_CLAMP) else v
+    x = f(-_TANH_CLAMP) if x < f(-_TANH_CLAMP) else x
     x2 = x * x
     p = f(_TANH_P[0])
     p = p * x2 + f(_TANH_P[1])
@@ -82,15 +90,14 @@ def _tanh_f32(v):
     q = q * x2 + f(_TANH_Q[1])
     q = q * x2 + f(_TANH_Q[2])
     q = q * x2 + f(_TANH_Q[3])
-    r = (p * x) / q
-    return r if v == v else v
+    return (p * x) / q
 
 
 def _tanh_inplace(z):
     """``z[:] = tanh(z)`` (compiled; the float32 version is the fast approximation)."""
 
 
-@overload(_tanh_inplace, jit_options={"cache": True})
+@overload(_tanh_inplace, jit_options={"cache": True, "error_model": _ERRORS})
 def _tanh_inplace_impl(z):
     if z.dtype == types.float32:
         def fast(z):
@@ -104,7 +111,7 @@ def _tanh_inplace_impl(z):
     return accurate
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def activate(z, act):
     """Apply activation code ``act`` to the 1-D array ``z`` in place."""
     n = z.shape[0]
@@ -159,7 +166,7 @@ def activate(z, act):
             z[i] = z[i] * min(max(z[i] / 6.0 + 0.5, 0.0), 1.0)
 
 
-@njit(cache=True, inline="always", fastmath=_FAST)
+@njit(cache=True, inline="always", fastmath=_FAST, error_model=_ERRORS)
 def _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1):
     """``z_r = init_r + bias + v_r @ vt.T`` for two rows; ``vt`` is (U, K), ``v_r`` (K,)."""
     units, width = vt.shape
@@ -196,7 +203,7 @@ def _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1):
         u += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model=_ERRORS)
 def _commit(z, h, out, mask, b, t, seen, act):
     """Finish one row's step: activation, new state and output, or carry over a masked step."""
     if mask is not None and not mask[b, t]:
@@ -210,7 +217,7 @@ def _commit(z, h, out, mask, b, t, seen, act):
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model=_ERRORS)
 def _load_inputs(v, x, xw, input_dropout, h, recurrent_dropout, b, t):
     """Fill the dot-product operand ``v``: ``[x_t (* dropout), h (* dropout)]``, or just ``h``."""
     offset = v.shape[0] - h.shape[0]
@@ -221,7 +228,7 @@ def _load_inputs(v, x, xw, input_dropout, h, recurrent_dropout, b, t):
         v[offset + k] = h[k] if recurrent_dropout is None else h[k] * recurrent_dropout[b, k]
 
 
-@njit(cache=True, fastmath=_FAST)
+@njit(cache=True, fastmath=_FAST, error_model=_ERRORS)
 def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
           go_backwards, act, xw, outputs, final_state, lo, hi):
     """Run batch rows ``lo:hi`` through every timestep, two rows at a time.
@@ -266,7 +273,7 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
         b += 2
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _recurrence_serial(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
                        go_backwards, act, xw, outputs, final_state):
     """All batch rows on the calling thread (no thread-pool start-up)."""
@@ -274,7 +281,7 @@ def _recurrence_serial(x, vt, bias, initial_state, mask, input_dropout, recurren
           go_backwards, act, xw, outputs, final_state, 0, outputs.shape[0])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model=_ERRORS)
 def _recurrence_parallel(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
                          go_backwards, act, xw, outputs, final_state, chunks):
     """Batch rows split into ``chunks`` runs of whole row pairs, one per thread."""
@@ -393,7 +400,7 @@ _GEMM_STEP_WORK = 1 << 17
 _PARALLEL_WORK = 1 << 18
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _grad_from_output(h, act):
     """``act'(z)`` written with the output ``h = act(z)`` (every activation but those needing ``z``)."""
     if act == A.TANH:
@@ -422,7 +429,7 @@ def _grad_from_output(h, act):
     return 1.0 if h > 0 else A.LEAKY_RELU_SLOPE  # LEAKY_RELU
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _grad_from_preactivation(z, act):
     """``act'(z)`` for the activations in ``_NEEDS_PREACTIVATION``."""
     if act == A.SILU:
@@ -438,7 +445,7 @@ def _grad_from_preactivation(z, act):
     return hs + (z / 6.0 if -3.0 < z < 3.0 else 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout, use_dropout,
                          go_backwards, prev):
     steps, units = outputs.shape[1], outputs.shape[2]
@@ -454,7 +461,7 @@ def _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dr
             src = outputs[b, s]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _previous_states(outputs, initial_state, mask, use_mask, recurrent_dropout, use_dropout,
                      go_backwards, prev):
     """Fill ``prev[b, t]`` (input time order) with the state entering the step that reads ``x[b, t]``,
@@ -464,7 +471,7 @@ def _previous_states(outputs, initial_state, mask, use_mask, recurrent_dropout, 
                              go_backwards, prev)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _step_dz(b, s, t, dh, outputs, d_outputs, seen, preact, use_preact, act, dz):
     """Add ``d_outputs`` of step ``s`` to ``dh`` and write ``dz[b, t] = dh * act'``."""
     units = dh.shape[0]
@@ -483,7 +490,7 @@ def _step_dz(b, s, t, dh, outputs, d_outputs, seen, preact, use_preact, act, dz)
             dz[b, t, u] = dh[u] * _grad_from_output(outputs[b, s, u], act)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _first_unmasked(mask, use_mask, b, steps, go_backwards):
     """Processing index of row ``b``'s first unmasked step (``steps`` if none)."""
     if not use_mask:
@@ -495,7 +502,7 @@ def _first_unmasked(mask, use_mask, b, steps, go_backwards):
     return steps
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
 def _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
     """Backward recurrence of batch row ``b`` (see :func:`_bptt_rows`)."""
@@ -527,7 +534,7 @@ def _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, ini
                 acc[k] *= recurrent_dropout[b, k]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model=_ERRORS)
 def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
     """Backward recurrence, one batch row per thread (small units).
@@ -541,7 +548,7 @@ def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initi
                   use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask,
                       use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
     """:func:`_bptt_rows` on the calling thread, for work too small to share."""
@@ -550,7 +557,7 @@ def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel_t
                   use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=_ERRORS)
 def _bptt_step(s, outputs, d_outputs, preact, use_preact, mask, use_mask, recurrent_dropout, use_dropout,
                go_backwards, act, first, product, dh, dz_step, dz):
     """Step ``s`` of the per-step GEMM path, around ``product = dz_step @ recurrent_kernel.T``.

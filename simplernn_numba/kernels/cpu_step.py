@@ -18,7 +18,7 @@ from numba import njit
 from .cpu import activate
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def step(x_t, state, kernel, recurrent_kernel, bias, act, out):
     """Write the next state into ``out``.
 
