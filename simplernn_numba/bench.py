@@ -313,6 +313,31 @@ def median_seconds(fn: Callable[[], object], repeat: int, budget_s: float = 2.0)
     return float(np.median(times))
 
 
+#: Seconds of consecutive calls one implementation gets per round of :func:`run`.
+BLOCK_S = 0.05
+
+
+def _block(fn: Callable[[], object], limit: int) -> list[float]:
+    """Times of up to ``limit`` consecutive calls of ``fn`` lasting about :data:`BLOCK_S`.
+
+    When a call is short enough for several per block, one untimed call goes first: it
+    pays for what the previous implementation left behind (evicted caches, another
+    library's thread pool still spinning), which is not this implementation's cost.
+    """
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    if first >= BLOCK_S / 2:
+        return [first]
+    times: list[float] = []
+    end = time.perf_counter() + BLOCK_S
+    while len(times) < limit and (not times or time.perf_counter() < end):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def sgemm_gflops(n: int = 2048, repeat: int = 5) -> float:
     """GFLOP/s of NumPy's float32 matrix product on (n, n) @ (n, n): the roofline used here."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
@@ -349,9 +374,10 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
     ours (default: 1e-4 for float32, 1e-9 for float64; see :func:`assert_close`).
 
     Every implementation is built, called once (first-call time, output check)
-    and then timed in interleaved rounds, one call each per round, so that load
-    from other processes falls on all of them alike. An implementation leaves the
-    rounds after ``repeat`` calls, or after ``budget_s`` seconds once it has 3.
+    and then timed in interleaved rounds, so that load from other processes falls
+    on all of them alike; in each round each implementation runs one block of
+    consecutive calls (see :func:`_block`). An implementation leaves the rounds
+    after ``repeat`` timed calls, or after ``budget_s`` seconds once it has 3.
     A peer whose output differs from ours beyond float tolerance is reported in
     ``notes`` and not timed.
     """
@@ -392,9 +418,7 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
         active = list(ready)
         while active:
             for name in active:
-                start = time.perf_counter()
-                ready[name]()
-                samples[name].append(time.perf_counter() - start)
+                samples[name] += _block(ready[name], repeat - len(samples[name]))
             active = [n for n in active if len(samples[n]) < repeat
                       and (len(samples[n]) < 3 or sum(samples[n]) < budget_s)]
         row.timings = {name: 1e3 * float(np.median(ts)) for name, ts in samples.items()}

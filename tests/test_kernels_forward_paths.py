@@ -1,8 +1,9 @@
 """Every code path of the CPU forward kernel against the NumPy reference.
 
 Small problems normally take the serial, fused path; these tests force the
-parallel path (threads over row pairs), the BLAS-projection path (large
-weights) and the cached prepared weights.
+parallel path (threads over batch rows), the BLAS-projection path (large
+weights), the batch-as-vector-lanes path (few units) and the cached prepared
+weights.
 """
 
 import numpy as np
@@ -14,12 +15,14 @@ from simplernn_numba.kernels import cpu, reference
 
 
 @pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("path", ["rows", "fused", "lanes"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batch", [1, 5])
-def test_paths_match_reference(rng, monkeypatch, parallel, fused, dtype, batch):
+def test_paths_match_reference(rng, monkeypatch, parallel, path, dtype, batch):
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
-    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 1 << 62 if fused else 0)
+    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 0 if path == "rows" else 1 << 62)
+    monkeypatch.setattr(cpu, "LANES_MAX_UNITS", 1 << 62 if path == "lanes" else 0)
+    monkeypatch.setattr(cpu, "LANES_MIN_BATCH", 1)
     problem = make_problem(rng, batch=batch, steps=7, features=5, units=9, dtype=dtype,
                            masked=True, dropout=True)
     rtol, atol = tolerance(dtype)
@@ -34,13 +37,20 @@ def test_paths_match_reference(rng, monkeypatch, parallel, fused, dtype, batch):
 
 def test_prepared_weights_cached_only_for_immutable_arrays(rng):
     kernel, recurrent = rng.normal(size=(3, 4)), rng.normal(size=(4, 4))
-    assert cpu.prepared_weights(kernel, recurrent, True) is not cpu.prepared_weights(
-        kernel, recurrent, True)
+    assert cpu.prepared_weights(kernel, recurrent, "fused") is not cpu.prepared_weights(
+        kernel, recurrent, "fused")
     kernel.flags.writeable = recurrent.flags.writeable = False
-    first = cpu.prepared_weights(kernel, recurrent, True)
-    assert cpu.prepared_weights(kernel, recurrent, True) is first
+    first = cpu.prepared_weights(kernel, recurrent, "fused")
+    assert cpu.prepared_weights(kernel, recurrent, "fused") is first
     np.testing.assert_array_equal(first, np.concatenate([kernel, recurrent]).T)
-    np.testing.assert_array_equal(cpu.prepared_weights(kernel, recurrent, False), recurrent.T)
+    np.testing.assert_array_equal(cpu.prepared_weights(kernel, recurrent, "recurrent"), recurrent.T)
+    lanes = cpu.prepared_weights(kernel, recurrent, "lanes")
+    np.testing.assert_array_equal(lanes, np.concatenate([kernel, recurrent]))
+    assert lanes.flags.c_contiguous
+    kernel.flags.writeable = True  # made writeable again: may change, so no longer cached
+    assert cpu.prepared_weights(kernel, recurrent, "fused") is not first
+    with pytest.raises(ValueError, match="layout"):
+        cpu.prepared_weights(kernel, recurrent, "transposed")
 
 
 def test_fast_float32_tanh_is_accurate_and_keeps_nan():
@@ -54,9 +64,12 @@ def test_fast_float32_tanh_is_accurate_and_keeps_nan():
 
 
 @pytest.mark.parametrize("parallel", [False, True])
-def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel):
-    """Bit-identical rows whether run alone, in a pair, or split over threads (Dask relies on it)."""
+@pytest.mark.parametrize("path", ["fused", "lanes"])
+def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel, path):
+    """On one path, bit-identical rows whether run alone, in a pair, or split over threads."""
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(cpu, "LANES_MAX_UNITS", 1 << 62 if path == "lanes" else 0)
+    monkeypatch.setattr(cpu, "LANES_MIN_BATCH", 1)
     problem = make_problem(rng, batch=7, steps=6, features=5, units=19, dtype=np.float32)
     full, _ = cpu.forward(*problem.arrays())
     for lo, hi in [(0, 1), (1, 4), (4, 7), (6, 7)]:

@@ -6,10 +6,14 @@ product (BLAS, written straight into the output buffer when it can be); only
 transposed copy of the recurrent kernel so each output unit is a contiguous
 dot product; it works on two batch rows at a time (every recurrent-kernel load
 feeds both) and four units at a time (eight vector accumulators in registers),
-with bias, activation and masking fused. Batch rows are split over threads
-(each thread runs all timesteps of its rows, so there is no per-step
-synchronisation); small problems run on a serial kernel with no thread
-start-up cost and with the projection done in the same compiled call.
+with bias, activation and masking fused. With few units (``LANES_MAX_UNITS``)
+and enough rows, the batch rows are the vector lanes instead (state kept
+transposed), since a row's dot products are then too short to vectorise.
+Batch rows are split over threads (each thread runs all timesteps of its rows,
+so there is no per-step synchronisation); small problems run on a serial
+kernel with no thread start-up cost and with the projection done in the same
+compiled call. On one path a row's result does not depend on the other rows;
+the path depends on the batch size, so two batch sizes can differ by rounding.
 float32 ``tanh`` uses a vectorisable rational approximation (max abs error
 about 1e-7, i.e. float32 rounding level); float64 uses libm. See
 :mod:`simplernn_numba.kernels` for the shared contract.
@@ -42,6 +46,10 @@ _FAST = {"reassoc", "contract"}
 #: NumPy's floating-point error semantics (x / 0 -> inf or nan, never an exception): Numba's
 #: default "python" model guards every division with a branch, which stops loops vectorising.
 _ERRORS = "numpy"
+#: With at most this many units and at least this many batch rows (and fused weights), the
+#: recurrence runs with the batch rows as vector lanes (:func:`_lanes`).
+LANES_MAX_UNITS = 16
+LANES_MIN_BATCH = 8
 #: Below this many multiply-adds (B*T*(F+U)*U) a call runs on the serial kernel.
 SERIAL_WORK = 1 << 20
 #: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2) each step is one
@@ -262,8 +270,8 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
             init0, init1 = zero, zero
             if xw is not None:
                 init0, init1 = xw[b, t], xw[b1, t]
-            # A lone last row runs as a pair with itself: one code path for every row, so a
-            # row's result is bit-identical whatever the batch size or thread split.
+            # A lone last row runs as a pair with itself: one code path for every row, so on
+            # this path a row's result is bit-identical whatever the batch size or thread split.
             _load_inputs(v0, x, xw, input_dropout, h0, recurrent_dropout, b, t)
             _load_inputs(v1, x, xw, input_dropout, h1, recurrent_dropout, b1, t)
             _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1)
@@ -273,56 +281,133 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
         b += 2
 
 
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
+def _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+           go_backwards, act, outputs, final_state, lo, hi):
+    """Run batch rows ``lo:hi`` through every timestep with the rows as vector lanes.
+
+    For few units, where a row's dot products are too short to vectorise: the
+    state is kept transposed, (U, rows), so every multiply-add, the activation
+    and the bias run along the batch. ``w`` is ``[kernel; recurrent_kernel]``,
+    (F + U, U); other arguments as in :func:`_rows` (fused mode).
+    """
+    steps, features = x.shape[1], x.shape[2]
+    width, units = w.shape
+    rows = hi - lo
+    keep_all = outputs.shape[1] == steps
+    v = np.empty((width, rows), x.dtype)  # [x_t; h_{t-1}] (dropout applied), transposed
+    z = np.empty((units, rows), x.dtype)
+    h = np.empty((units, rows), x.dtype)
+    flat = z.reshape(units * rows)
+    seen = np.zeros(rows, np.bool_)
+    for r in range(rows):
+        for u in range(units):
+            h[u, r] = initial_state[lo + r, u]
+    for s in range(steps):
+        t = steps - 1 - s if go_backwards else s
+        slot = s if keep_all else 0
+        for f in range(features):
+            for r in range(rows):
+                v[f, r] = x[lo + r, t, f] if input_dropout is None else \
+                    x[lo + r, t, f] * input_dropout[lo + r, f]
+        for k in range(units):
+            for r in range(rows):
+                v[features + k, r] = h[k, r] if recurrent_dropout is None else \
+                    h[k, r] * recurrent_dropout[lo + r, k]
+        for u in range(units):
+            zu = z[u]
+            for r in range(rows):
+                zu[r] = bias[u]
+            k = 0
+            while k + 4 <= width:  # four products per pass: one load and store of z per four
+                w0, w1, w2, w3 = w[k, u], w[k + 1, u], w[k + 2, u], w[k + 3, u]
+                v0, v1, v2, v3 = v[k], v[k + 1], v[k + 2], v[k + 3]
+                for r in range(rows):
+                    zu[r] += w0 * v0[r] + w1 * v1[r] + w2 * v2[r] + w3 * v3[r]
+                k += 4
+            while k < width:
+                wk, vk = w[k, u], v[k]
+                for r in range(rows):
+                    zu[r] += wk * vk[r]
+                k += 1
+        activate(flat, act)
+        for r in range(rows):
+            out = outputs[lo + r, slot]
+            if mask is not None and not mask[lo + r, t]:
+                for u in range(units):
+                    out[u] = h[u, r] if seen[r] else 0
+                continue
+            seen[r] = True
+            for u in range(units):
+                h[u, r] = z[u, r]
+                out[u] = z[u, r]
+    for r in range(rows):
+        for u in range(units):
+            final_state[lo + r, u] = h[u, r]
+
+
+@njit(cache=True, inline="always")
+def _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+              go_backwards, act, xw, outputs, final_state, lanes, lo, hi):
+    if lanes:
+        _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+               go_backwards, act, outputs, final_state, lo, hi)
+    else:
+        _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+              go_backwards, act, xw, outputs, final_state, lo, hi)
+
+
 @njit(cache=True, error_model=_ERRORS)
-def _recurrence_serial(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
-                       go_backwards, act, xw, outputs, final_state):
+def _recurrence_serial(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+                       go_backwards, act, xw, outputs, final_state, lanes):
     """All batch rows on the calling thread (no thread-pool start-up)."""
-    _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
-          go_backwards, act, xw, outputs, final_state, 0, outputs.shape[0])
+    _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+              go_backwards, act, xw, outputs, final_state, lanes, 0, outputs.shape[0])
 
 
 @njit(cache=True, parallel=True, error_model=_ERRORS)
-def _recurrence_parallel(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
-                         go_backwards, act, xw, outputs, final_state, chunks):
+def _recurrence_parallel(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+                         go_backwards, act, xw, outputs, final_state, lanes, chunks):
     """Batch rows split into ``chunks`` runs of whole row pairs, one per thread."""
     batch = outputs.shape[0]
     pairs = (batch + 1) // 2
     for c in prange(chunks):
         lo = 2 * (c * pairs // chunks)
         hi = min(batch, 2 * ((c + 1) * pairs // chunks))
-        _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
-              go_backwards, act, xw, outputs, final_state, lo, hi)
+        _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+                  go_backwards, act, xw, outputs, final_state, lanes, lo, hi)
 
 
-def fused_weights(kernel, recurrent_kernel):
-    """``[kernel; recurrent_kernel]`` transposed and C-contiguous: (U, F + U)."""
-    return np.ascontiguousarray(np.concatenate((kernel, recurrent_kernel)).T)
+#: Weight layouts the recurrence kernels take (see :func:`prepared_weights`).
+LAYOUTS = {
+    "fused": lambda kernel, recurrent: np.concatenate((kernel, recurrent)).T,
+    "recurrent": lambda kernel, recurrent: recurrent.T,
+    "lanes": lambda kernel, recurrent: np.concatenate((kernel, recurrent)),
+}
 
-
-def _transposed(recurrent_kernel):
-    return np.ascontiguousarray(recurrent_kernel.T)
-
-
-#: Prepared (transposed) weights of read-only weight arrays that own their data, such as a
-#: layer's weights, which are replaced rather than modified: (id, id, fused) -> (arrays, result).
+#: Prepared weights of read-only weight arrays that own their data, such as a layer's
+#: weights, which are replaced rather than modified: (id, id, layout) -> (arrays, result).
 _PREPARED: dict = {}
 _PREPARED_MAX = 16
 
 
-def prepared_weights(kernel, recurrent_kernel, fused: bool) -> np.ndarray:
-    """:func:`fused_weights` or the transposed recurrent kernel, cached for immutable weights.
+def prepared_weights(kernel, recurrent_kernel, layout: str) -> np.ndarray:
+    """The weights in one of the :data:`LAYOUTS`, C-contiguous, cached for immutable weights.
 
-    Arrays that are writeable or views are prepared afresh on every call.
+    ``"fused"``: ``[kernel; recurrent_kernel]`` transposed, (U, F + U); ``"recurrent"``: the
+    recurrent kernel transposed, (U, U); ``"lanes"``: ``[kernel; recurrent_kernel]``,
+    (F + U, U). Arrays that are writeable or views are prepared afresh on every call.
     """
-    build = fused_weights if fused else _transposed
-    immutable = all(not a.flags.writeable and a.base is None for a in (kernel, recurrent_kernel))
-    if not immutable:
-        return build(kernel, recurrent_kernel) if fused else build(recurrent_kernel)
-    key = (id(kernel), id(recurrent_kernel), fused)
+    key = (id(kernel), id(recurrent_kernel), layout)
     hit = _PREPARED.get(key)
-    if hit is not None and hit[0] is kernel and hit[1] is recurrent_kernel:
+    immutable = not (kernel.flags.writeable or recurrent_kernel.flags.writeable)
+    if hit is not None and hit[0] is kernel and hit[1] is recurrent_kernel and immutable:
         return hit[2]
-    result = build(kernel, recurrent_kernel) if fused else build(recurrent_kernel)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {tuple(LAYOUTS)}; received {layout!r}.")
+    result = np.ascontiguousarray(LAYOUTS[layout](kernel, recurrent_kernel))
+    if not immutable or kernel.base is not None or recurrent_kernel.base is not None:
+        return result
     if len(_PREPARED) >= _PREPARED_MAX:
         _PREPARED.clear()
     _PREPARED[key] = (kernel, recurrent_kernel, result)
@@ -360,16 +445,18 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     final_state = np.empty((batch, units), x.dtype)
     xw = None
     fused = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
-    vt = prepared_weights(kernel, recurrent_kernel, fused)
+    lanes = fused and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
+    w = prepared_weights(kernel, recurrent_kernel,
+                         "lanes" if lanes else "fused" if fused else "recurrent")
     if fused:
         in_drop = input_dropout
     else:
         in_place = return_sequences and not go_backwards
         xw = input_projection(x, kernel, input_dropout, outputs if in_place else None)
         in_drop = None
-    args = (x, vt, np.zeros(units, x.dtype) if bias is None else bias, initial_state, mask,
+    args = (x, w, np.zeros(units, x.dtype) if bias is None else bias, initial_state, mask,
             in_drop, recurrent_dropout, bool(go_backwards), A.code(activation), xw, outputs,
-            final_state)
+            final_state, lanes)
     chunks = 1
     if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
         chunks = min(numba.get_num_threads(), batch // 2)
