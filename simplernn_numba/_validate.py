@@ -35,6 +35,8 @@ def as_float_array(value, name: str, dtype: np.dtype) -> np.ndarray:
     A copy is made only when the dtype or memory layout requires one; the
     rank is kept (a 0-d value stays 0-d, so errors show the received shape).
     """
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+        return value  # the common case, without the conversions below
     try:
         arr = np.asarray(value)
     except ValueError as err:  # ragged nested lists
@@ -244,6 +246,8 @@ def is_device_array(value) -> bool:
 
     Never imports ``numba.cuda``: a Numba device array exists only once it is imported.
     """
+    if type(value) is np.ndarray:
+        return False
     if hasattr(value, "__cuda_array_interface__"):
         return True
     cuda = sys.modules.get("numba.cuda")

@@ -106,6 +106,7 @@ def backend(device: str, activation, inputs=None, units: int | None = None) -> M
 
 
 _DEVICE_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CUDA_MODULE = __package__ + ".kernels.cuda"
 
 
 def weights(kernels: ModuleType, owner, version: int, arrays: tuple) -> tuple:
@@ -115,7 +116,7 @@ def weights(kernels: ModuleType, owner, version: int, arrays: tuple) -> tuple:
     refreshed when ``version`` (bumped on every weight change) differs; other
     kernels get ``arrays`` unchanged.
     """
-    if kernels.__name__ != __package__ + ".kernels.cuda":
+    if kernels.__name__ != _CUDA_MODULE:
         return arrays
     cached = _DEVICE_WEIGHTS.get(owner)
     if cached is None or cached[0] != version:

@@ -339,8 +339,9 @@ class SimpleRNN(NpzSavable):
             input_dropout = self._dropout_mask(self.dropout, (batch, features), dt)
             recurrent_dropout = self._dropout_mask(self.recurrent_dropout, (batch, self.units), dt)
         kernels = dispatch.backend(self.device, self.activation, x, self.units)
+        stored = self._weights
         weights = dispatch.weights(kernels, self, self._weights_version,
-                                   tuple(self._weights[k] for k in _WEIGHT_NAMES))
+                                   (stored["kernel"], stored["recurrent_kernel"], stored["bias"]))
         run = functional.run if training else _forward_only
         output, state, self._cache = run(
             kernels, x, *weights, h0,
