@@ -211,6 +211,30 @@ def _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1):
         u += 1
 
 
+@njit(cache=True, inline="always", fastmath=_FAST, error_model=_ERRORS)
+def _dot_one(vt, v0, init0, bias, z0):
+    """``z0 = init0 + bias + v0 @ vt.T`` for a batch of one row (see :func:`_dot_pair`)."""
+    units, width = vt.shape
+    u = 0
+    while u + 4 <= units:
+        a0, a1, a2, a3 = init0[u] + bias[u], init0[u + 1] + bias[u + 1], \
+            init0[u + 2] + bias[u + 2], init0[u + 3] + bias[u + 3]
+        for k in range(width):
+            p = v0[k]
+            a0 += p * vt[u, k]
+            a1 += p * vt[u + 1, k]
+            a2 += p * vt[u + 2, k]
+            a3 += p * vt[u + 3, k]
+        z0[u], z0[u + 1], z0[u + 2], z0[u + 3] = a0, a1, a2, a3
+        u += 4
+    while u < units:
+        a0 = init0[u] + bias[u]
+        for k in range(width):
+            a0 += v0[k] * vt[u, k]
+        z0[u] = a0
+        u += 1
+
+
 @njit(cache=True, inline="always", error_model=_ERRORS)
 def _commit(z, h, out, mask, b, t, seen, act):
     """Finish one row's step: activation, new state and output, or carry over a masked step."""
@@ -239,7 +263,7 @@ def _load_inputs(v, x, xw, input_dropout, h, recurrent_dropout, b, t):
 @njit(cache=True, fastmath=_FAST, error_model=_ERRORS)
 def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
           go_backwards, act, xw, outputs, final_state, lo, hi):
-    """Run batch rows ``lo:hi`` through every timestep, two rows at a time.
+    """Run batch rows ``lo:hi`` through every timestep, two rows at a time (one for a batch of one).
 
     Fused mode (``xw`` None): ``vt`` is ``[kernel; recurrent_kernel]`` transposed,
     (U, F + U), and each step is one dot product over ``[x_t, h_{t-1}]``.
@@ -256,6 +280,7 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
     work = np.zeros((3, units), vt.dtype)
     v0, v1 = operands[0], operands[1]
     z0, z1, zero = work[0], work[1], work[2]
+    single = outputs.shape[0] == 1  # a batch of one row: no pairing, half the work
     b = lo
     while b < hi:
         pair = b + 1 < hi
@@ -270,9 +295,14 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
             init0, init1 = zero, zero
             if xw is not None:
                 init0, init1 = xw[b, t], xw[b1, t]
-            # A lone last row runs as a pair with itself: one code path for every row, so on
-            # this path a row's result is bit-identical whatever the batch size or thread split.
             _load_inputs(v0, x, xw, input_dropout, h0, recurrent_dropout, b, t)
+            if single:
+                _dot_one(vt, v0, init0, bias, z0)
+                seen0 = _commit(z0, h0, outputs[b, slot], mask, b, t, seen0, act)
+                continue
+            # A lone last row runs as a pair with itself: one code path for every row of a
+            # batch of two or more, so a row's result is bit-identical whatever the batch
+            # size (>= 2) or thread split.
             _load_inputs(v1, x, xw, input_dropout, h1, recurrent_dropout, b1, t)
             _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1)
             seen0 = _commit(z0, h0, outputs[b, slot], mask, b, t, seen0, act)
