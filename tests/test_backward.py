@@ -87,7 +87,7 @@ def test_cpu_matches_reference(dtype, activation):
 @pytest.mark.parametrize("path", ["per_step_gemm", "parallel_rows"])
 def test_other_recurrence_paths_match_reference(monkeypatch, activation, path):
     # the small problems above run the serial per-row recurrence; force the other two
-    monkeypatch.setattr(cpu, "_GEMM_STEP_WORK" if path == "per_step_gemm" else "_PARALLEL_WORK", 0)
+    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES" if path == "per_step_gemm" else "_PARALLEL_WORK", 0)
     rng = np.random.default_rng(3)
     for flags in GRID[::9]:
         problem, d_output, d_state, options = _config(rng, activation, *flags, batch=5, steps=7)
@@ -209,8 +209,8 @@ _DETERMINISM_SCRIPT = textwrap.dedent("""
     from simplernn_numba.kernels import cpu, reference
     digest = hashlib.sha256()
     cpu._PARALLEL_WORK = 0
-    for gemm_work in (0, 1 << 40):
-        cpu._GEMM_STEP_WORK = gemm_work
+    for rows_bytes in (0, 1 << 40):
+        cpu._ROWS_WEIGHT_BYTES = rows_bytes
         p = make_problem(np.random.default_rng(0), batch=9, steps=12, features=5, units=7,
                          masked=True, dropout=True)
         out, _ = reference.forward(*p.arrays(), **p.options())

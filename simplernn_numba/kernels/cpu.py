@@ -28,7 +28,6 @@ about 1e-7, i.e. float32 rounding level); float64 uses libm. See
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numba
@@ -508,9 +507,10 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
 #: Activations whose derivative cannot be recovered from the output alone (need the pre-activation).
 _NEEDS_PREACTIVATION = (A.SILU, A.GELU, A.MISH, A.HARD_SILU)
 
-#: Above this many multiply-adds per step (batch * units**2) the sequential product runs as one BLAS
-#: GEMM per step over the whole batch instead of per-row loops in parallel over the batch.
-_GEMM_STEP_WORK = 1 << 17
+#: Up to this size of the recurrent kernel (bytes) the sequential product ``dz_t @ recurrent_kernel.T``
+#: runs as paired per-row dot products, batch rows split over threads with no per-step
+#: synchronisation; above it (the kernel no longer fits in L2) as one BLAS GEMM per step.
+_ROWS_WEIGHT_BYTES = FUSED_WEIGHT_BYTES
 
 #: Below this many multiply-adds in the whole recurrence (batch * steps * units**2) the per-row
 #: recurrence runs on one thread: starting the thread pool would cost more than the work.
@@ -588,7 +588,7 @@ def _previous_states(outputs, initial_state, mask, use_mask, recurrent_dropout, 
                              go_backwards, prev)
 
 
-@njit(cache=True, error_model=_ERRORS)
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
 def _step_dz(b, s, t, dh, outputs, d_outputs, seen, preact, use_preact, act, dz):
     """Add ``d_outputs`` of step ``s`` to ``dh`` and write ``dz[b, t] = dh * act'``."""
     units = dh.shape[0]
@@ -599,12 +599,24 @@ def _step_dz(b, s, t, dh, outputs, d_outputs, seen, preact, use_preact, act, dz)
         elif d_outputs.shape[1] == 1 and s == outputs.shape[1] - 1:
             for u in range(units):
                 dh[u] += d_outputs[b, 0, u]
+    out = dz[b, t]
     if use_preact:
         for u in range(units):
-            dz[b, t, u] = dh[u] * _grad_from_preactivation(preact[b, t, u], act)
+            out[u] = dh[u] * _grad_from_preactivation(preact[b, t, u], act)
+        return
+    h = outputs[b, s]
+    # the common activations get their own loops (branch-free, so they vectorise)
+    if act == A.TANH:
+        for u in range(units):
+            out[u] = dh[u] - dh[u] * h[u] * h[u]
+    elif act == A.LINEAR:
+        out[:] = dh
+    elif act == A.RELU:
+        for u in range(units):
+            out[u] = dh[u] if h[u] > 0 else 0
     else:
         for u in range(units):
-            dz[b, t, u] = dh[u] * _grad_from_output(outputs[b, s, u], act)
+            out[u] = dh[u] * _grad_from_output(h[u], act)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -619,59 +631,103 @@ def _first_unmasked(mask, use_mask, b, steps, go_backwards):
     return steps
 
 
-@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
-def _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
-              recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
-    """Backward recurrence of batch row ``b`` (see :func:`_bptt_rows`)."""
+@njit(cache=True, inline="always", error_model=_ERRORS)
+def _row_dz(b, s, t, dh, first, outputs, d_outputs, preact, use_preact, mask, use_mask, act, dz):
+    """Step ``s`` of row ``b``: ``dz[b, t]`` from ``dh``; False (``dz[b, t] = 0``) if masked.
+
+    A masked step passes ``dh`` on unchanged apart from the step's output gradient
+    (added from the row's first unmasked step on, where Keras repeats the state).
+    """
+    steps = outputs.shape[1]
+    if use_mask and not mask[b, t]:
+        if s >= first and d_outputs.shape[1] == steps:
+            for u in range(dh.shape[0]):
+                dh[u] += d_outputs[b, s, u]
+        elif s >= first and d_outputs.shape[1] == 1 and s == steps - 1:
+            for u in range(dh.shape[0]):
+                dh[u] += d_outputs[b, 0, u]
+        dz[b, t] = 0
+        return False
+    _step_dz(b, s, t, dh, outputs, d_outputs, s >= first, preact, use_preact, act, dz)
+    return True
+
+
+@njit(cache=True, inline="always", error_model=_ERRORS)
+def _set_dh(dh, product, recurrent_dropout, use_dropout, b):
+    """``dh = product * recurrent_dropout[b]`` (or just ``product``)."""
+    for k in range(dh.shape[0]):
+        dh[k] = product[k] * recurrent_dropout[b, k] if use_dropout else product[k]
+
+
+@njit(cache=True, fastmath=_FAST, error_model=_ERRORS)
+def _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
+                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lo, hi):
+    """Backward recurrence of batch rows ``lo:hi``, two rows at a time (see :func:`_bptt_rows`).
+
+    ``dz_t @ recurrent_kernel.T`` is the forward kernel's paired dot product
+    (:func:`_dot_pair`) with ``recurrent_kernel`` (C-contiguous) in the place of
+    the transposed weights; a lone last row pairs with itself, a batch of one runs alone.
+    """
     steps, units = outputs.shape[1], outputs.shape[2]
-    if fill_prev:
-        _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout,
-                             use_dropout, go_backwards, prev)
-    acc = dh[b]
-    first = _first_unmasked(mask, use_mask, b, steps, go_backwards)
-    for s in range(steps - 1, -1, -1):
-        t = steps - 1 - s if go_backwards else s
-        if use_mask and not mask[b, t]:
-            if s >= first and d_outputs.shape[1] == steps:
-                for u in range(units):
-                    acc[u] += d_outputs[b, s, u]
-            elif s >= first and d_outputs.shape[1] == 1 and s == steps - 1:
-                for u in range(units):
-                    acc[u] += d_outputs[b, 0, u]
-            dz[b, t] = 0
-            continue
-        _step_dz(b, s, t, acc, outputs, d_outputs, s >= first, preact, use_preact, act, dz)
-        acc[:] = 0
-        for u in range(units):
-            g = dz[b, t, u]
-            for k in range(units):
-                acc[k] += g * recurrent_kernel_t[u, k]
-        if use_dropout:
-            for k in range(units):
-                acc[k] *= recurrent_dropout[b, k]
+    work = np.zeros((3, units), outputs.dtype)
+    product0, product1, zero = work[0], work[1], work[2]
+    single = outputs.shape[0] == 1
+    b = lo
+    while b < hi:
+        pair = b + 1 < hi
+        b1 = b + 1 if pair else b
+        if fill_prev:
+            _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout,
+                                 use_dropout, go_backwards, prev)
+            if pair:
+                _previous_states_row(b1, outputs, initial_state, mask, use_mask, recurrent_dropout,
+                                     use_dropout, go_backwards, prev)
+        first0 = _first_unmasked(mask, use_mask, b, steps, go_backwards)
+        first1 = _first_unmasked(mask, use_mask, b1, steps, go_backwards)
+        dh0, dh1 = dh[b], dh[b1]
+        live1 = False
+        for s in range(steps - 1, -1, -1):
+            t = steps - 1 - s if go_backwards else s
+            live0 = _row_dz(b, s, t, dh0, first0, outputs, d_outputs, preact, use_preact, mask,
+                            use_mask, act, dz)
+            if pair:
+                live1 = _row_dz(b1, s, t, dh1, first1, outputs, d_outputs, preact, use_preact, mask,
+                                use_mask, act, dz)
+            if single:
+                _dot_one(recurrent_kernel, dz[b, t], zero, zero, product0)
+            else:
+                _dot_pair(recurrent_kernel, dz[b, t], dz[b1, t], zero, zero, zero, product0, product1)
+            if live0:
+                _set_dh(dh0, product0, recurrent_dropout, use_dropout, b)
+            if live1:
+                _set_dh(dh1, product1, recurrent_dropout, use_dropout, b1)
+        b += 2
 
 
 @njit(parallel=True, cache=True, error_model=_ERRORS)
-def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask, use_mask,
-               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
-    """Backward recurrence, one batch row per thread (small units).
+def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
+               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, chunks):
+    """Backward recurrence with the batch rows split into ``chunks`` runs of row pairs, one per thread.
 
     ``dh`` (B, U) enters holding d_state and leaves holding the initial-state gradient;
     ``dz`` (B, T, U) receives the pre-activation gradients in input time order. With
     ``fill_prev``, each row first fills its part of ``prev`` as :func:`_previous_states` does.
     """
-    for b in prange(outputs.shape[0]):
-        _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask,
-                  use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz)
+    batch = outputs.shape[0]
+    pairs = (batch + 1) // 2
+    for c in prange(chunks):
+        _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
+                    use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
+                    2 * (c * pairs // chunks), min(batch, 2 * ((c + 1) * pairs // chunks)))
 
 
 @njit(cache=True, error_model=_ERRORS)
-def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask,
+def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
                       use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
     """:func:`_bptt_rows` on the calling thread, for work too small to share."""
-    for b in range(outputs.shape[0]):
-        _bptt_row(b, outputs, d_outputs, preact, use_preact, recurrent_kernel_t, initial_state, mask,
-                  use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz)
+    _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
+                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, 0,
+                outputs.shape[0])
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -682,33 +738,18 @@ def _bptt_step(s, outputs, d_outputs, preact, use_preact, mask, use_mask, recurr
     First ``dh = product * recurrent_dropout`` on the rows unmasked at step ``s + 1`` (the product
     of the previous call), then, unless ``s < 0`` (the final call), ``dz_step`` and ``dz[:, t]``.
     """
-    batch, steps, units = outputs.shape
+    steps = outputs.shape[1]
+    batch = outputs.shape[0]
     if s < steps - 1:
         t_next = steps - 2 - s if go_backwards else s + 1
         for b in range(batch):
-            if use_mask and not mask[b, t_next]:
-                continue
-            if use_dropout:
-                for k in range(units):
-                    dh[b, k] = product[b, k] * recurrent_dropout[b, k]
-            else:
-                dh[b] = product[b]
+            if not use_mask or mask[b, t_next]:
+                _set_dh(dh[b], product[b], recurrent_dropout, use_dropout, b)
     if s < 0:
         return
     t = steps - 1 - s if go_backwards else s
     for b in range(batch):
-        acc = dh[b]
-        if use_mask and not mask[b, t]:
-            if s >= first[b] and d_outputs.shape[1] == steps:
-                for u in range(units):
-                    acc[u] += d_outputs[b, s, u]
-            elif s >= first[b] and d_outputs.shape[1] == 1 and s == steps - 1:
-                for u in range(units):
-                    acc[u] += d_outputs[b, 0, u]
-            dz[b, t] = 0
-            dz_step[b] = 0
-            continue
-        _step_dz(b, s, t, acc, outputs, d_outputs, s >= first[b], preact, use_preact, act, dz)
+        _row_dz(b, s, t, dh[b], first[b], outputs, d_outputs, preact, use_preact, mask, use_mask, act, dz)
         dz_step[b] = dz[b, t]
 
 
@@ -738,7 +779,7 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     prev = np.empty((batch, steps, units), dtype)
     flat_prev = prev.reshape(batch * steps, units)
     use_preact = act in _NEEDS_PREACTIVATION
-    use_rows = batch * units * units < _GEMM_STEP_WORK
+    use_rows = units * units * x.itemsize <= _ROWS_WEIGHT_BYTES
     if use_preact or not use_rows:
         _previous_states(outputs, initial_state, mask_arr, use_mask, rdrop, use_dropout, go_backwards, prev)
     if use_preact:
@@ -748,15 +789,18 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
             preact += bias
     else:
         preact = np.empty((1, 1, 1), dtype)
-    recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
     dz = np.empty((batch, steps, units), dtype)
     if use_rows:
-        parallel = batch > 1 and batch * steps * units * units >= _PARALLEL_WORK
-        rows = _bptt_rows if parallel else _bptt_rows_serial
-        with parallel_section() if parallel else contextlib.nullcontext():
-            rows(outputs, d_seq, preact, use_preact, recurrent_kernel_t, initial_state, mask_arr,
-                 use_mask, rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
+        args = (outputs, d_seq, preact, use_preact, np.ascontiguousarray(recurrent_kernel), initial_state,
+                mask_arr, use_mask, rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
+        chunks = min(numba.get_num_threads(), (batch + 1) // 2)
+        if chunks > 1 and batch * steps * units * units >= _PARALLEL_WORK:
+            with parallel_section():
+                _bptt_rows(*args, chunks)
+        else:
+            _bptt_rows_serial(*args)
     else:
+        recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
         if use_mask:
             in_order = mask[:, ::-1] if go_backwards else mask
             first = np.where(in_order.any(axis=1), in_order.argmax(axis=1), steps)
