@@ -63,6 +63,22 @@ def test_fast_float32_tanh_is_accurate_and_keeps_nan():
     assert np.isnan(fast[-1])
 
 
+def test_fast_float64_tanh_is_within_3_ulp_and_keeps_special_values():
+    rng = np.random.default_rng(0)
+    z = np.concatenate([np.linspace(-30, 30, 600001), rng.normal(scale=3, size=200000),
+                        10.0 ** rng.uniform(-320, 1.5, 200000) * rng.choice([-1, 1], 200000)])
+    fast = z.copy()
+    cpu.activate(fast, cpu.A.TANH)
+    exact = np.tanh(z)
+    ulps = np.abs(fast - exact) / np.spacing(np.maximum(np.abs(exact), np.finfo(np.float64).tiny))
+    assert ulps.max() <= 3
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 22.0, -700.0])
+    fast = special.copy()
+    cpu.activate(fast, cpu.A.TANH)
+    np.testing.assert_array_equal(fast, np.tanh(special))  # NaN == NaN here
+    np.testing.assert_array_equal(np.signbit(fast), np.signbit(special))
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("path", ["fused", "lanes"])
 def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel, path):

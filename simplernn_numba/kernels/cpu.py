@@ -14,8 +14,9 @@ so there is no per-step synchronisation); small problems run on a serial
 kernel with no thread start-up cost and with the projection done in the same
 compiled call. On one path a row's result does not depend on the other rows;
 the path depends on the batch size, so two batch sizes can differ by rounding.
-float32 ``tanh`` uses a vectorisable rational approximation (max abs error
-about 1e-7, i.e. float32 rounding level); float64 uses libm. See
+``tanh`` is vectorisable (:mod:`._tanh`): a rational approximation for
+float32 (max abs error about 1e-7, float32 rounding level) and an ``expm1``
+-based evaluation for float64 (within 3 ulp of libm). See
 :mod:`simplernn_numba.kernels` for the shared contract.
 
 >>> import numpy as np
@@ -32,12 +33,12 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
 from .. import _validate
 from .. import activations as A
 from .._threading import parallel_section
+from ._tanh import tanh_inplace
 
 #: Floating-point flags for the dot products: reassociation lets LLVM keep
 #: vector partial sums, contraction gives FMAs; NaN/inf semantics are kept.
@@ -69,61 +70,12 @@ def _softplus(v):
     return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
-_TANH_CLAMP = 7.90531110763549805
-_TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
-           5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
-_TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
-
-
-@njit(cache=True, inline="always", fastmath={"contract"}, error_model=_ERRORS)
-def _tanh_f32(v):
-    """Rational tanh for float32 (Eigen's and XLA's): clamp to +-7.9, odd/even polynomials.
-
-    The clamp is written so that NaN falls through both comparisons and propagates
-    (no select on ``v == v``: that compiles to a masked store, slow on AMD).
-    """
-    f = np.float32
-    x = f(_TANH_CLAMP) if v > f(_TANH_CLAMP) else v
-    x = f(-_TANH_CLAMP) if x < f(-_TANH_CLAMP) else x
-    x2 = x * x
-    p = f(_TANH_P[0])
-    p = p * x2 + f(_TANH_P[1])
-    p = p * x2 + f(_TANH_P[2])
-    p = p * x2 + f(_TANH_P[3])
-    p = p * x2 + f(_TANH_P[4])
-    p = p * x2 + f(_TANH_P[5])
-    p = p * x2 + f(_TANH_P[6])
-    q = f(_TANH_Q[0])
-    q = q * x2 + f(_TANH_Q[1])
-    q = q * x2 + f(_TANH_Q[2])
-    q = q * x2 + f(_TANH_Q[3])
-    return (p * x) / q
-
-
-def _tanh_inplace(z):
-    """``z[:] = tanh(z)`` (compiled; the float32 version is the fast approximation)."""
-
-
-@overload(_tanh_inplace, jit_options={"cache": True, "error_model": _ERRORS})
-def _tanh_inplace_impl(z):
-    if z.dtype == types.float32:
-        def fast(z):
-            for i in range(z.shape[0]):
-                z[i] = _tanh_f32(z[i])
-        return fast
-
-    def accurate(z):
-        for i in range(z.shape[0]):
-            z[i] = math.tanh(z[i])
-    return accurate
-
-
 @njit(cache=True, error_model=_ERRORS)
 def activate(z, act):
     """Apply activation code ``act`` to the 1-D array ``z`` in place."""
     n = z.shape[0]
     if act == A.TANH:
-        _tanh_inplace(z)
+        tanh_inplace(z)
     elif act == A.LINEAR:
         pass
     elif act == A.RELU:
