@@ -2,8 +2,8 @@
 
 Small problems normally take the serial, fused path; these tests force the
 parallel path (threads over batch rows), the BLAS-projection path (large
-weights), the batch-as-vector-lanes path (few units) and the cached prepared
-weights.
+weights), the per-step GEMM path (recurrent kernel beyond L2), the
+batch-as-vector-lanes path (few units) and the cached prepared weights.
 """
 
 import numpy as np
@@ -15,12 +15,16 @@ from simplernn_numba.kernels import cpu, reference
 
 
 @pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("path", ["rows", "fused", "lanes"])
+@pytest.mark.parametrize("path", ["rows", "fused", "lanes", "gemm"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batch", [1, 5])
 def test_paths_match_reference(rng, monkeypatch, parallel, path, dtype, batch):
+    if path == "gemm" and parallel:
+        pytest.skip("the per-step GEMM path has no thread split of its own (BLAS threads)")
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
-    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 0 if path == "rows" else 1 << 62)
+    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 0 if path in ("rows", "gemm") else 1 << 62)
+    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0 if path == "gemm" else 1 << 62)
+    monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 1)
     monkeypatch.setattr(cpu, "LANES_MAX_UNITS", 1 << 62 if path == "lanes" else 0)
     monkeypatch.setattr(cpu, "LANES_MIN_BATCH", 1)
     problem = make_problem(rng, batch=batch, steps=7, features=5, units=9, dtype=dtype,

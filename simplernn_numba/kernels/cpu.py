@@ -55,6 +55,13 @@ SERIAL_WORK = 1 << 20
 #: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2) each step is one
 #: fused dot product over ``[x_t, h_{t-1}]``; above it ``x @ kernel`` is one BLAS GEMM first.
 FUSED_WEIGHT_BYTES = 1 << 18
+#: Up to this size of the recurrent kernel (bytes) the sequential products (``h @ recurrent_kernel``
+#: forward, ``dz @ recurrent_kernel.T`` backward) run as paired per-row dot products, batch rows
+#: split over threads with no per-step synchronisation; above it (the kernel no longer fits in
+#: L2) as one BLAS GEMM per step over the batch, in the forward pass
+#: from a batch of ``GEMM_MIN_BATCH`` rows on (a GEMV per step is no better than the rows).
+_ROWS_WEIGHT_BYTES = FUSED_WEIGHT_BYTES
+GEMM_MIN_BATCH = 8
 
 
 @njit(cache=True, inline="always", error_model=_ERRORS)
@@ -359,6 +366,45 @@ def _recurrence_parallel(x, w, bias, initial_state, mask, input_dropout, recurre
                   go_backwards, act, xw, outputs, final_state, lanes, lo, hi)
 
 
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
+def _gemm_step(s, z, xw, bias, mask, recurrent_dropout, go_backwards, act, outputs, state, operand,
+               seen):
+    """Step ``s`` of the per-step GEMM path, after ``z = operand @ recurrent_kernel`` (B, U).
+
+    Adds the input projection ``xw[:, t]`` (which may be ``outputs`` itself: the
+    slot is read before it is written) and the bias, then finishes each row as
+    :func:`_commit` does; with recurrent dropout, refills ``operand`` with the
+    new state times the dropout mask (otherwise ``operand`` is ``state``).
+    """
+    steps = xw.shape[1]
+    t = steps - 1 - s if go_backwards else s
+    slot = s if outputs.shape[1] == steps else 0
+    for b in range(z.shape[0]):
+        zb, xb = z[b], xw[b, t]
+        for u in range(zb.shape[0]):
+            zb[u] += xb[u] + bias[u]
+        seen[b] = _commit(zb, state[b], outputs[b, slot], mask, b, t, seen[b], act)
+        if recurrent_dropout is not None:
+            for u in range(zb.shape[0]):
+                operand[b, u] = state[b, u] * recurrent_dropout[b, u]
+
+
+def _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_dropout, go_backwards,
+                     act, xw, outputs, final_state):
+    """The recurrence as one BLAS GEMM per step over the whole batch (large recurrent kernels)."""
+    batch, units = final_state.shape
+    final_state[:] = initial_state
+    operand = final_state
+    if recurrent_dropout is not None:
+        operand = final_state * recurrent_dropout
+    z = np.empty((batch, units), final_state.dtype)
+    seen = np.zeros(batch, np.bool_)
+    for s in range(xw.shape[1]):
+        np.matmul(operand, recurrent_kernel, out=z)
+        _gemm_step(s, z, xw, bias, mask, recurrent_dropout, go_backwards, act, outputs, final_state,
+                   operand, seen)
+
+
 #: Weight layouts the recurrence kernels take (see :func:`prepared_weights`).
 LAYOUTS = {
     "fused": lambda kernel, recurrent: np.concatenate((kernel, recurrent)).T,
@@ -435,9 +481,13 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
         in_place = return_sequences and not go_backwards
         xw = input_projection(x, kernel, input_dropout, outputs if in_place else None)
         in_drop = None
-    args = (x, w, np.zeros(units, x.dtype) if bias is None else bias, initial_state, mask,
-            in_drop, recurrent_dropout, bool(go_backwards), A.code(activation), xw, outputs,
-            final_state, lanes)
+    bias = np.zeros(units, x.dtype) if bias is None else bias
+    if not fused and units * units * x.itemsize > _ROWS_WEIGHT_BYTES and batch >= GEMM_MIN_BATCH:
+        _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_dropout,
+                         bool(go_backwards), A.code(activation), xw, outputs, final_state)
+        return (outputs if return_sequences else outputs[:, 0]), final_state
+    args = (x, w, bias, initial_state, mask, in_drop, recurrent_dropout, bool(go_backwards),
+            A.code(activation), xw, outputs, final_state, lanes)
     chunks = 1
     if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
         chunks = min(numba.get_num_threads(), batch // 2)
@@ -459,10 +509,6 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
 #: Activations whose derivative cannot be recovered from the output alone (need the pre-activation).
 _NEEDS_PREACTIVATION = (A.SILU, A.GELU, A.MISH, A.HARD_SILU)
 
-#: Up to this size of the recurrent kernel (bytes) the sequential product ``dz_t @ recurrent_kernel.T``
-#: runs as paired per-row dot products, batch rows split over threads with no per-step
-#: synchronisation; above it (the kernel no longer fits in L2) as one BLAS GEMM per step.
-_ROWS_WEIGHT_BYTES = FUSED_WEIGHT_BYTES
 
 #: Below this many multiply-adds in the whole recurrence (batch * steps * units**2) the per-row
 #: recurrence runs on one thread: starting the thread pool would cost more than the work.
