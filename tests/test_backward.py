@@ -84,10 +84,17 @@ def test_cpu_matches_reference(dtype, activation):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "elu"])
-@pytest.mark.parametrize("path", ["per_step_gemm", "parallel_rows"])
+@pytest.mark.parametrize("path", ["per_step_gemm", "parallel_rows", "lanes", "parallel_lanes"])
 def test_other_recurrence_paths_match_reference(monkeypatch, activation, path):
-    # the small problems above run the serial per-row recurrence; force the other two
-    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES" if path == "per_step_gemm" else "_PARALLEL_WORK", 0)
+    # the small problems above run the serial per-row recurrence; force the others
+    if path == "per_step_gemm":
+        monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
+    if path.startswith("parallel"):
+        monkeypatch.setattr(cpu, "_PARALLEL_WORK", 0)
+    if path.endswith("lanes"):
+        monkeypatch.setattr(cpu, "LANES_MIN_BATCH", 1)
+    else:
+        monkeypatch.setattr(cpu, "LANES_MAX_UNITS", 0)
     rng = np.random.default_rng(3)
     for flags in GRID[::9]:
         problem, d_output, d_state, options = _config(rng, activation, *flags, batch=5, steps=7)
@@ -209,8 +216,8 @@ _DETERMINISM_SCRIPT = textwrap.dedent("""
     from simplernn_numba.kernels import cpu, reference
     digest = hashlib.sha256()
     cpu._PARALLEL_WORK = 0
-    for rows_bytes in (0, 1 << 40):
-        cpu._ROWS_WEIGHT_BYTES = rows_bytes
+    for rows_bytes, lanes_batch in ((0, 1 << 40), (1 << 40, 1 << 40), (1 << 40, 1)):
+        cpu._ROWS_WEIGHT_BYTES, cpu.LANES_MIN_BATCH = rows_bytes, lanes_batch
         p = make_problem(np.random.default_rng(0), batch=9, steps=12, features=5, units=7,
                          masked=True, dropout=True)
         out, _ = reference.forward(*p.arrays(), **p.options())

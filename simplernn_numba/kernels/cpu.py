@@ -702,9 +702,83 @@ def _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initia
         b += 2
 
 
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
+def _bptt_lanes(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
+                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lo, hi):
+    """:func:`_bptt_range` with the batch rows as vector lanes (few units; see :func:`_lanes`).
+
+    The state gradient is kept transposed, (U, rows), so ``dz_t @ recurrent_kernel.T``
+    runs along the batch; the per-element steps are those of :func:`_row_dz`.
+    """
+    steps, units = outputs.shape[1], outputs.shape[2]
+    rows = hi - lo
+    dh_t = np.empty((units, rows), outputs.dtype)
+    dz_t = np.empty((units, rows), outputs.dtype)
+    product = np.empty((units, rows), outputs.dtype)
+    first = np.empty(rows, np.int64)
+    live = np.empty(rows, np.bool_)
+    for r in range(rows):
+        b = lo + r
+        if fill_prev:
+            _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout,
+                                 use_dropout, go_backwards, prev)
+        first[r] = _first_unmasked(mask, use_mask, b, steps, go_backwards)
+        for u in range(units):
+            dh_t[u, r] = dh[b, u]
+    for s in range(steps - 1, -1, -1):
+        t = steps - 1 - s if go_backwards else s
+        for r in range(rows):
+            b = lo + r
+            live[r] = not use_mask or mask[b, t]
+            if s >= first[r]:
+                if d_outputs.shape[1] == steps:
+                    for u in range(units):
+                        dh_t[u, r] += d_outputs[b, s, u]
+                elif d_outputs.shape[1] == 1 and s == steps - 1:
+                    for u in range(units):
+                        dh_t[u, r] += d_outputs[b, 0, u]
+            for u in range(units):
+                if not live[r]:
+                    g = 0.0
+                elif use_preact:
+                    g = dh_t[u, r] * _grad_from_preactivation(preact[b, t, u], act)
+                else:
+                    g = dh_t[u, r] * _grad_from_output(outputs[b, s, u], act)
+                dz_t[u, r] = g
+                dz[b, t, u] = g
+        for k in range(units):
+            pk = product[k]
+            pk[:] = 0
+            for u in range(units):
+                w, gu = recurrent_kernel[k, u], dz_t[u]
+                for r in range(rows):
+                    pk[r] += w * gu[r]
+        for r in range(rows):
+            if live[r]:
+                for k in range(units):
+                    dh_t[k, r] = product[k, r] * recurrent_dropout[lo + r, k] if use_dropout \
+                        else product[k, r]
+    for r in range(rows):
+        for u in range(units):
+            dh[lo + r, u] = dh_t[u, r]
+
+
+@njit(cache=True, inline="always", error_model=_ERRORS)
+def _bptt_run(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
+              recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lanes, lo, hi):
+    if lanes:
+        _bptt_lanes(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
+                    use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
+                    lo, hi)
+    else:
+        _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
+                    use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
+                    lo, hi)
+
+
 @njit(parallel=True, cache=True, error_model=_ERRORS)
 def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
-               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, chunks):
+               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lanes, chunks):
     """Backward recurrence with the batch rows split into ``chunks`` runs of row pairs, one per thread.
 
     ``dh`` (B, U) enters holding d_state and leaves holding the initial-state gradient;
@@ -714,18 +788,19 @@ def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial
     batch = outputs.shape[0]
     pairs = (batch + 1) // 2
     for c in prange(chunks):
-        _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
-                    use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
-                    2 * (c * pairs // chunks), min(batch, 2 * ((c + 1) * pairs // chunks)))
+        _bptt_run(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
+                  use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
+                  lanes, 2 * (c * pairs // chunks), min(batch, 2 * ((c + 1) * pairs // chunks)))
 
 
 @njit(cache=True, error_model=_ERRORS)
 def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
-                      use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz):
+                      use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
+                      lanes):
     """:func:`_bptt_rows` on the calling thread, for work too small to share."""
-    _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
-                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, 0,
-                outputs.shape[0])
+    _bptt_run(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
+              recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lanes, 0,
+              outputs.shape[0])
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -789,8 +864,10 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         preact = np.empty((1, 1, 1), dtype)
     dz = np.empty((batch, steps, units), dtype)
     if use_rows:
+        lanes = units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
         args = (outputs, d_seq, preact, use_preact, np.ascontiguousarray(recurrent_kernel), initial_state,
-                mask_arr, use_mask, rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz)
+                mask_arr, use_mask, rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz,
+                lanes)
         chunks = min(numba.get_num_threads(), (batch + 1) // 2)
         if chunks > 1 and batch * steps * units * units >= _PARALLEL_WORK:
             with parallel_section():
