@@ -506,6 +506,9 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
 # products need no reordering; outputs and d_outputs arrive in processing order.
 # ---------------------------------------------------------------------------------------------------
 
+#: Stand-ins for an absent mask or recurrent dropout mask (never read: flags say they are absent).
+_UNUSED = {np.dtype(t): np.ones((1, 1), t) for t in (np.bool_, np.float32, np.float64)}
+
 #: Activations whose derivative cannot be recovered from the output alone (need the pre-activation).
 _NEEDS_PREACTIVATION = (A.SILU, A.GELU, A.MISH, A.HARD_SILU)
 
@@ -841,8 +844,8 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     act = A.code(activation)
     go_backwards = bool(go_backwards)
     use_mask, use_dropout = mask is not None, recurrent_dropout is not None
-    mask_arr = mask if use_mask else np.ones((1, 1), np.bool_)
-    rdrop = recurrent_dropout if use_dropout else np.ones((1, 1), dtype)
+    mask_arr = mask if use_mask else _UNUSED[np.dtype(np.bool_)]
+    rdrop = recurrent_dropout if use_dropout else _UNUSED[dtype]
     if d_outputs is None:
         d_seq = np.zeros((batch, 0, units), dtype)
     else:
@@ -868,8 +871,10 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         args = (outputs, d_seq, preact, use_preact, np.ascontiguousarray(recurrent_kernel), initial_state,
                 mask_arr, use_mask, rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz,
                 lanes)
-        chunks = min(numba.get_num_threads(), (batch + 1) // 2)
-        if chunks > 1 and batch * steps * units * units >= _PARALLEL_WORK:
+        chunks = 1
+        if batch > 1 and batch * steps * units * units >= _PARALLEL_WORK:
+            chunks = min(numba.get_num_threads(), (batch + 1) // 2)
+        if chunks > 1:
             with parallel_section():
                 _bptt_rows(*args, chunks)
         else:
