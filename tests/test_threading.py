@@ -131,7 +131,7 @@ def test_results_identical_with_one_and_two_numba_threads():
         from simplernn_numba import SimpleRNN
         rng = np.random.default_rng(3)
         digest = hashlib.sha256()
-        for dtype in ("float32", "float64"):
+        for dtype in ("float32",):  # float64 compiles the same code again: cold-cache CI time
             x = rng.standard_normal((41, 30, 16)).astype(dtype)  # above SERIAL_WORK: parallel kernel
             mask = rng.random((41, 30)) > 0.25
             for kw in ({}, {"go_backwards": True}, {"activation": "gelu", "dropout": 0.3,
