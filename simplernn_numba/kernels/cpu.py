@@ -12,7 +12,9 @@ transposed), since a row's dot products are then too short to vectorise.
 Batch rows are split over threads (each thread runs all timesteps of its rows,
 so there is no per-step synchronisation); small problems run on a serial
 kernel with no thread start-up cost and with the projection done in the same
-compiled call. On one path a row's result does not depend on the other rows;
+compiled call. When the recurrent kernel does not fit in L2 each step is one
+BLAS GEMM over the batch instead (``_ROWS_WEIGHT_BYTES``; the backward pass
+makes the same choice). On one path a row's result does not depend on the other rows;
 the path depends on the batch size, so two batch sizes can differ by rounding.
 ``tanh`` is vectorisable (:mod:`._tanh`): a rational approximation for
 float32 (max abs error about 1e-7, float32 rounding level) and an ``expm1``
