@@ -5,8 +5,10 @@
 #   bash benchmarks/gpu_check.sh     # finishes within BUDGET_S (default 470 s); skips without a GPU
 #
 # Steps, each time-boxed against one deadline:
-#   1. venv .gpu-venv (with system site-packages, so a preinstalled torch is reused);
-#      pip install -e ".[cuda]" plus numba-cuda's cu12/cu13 extra matching the driver, pytest.
+#   1. where numba and numba-cuda are importable already (the lent machines: no package index),
+#      use them with the repo on PYTHONPATH; else a venv .gpu-venv (with system site-packages, so
+#      a preinstalled torch is reused) and pip install -e ".[cuda]" plus numba-cuda's cu12/cu13
+#      extra matching the driver, pytest.
 #   2. torch with CUDA, only if not importable yet and time allows (else no cuDNN columns).
 #   3. pytest tests/cuda on the GPU (includes the `gpu`-marked tests) -> gpu_tests.xml.
 #   4. benchmarks/gpu_bench.py -> gpu_bench.md (rewritten after every shape).
@@ -14,12 +16,19 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-benchmarks/out}"
 mkdir -p "$OUT_DIR"
-exec > >(tee -a "$OUT_DIR/gpu_check.log") 2>&1
+# The log is written to /tmp and copied to $OUT_DIR on exit; every step has its own time box below
+# the deadline, so the script ends (and copies) before any outer timeout. A hung Python step is sent
+# SIGABRT, and PYTHONFAULTHANDLER prints where it hung.
+LOG=/tmp/gpu_check.log
+exec > >(tee -a "$LOG") 2>&1
+trap 'cp "$LOG" "$OUT_DIR/" 2>/dev/null' EXIT
+export PYTHONFAULTHANDLER=1
 T0=$(date +%s)
 DEADLINE=$(( T0 + ${BUDGET_S:-470} ))
 left() { echo $(( DEADLINE - $(date +%s) )); }
 cap() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo $(( l > 1 ? l : 1 )); }
 stamp() { echo "== [$(( $(date +%s) - T0 )) s] $*"; }
+boxed() { local secs=$1; shift; timeout -s ABRT -k 5 "$(cap "$secs")" "$@"; }  # boxed SECS CMD...
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >/dev/null 2>&1; then
   stamp "no NVIDIA GPU (nvidia-smi missing or failing): nothing to check"
@@ -30,24 +39,36 @@ CUDA_MAJOR=$(nvidia-smi | sed -n 's/.*CUDA Version: \([0-9]*\).*/\1/p' | head -1
 EXTRA="cu${CUDA_MAJOR:-12}"
 [ "$EXTRA" = "cu12" ] || [ "$EXTRA" = "cu13" ] || EXTRA="cu12"
 
-stamp "1. install numba-cuda[$EXTRA]"
-if [ -z "${VIRTUAL_ENV:-}" ]; then
-  python3 -m venv --system-site-packages .gpu-venv && . .gpu-venv/bin/activate \
-    || stamp "venv failed; installing into the current python"
+if boxed 60 python3 -c "import numba, numba.cuda, numpy" 2>/dev/null; then
+  # The lent machines have no package index; their image already holds numba and numba-cuda.
+  stamp "1. numba and numba-cuda already installed: no install, PYTHONPATH=$PWD"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  mkdir -p /tmp/gpu-check-bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" \
+    >/tmp/gpu-check-bin/python && chmod +x /tmp/gpu-check-bin/python
+  export PATH="/tmp/gpu-check-bin:$PATH"  # `python` is the image's python3, also under `timeout`
+  OFFLINE=1
+else
+  stamp "1. install numba-cuda[$EXTRA]"
+  if [ -z "${VIRTUAL_ENV:-}" ]; then
+    python3 -m venv --system-site-packages .gpu-venv && . .gpu-venv/bin/activate \
+      || stamp "venv failed; installing into the current python"
+  fi
+  timeout "$(cap 150)" python -m pip install --quiet -e ".[cuda]" "numba-cuda[$EXTRA]" pytest \
+    || { stamp "install failed"; exit 1; }
 fi
-timeout "$(cap 150)" python -m pip install --quiet -e ".[cuda]" "numba-cuda[$EXTRA]" pytest \
-  || { stamp "install failed"; exit 1; }
+boxed 60 python -c "import numba, numpy; print('numba', numba.__version__, 'numpy', numpy.__version__)" \
+  || stamp "printing versions failed or hung"
 
-if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if boxed 60 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   stamp "2. torch with CUDA already present"
-elif [ "$(left)" -gt 330 ]; then
+elif [ -z "${OFFLINE:-}" ] && [ "$(left)" -gt 330 ]; then
   stamp "2. pip install torch (at most $(cap $(( $(left) - 300 ))) s)"
   timeout "$(cap $(( $(left) - 300 )))" python -m pip install --quiet torch \
     || stamp "no torch: the benchmark has no cuDNN columns and the torch parity tests skip"
 else
   stamp "2. no time left to install torch"
 fi
-python - <<'PY'
+boxed 60 python - <<'PY'
 from numba import cuda
 print("numba.cuda sees a GPU:", cuda.is_available())
 try:
@@ -58,14 +79,14 @@ except ImportError:
 PY
 
 stamp "3. tests/cuda on the GPU (at most $(cap 150) s)"
-timeout "$(cap 150)" python -m pytest tests/cuda -q -rs -p no:cacheprovider -o addopts="" \
+boxed 150 python -m pytest tests/cuda -q -rs -p no:cacheprovider -o addopts="" \
   --junitxml="$OUT_DIR/gpu_tests.xml" 2>&1 | tail -40
 echo "pytest exit status: ${PIPESTATUS[0]}"
 
 BENCH=$(( $(left) - 10 ))
 stamp "4. benchmark (at most $BENCH s)"
 if [ "$BENCH" -gt 20 ]; then
-  timeout "$BENCH" python benchmarks/gpu_bench.py --budget-s $(( BENCH - 40 > 10 ? BENCH - 40 : 10 )) \
+  boxed "$BENCH" python benchmarks/gpu_bench.py --budget-s $(( BENCH - 40 > 10 ? BENCH - 40 : 10 )) \
     --out "$OUT_DIR/gpu_bench.md"
 fi
 stamp "done; reports in $OUT_DIR"
