@@ -66,7 +66,7 @@ elif [ -z "${OFFLINE:-}" ] && [ "$(left)" -gt 330 ]; then
   timeout "$(cap $(( $(left) - 300 )))" python -m pip install --quiet torch \
     || stamp "no torch: the benchmark has no cuDNN columns and the torch parity tests skip"
 else
-  stamp "2. no time left to install torch"
+  stamp "2. no torch with CUDA, and no package index or no time to install it: no cuDNN columns"
 fi
 boxed 60 python - <<'PY'
 from numba import cuda
