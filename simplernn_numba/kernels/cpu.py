@@ -14,7 +14,8 @@ so there is no per-step synchronisation); small problems run on a serial
 kernel with no thread start-up cost and with the projection done in the same
 compiled call. When the recurrent kernel does not fit in L2 each step is one
 BLAS GEMM over the batch instead (``_ROWS_WEIGHT_BYTES``; the backward pass
-makes the same choice). On one path a row's result does not depend on the other rows;
+makes the same choice, and computes its input and weight gradients after the loop without BLAS
+on the per-row path, :mod:`._products`). On one path a row's result does not depend on the other rows;
 the path depends on the batch size, so two batch sizes can differ by rounding.
 ``tanh`` is vectorisable (:mod:`._tanh`): a rational approximation for
 float32 (max abs error about 1e-7, float32 rounding level) and an ``expm1``
@@ -40,6 +41,7 @@ from numba import njit, prange
 from .. import _validate
 from .. import activations as A
 from .._threading import parallel_section
+from ._products import dot_one, dot_pair, gradient_products
 from ._tanh import tanh_inplace
 
 #: Floating-point flags for the dot products: reassociation lets LLVM keep
@@ -134,67 +136,6 @@ def activate(z, act):
             z[i] = z[i] * min(max(z[i] / 6.0 + 0.5, 0.0), 1.0)
 
 
-@njit(cache=True, inline="always", fastmath=_FAST, error_model=_ERRORS)
-def _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1):
-    """``z_r = init_r + bias + v_r @ vt.T`` for two rows; ``vt`` is (U, K), ``v_r`` (K,)."""
-    units, width = vt.shape
-    u = 0
-    while u + 4 <= units:
-        a0, a1, a2, a3 = init0[u] + bias[u], init0[u + 1] + bias[u + 1], \
-            init0[u + 2] + bias[u + 2], init0[u + 3] + bias[u + 3]
-        c0, c1, c2, c3 = init1[u] + bias[u], init1[u + 1] + bias[u + 1], \
-            init1[u + 2] + bias[u + 2], init1[u + 3] + bias[u + 3]
-        for k in range(width):
-            p = v0[k]
-            q = v1[k]
-            w0, w1, w2, w3 = vt[u, k], vt[u + 1, k], vt[u + 2, k], vt[u + 3, k]
-            a0 += p * w0
-            a1 += p * w1
-            a2 += p * w2
-            a3 += p * w3
-            c0 += q * w0
-            c1 += q * w1
-            c2 += q * w2
-            c3 += q * w3
-        z0[u], z0[u + 1], z0[u + 2], z0[u + 3] = a0, a1, a2, a3
-        z1[u], z1[u + 1], z1[u + 2], z1[u + 3] = c0, c1, c2, c3
-        u += 4
-    while u < units:
-        a0 = init0[u] + bias[u]
-        c0 = init1[u] + bias[u]
-        for k in range(width):
-            w0 = vt[u, k]
-            a0 += v0[k] * w0
-            c0 += v1[k] * w0
-        z0[u] = a0
-        z1[u] = c0
-        u += 1
-
-
-@njit(cache=True, inline="always", fastmath=_FAST, error_model=_ERRORS)
-def _dot_one(vt, v0, init0, bias, z0):
-    """``z0 = init0 + bias + v0 @ vt.T`` for a batch of one row (see :func:`_dot_pair`)."""
-    units, width = vt.shape
-    u = 0
-    while u + 4 <= units:
-        a0, a1, a2, a3 = init0[u] + bias[u], init0[u + 1] + bias[u + 1], \
-            init0[u + 2] + bias[u + 2], init0[u + 3] + bias[u + 3]
-        for k in range(width):
-            p = v0[k]
-            a0 += p * vt[u, k]
-            a1 += p * vt[u + 1, k]
-            a2 += p * vt[u + 2, k]
-            a3 += p * vt[u + 3, k]
-        z0[u], z0[u + 1], z0[u + 2], z0[u + 3] = a0, a1, a2, a3
-        u += 4
-    while u < units:
-        a0 = init0[u] + bias[u]
-        for k in range(width):
-            a0 += v0[k] * vt[u, k]
-        z0[u] = a0
-        u += 1
-
-
 @njit(cache=True, inline="always", error_model=_ERRORS)
 def _commit(z, h, out, mask, b, t, seen, act):
     """Finish one row's step: activation, new state and output, or carry over a masked step."""
@@ -257,14 +198,14 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
                 init0, init1 = xw[b, t], xw[b1, t]
             _load_inputs(v0, x, xw, input_dropout, h0, recurrent_dropout, b, t)
             if single:
-                _dot_one(vt, v0, init0, bias, z0)
+                dot_one(vt, v0, init0, bias, z0)
                 seen0 = _commit(z0, h0, outputs[b, slot], mask, b, t, seen0, act)
                 continue
             # A lone last row runs as a pair with itself: one code path for every row of a
             # batch of two or more, so a row's result is bit-identical whatever the batch
             # size (>= 2) or thread split.
             _load_inputs(v1, x, xw, input_dropout, h1, recurrent_dropout, b1, t)
-            _dot_pair(vt, v0, v1, init0, init1, bias, z0, z1)
+            dot_pair(vt, v0, v1, init0, init1, bias, z0, z1)
             seen0 = _commit(z0, h0, outputs[b, slot], mask, b, t, seen0, act)
             if pair:
                 seen1 = _commit(z1, h1, outputs[b1, slot], mask, b1, t, seen1, act)
@@ -503,7 +444,9 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
 
 # ---------------------------------------------------------------------------------------------------
 # Backward pass (BPTT). Only dh_{t-1} = (dz_t @ recurrent_kernel.T) * recurrent_dropout is sequential;
-# the weight and input gradients are large matrix products over all timesteps after the loop.
+# the weight and input gradients are large matrix products over all timesteps after the loop:
+# Numba-parallel dot products (:mod:`._products`) where the recurrence runs as per-row dot
+# products, BLAS where it runs as one BLAS GEMM per step.
 # Work arrays (dz, previous states, pre-activations) are kept in input time order so that the
 # products need no reordering; outputs and d_outputs arrive in processing order.
 # ---------------------------------------------------------------------------------------------------
@@ -668,7 +611,7 @@ def _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initia
     """Backward recurrence of batch rows ``lo:hi``, two rows at a time (see :func:`_bptt_rows`).
 
     ``dz_t @ recurrent_kernel.T`` is the forward kernel's paired dot product
-    (:func:`_dot_pair`) with ``recurrent_kernel`` (C-contiguous) in the place of
+    (:func:`dot_pair`) with ``recurrent_kernel`` (C-contiguous) in the place of
     the transposed weights; a lone last row pairs with itself, a batch of one runs alone.
     """
     steps, units = outputs.shape[1], outputs.shape[2]
@@ -697,9 +640,9 @@ def _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initia
                 live1 = _row_dz(b1, s, t, dh1, first1, outputs, d_outputs, preact, use_preact, mask,
                                 use_mask, act, dz)
             if single:
-                _dot_one(recurrent_kernel, dz[b, t], zero, zero, product0)
+                dot_one(recurrent_kernel, dz[b, t], zero, zero, product0)
             else:
-                _dot_pair(recurrent_kernel, dz[b, t], dz[b1, t], zero, zero, zero, product0, product1)
+                dot_pair(recurrent_kernel, dz[b, t], dz[b1, t], zero, zero, zero, product0, product1)
             if live0:
                 _set_dh(dh0, product0, recurrent_dropout, use_dropout, b)
             if live1:
@@ -898,13 +841,25 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
 
     flat_dz = dz.reshape(batch * steps, units)
     x_in = x if input_dropout is None else x * input_dropout[:, None, :]
-    d_x = (flat_dz @ kernel.T).reshape(batch, steps, features)
+    flat_x = np.ascontiguousarray(x_in.reshape(batch * steps, features))
+    if use_rows and batch * steps * (features + units) * units >= _PARALLEL_WORK:
+        # Not NumPy's BLAS next to the Numba-parallel recurrences (see ._products); small
+        # products stay in BLAS, which runs them on the calling thread.
+        with parallel_section():
+            d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz,
+                                                       np.ascontiguousarray(kernel),
+                                                       numba.get_num_threads())
+        d_kernel, d_recurrent = d_weights[:features], d_weights[features:]
+    else:
+        d_x = flat_dz @ kernel.T
+        d_kernel, d_recurrent, d_bias = flat_x.T @ flat_dz, flat_prev.T @ flat_dz, flat_dz.sum(axis=0)
+    d_x = d_x.reshape(batch, steps, features)
     if input_dropout is not None:
         d_x *= input_dropout[:, None, :]
     return {
         "inputs": d_x,
         "initial_state": dh,
-        "kernel": x_in.reshape(batch * steps, features).T @ flat_dz,
-        "recurrent_kernel": flat_prev.T @ flat_dz,
-        "bias": None if bias is None else flat_dz.sum(axis=0),
+        "kernel": d_kernel,
+        "recurrent_kernel": d_recurrent,
+        "bias": None if bias is None else d_bias,
     }

@@ -1,0 +1,61 @@
+"""The backward pass's BLAS-free products (kernels/_products.py) against NumPy."""
+
+import numpy as np
+import pytest
+
+from simplernn_numba.kernels import cpu
+from simplernn_numba.kernels._products import gradient_products
+
+
+def _problem(rng, rows, features, units, dtype):
+    x, prev, dz = (rng.standard_normal((rows, n)).astype(dtype) for n in (features, units, units))
+    return x, prev, dz, rng.standard_normal((features, units)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows,features,units", [(1, 1, 1), (7, 5, 6), (33, 3, 17), (64, 40, 8), (0, 3, 5)])
+def test_gradient_products_match_numpy(rng, dtype, rows, features, units):
+    x, prev, dz, kernel = _problem(rng, rows, features, units, dtype)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    for chunks in (1, 2, 3, 5):
+        d_inputs, d_weights, d_bias = gradient_products(x, prev, dz, kernel, chunks)
+        assert d_inputs.dtype == d_weights.dtype == d_bias.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(d_inputs, dz @ kernel.T, **tol)
+        np.testing.assert_allclose(d_weights[:features], x.T @ dz, **tol)
+        np.testing.assert_allclose(d_weights[features:], prev.T @ dz, **tol)
+        np.testing.assert_allclose(d_bias, dz.sum(axis=0), **tol)
+
+
+def test_gradient_products_do_not_depend_on_the_thread_split(rng):
+    x, prev, dz, kernel = _problem(rng, 301, 13, 22, "float32")
+    first = gradient_products(x, prev, dz, kernel, 1)
+    for chunks in (2, 3, 8):
+        for a, b in zip(first, gradient_products(x, prev, dz, kernel, chunks)):
+            assert np.array_equal(a, b)
+
+
+def test_gradient_products_propagate_nan(rng):
+    x, prev, dz, kernel = _problem(rng, 9, 4, 5, "float32")
+    dz[3, 2] = np.nan
+    d_inputs, d_weights, d_bias = gradient_products(x, prev, dz, kernel, 2)
+    assert np.isnan(d_inputs[3]).all() and np.isfinite(np.delete(d_inputs, 3, axis=0)).all()
+    assert np.isnan(d_weights[:, 2]).all() and np.isfinite(np.delete(d_weights, 2, axis=1)).all()
+    assert np.isnan(d_bias[2]) and np.isfinite(np.delete(d_bias, 2)).all()
+
+
+def test_backward_uses_the_products_only_on_the_per_row_path(monkeypatch, rng):
+    calls = []
+    monkeypatch.setattr(cpu, "gradient_products",
+                        lambda *args: calls.append(args) or gradient_products(*args))
+    x = rng.standard_normal((3, 4, 5))
+    kernel, recurrent = rng.standard_normal((5, 6)), rng.standard_normal((6, 6)) * 0.3
+    h0 = np.zeros((3, 6))
+    outputs, _ = cpu.forward(x, kernel, recurrent, None, h0)
+    d_outputs = rng.standard_normal(outputs.shape)
+    rows = cpu.backward(x, kernel, recurrent, None, h0, outputs, d_outputs)
+    assert len(calls) == 1
+    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)  # per-step GEMM path: BLAS products
+    gemm = cpu.backward(x, kernel, recurrent, None, h0, outputs, d_outputs)
+    assert len(calls) == 1
+    for key in ("inputs", "kernel", "recurrent_kernel", "initial_state"):
+        np.testing.assert_allclose(rows[key], gemm[key], rtol=1e-12, atol=1e-12)
