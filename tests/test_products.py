@@ -43,7 +43,7 @@ def test_gradient_products_propagate_nan(rng):
     assert np.isnan(d_bias[2]) and np.isfinite(np.delete(d_bias, 2)).all()
 
 
-def test_backward_uses_the_products_only_on_the_per_row_path(monkeypatch, rng):
+def test_backward_uses_the_products_for_large_per_row_problems_only(monkeypatch, rng):
     calls = []
     monkeypatch.setattr(cpu, "gradient_products",
                         lambda *args: calls.append(args) or gradient_products(*args))
@@ -52,10 +52,14 @@ def test_backward_uses_the_products_only_on_the_per_row_path(monkeypatch, rng):
     h0 = np.zeros((3, 6))
     outputs, _ = cpu.forward(x, kernel, recurrent, None, h0)
     d_outputs = rng.standard_normal(outputs.shape)
+    small = cpu.backward(x, kernel, recurrent, None, h0, outputs, d_outputs)
+    assert calls == []  # small products: BLAS, on the calling thread
+    monkeypatch.setattr(cpu, "_PARALLEL_WORK", 0)
     rows = cpu.backward(x, kernel, recurrent, None, h0, outputs, d_outputs)
     assert len(calls) == 1
     monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)  # per-step GEMM path: BLAS products
     gemm = cpu.backward(x, kernel, recurrent, None, h0, outputs, d_outputs)
     assert len(calls) == 1
     for key in ("inputs", "kernel", "recurrent_kernel", "initial_state"):
+        np.testing.assert_allclose(rows[key], small[key], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(rows[key], gemm[key], rtol=1e-12, atol=1e-12)
