@@ -43,23 +43,23 @@ def test_gradient_products_propagate_nan(rng):
     assert np.isnan(d_bias[2]) and np.isfinite(np.delete(d_bias, 2)).all()
 
 
-def test_backward_uses_the_products_for_large_per_row_problems_only(monkeypatch, rng):
-    calls = []
+def test_backward_uses_the_products_on_the_per_row_path_only(monkeypatch, rng):
+    chunks = []
     monkeypatch.setattr(cpu, "gradient_products",
-                        lambda *args: calls.append(args) or gradient_products(*args))
+                        lambda *args: chunks.append(args[-1]) or gradient_products(*args))
+    monkeypatch.setattr(cpu.numba, "get_num_threads", lambda: 2)
     x = rng.standard_normal((3, 4, 5))
     kernel, recurrent = rng.standard_normal((5, 6)), rng.standard_normal((6, 6)) * 0.3
-    h0 = np.zeros((3, 6))
-    outputs, _ = cpu.forward(x, kernel, recurrent, None, h0)
+    bias, h0 = rng.standard_normal(6), np.zeros((3, 6))
+    outputs, _ = cpu.forward(x, kernel, recurrent, bias, h0)
     d_outputs = rng.standard_normal(outputs.shape)
-    small = cpu.backward(x, kernel, recurrent, None, h0, outputs, d_outputs)
-    assert calls == []  # small products: BLAS, on the calling thread
+    serial = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
     monkeypatch.setattr(cpu, "_PARALLEL_WORK", 0)
-    rows = cpu.backward(x, kernel, recurrent, None, h0, outputs, d_outputs)
-    assert len(calls) == 1
+    parallel = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
+    assert chunks == [1, 2]  # small work on the calling thread, else on every thread
     monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)  # per-step GEMM path: BLAS products
-    gemm = cpu.backward(x, kernel, recurrent, None, h0, outputs, d_outputs)
-    assert len(calls) == 1
-    for key in ("inputs", "kernel", "recurrent_kernel", "initial_state"):
-        np.testing.assert_allclose(rows[key], small[key], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(rows[key], gemm[key], rtol=1e-12, atol=1e-12)
+    gemm = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
+    assert chunks == [1, 2]
+    for key in ("inputs", "kernel", "recurrent_kernel", "initial_state", "bias"):
+        assert np.array_equal(serial[key], parallel[key]), key
+        np.testing.assert_allclose(gemm[key], serial[key], rtol=1e-12, atol=1e-12)

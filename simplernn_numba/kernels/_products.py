@@ -127,42 +127,64 @@ def _split(count, chunks, part):
     return min(count, 2 * (part * ((count + 1) // 2) // chunks))
 
 
+@njit(**_FLAGS)
+def _transposes(x, prev, dz, stacked_t, dz_t, part, chunks):
+    """Part ``part`` of ``chunks``: ``stacked_t = [x, prev].T`` and ``dz_t = dz.T``, by rows of ``x``."""
+    rows = x.shape[0]
+    lo, hi = _split(rows, chunks, part), _split(rows, chunks, part + 1)
+    _transpose_rows(x, stacked_t, 0, lo, hi)
+    _transpose_rows(prev, stacked_t, x.shape[1], lo, hi)
+    _transpose_rows(dz, dz_t, 0, lo, hi)
+
+
+@njit(**_FLAGS)
+def _products(dz, kernel, stacked_t, dz_t, d_inputs, d_weights, d_bias, part, chunks):
+    """Part ``part`` of ``chunks`` of the three products (see :func:`gradient_products`)."""
+    rows, units = dz.shape
+    zero = np.zeros(max(kernel.shape[0], units), dz.dtype)
+    _dot_rows(dz, kernel, d_inputs, zero, _split(rows, chunks, part), _split(rows, chunks, part + 1))
+    stacked = stacked_t.shape[0]
+    _dot_rows(stacked_t, dz_t, d_weights, zero, _split(stacked, chunks, part),
+              _split(stacked, chunks, part + 1))
+    for u in range(_split(units, chunks, part), _split(units, chunks, part + 1)):
+        total = zero[0]
+        row = dz_t[u]
+        for i in range(rows):
+            total += row[i]
+        d_bias[u] = total
+
+
 @njit(parallel=True, **_FLAGS)
-def _gradient_products(x, prev, dz, kernel, d_inputs, d_weights, d_bias, stacked_t, dz_t, chunks):
-    rows, features = x.shape
-    units = dz.shape[1]
+def _gradient_products_parallel(x, prev, dz, kernel, d_inputs, d_weights, d_bias, stacked_t, dz_t,
+                                chunks):
     for c in prange(chunks):
-        lo, hi = _split(rows, chunks, c), _split(rows, chunks, c + 1)
-        _transpose_rows(x, stacked_t, 0, lo, hi)
-        _transpose_rows(prev, stacked_t, features, lo, hi)
-        _transpose_rows(dz, dz_t, 0, lo, hi)
-    zero = np.zeros(max(features, units), dz.dtype)
+        _transposes(x, prev, dz, stacked_t, dz_t, c, chunks)
     for c in prange(chunks):
-        _dot_rows(dz, kernel, d_inputs, zero, _split(rows, chunks, c), _split(rows, chunks, c + 1))
-        _dot_rows(stacked_t, dz_t, d_weights, zero, _split(features + units, chunks, c),
-                  _split(features + units, chunks, c + 1))
-        for u in range(_split(units, chunks, c), _split(units, chunks, c + 1)):
-            total = zero[0]
-            row = dz_t[u]
-            for i in range(rows):
-                total += row[i]
-            d_bias[u] = total
+        _products(dz, kernel, stacked_t, dz_t, d_inputs, d_weights, d_bias, c, chunks)
+
+
+@njit(**_FLAGS)
+def _gradient_products_serial(x, prev, dz, kernel, d_inputs, d_weights, d_bias, stacked_t, dz_t):
+    _transposes(x, prev, dz, stacked_t, dz_t, 0, 1)
+    _products(dz, kernel, stacked_t, dz_t, d_inputs, d_weights, d_bias, 0, 1)
 
 
 def gradient_products(x, prev, dz, kernel, chunks: int):
-    """``(dz @ kernel.T, [x, prev].T @ dz, dz.sum(axis=0))`` on ``chunks`` threads.
+    """``(dz @ kernel.T, [x, prev].T @ dz, dz.sum(axis=0))``, split into ``chunks`` parallel parts.
 
     ``x`` (N, F), ``prev`` (N, U), ``dz`` (N, U) and ``kernel`` (F, U): C-contiguous,
     one float dtype. Returns ``d_inputs`` (N, F), ``d_weights`` (F + U, U) (the kernel
-    gradient, then the recurrent-kernel gradient) and ``d_bias`` (U,).
+    gradient, then the recurrent-kernel gradient) and ``d_bias`` (U,). ``chunks=1`` runs
+    on the calling thread with no parallel launch; the results do not depend on ``chunks``.
     """
     rows, features = x.shape
     units = dz.shape[1]
     dtype = dz.dtype
-    d_inputs = np.empty((rows, features), dtype)
-    d_weights = np.empty((features + units, units), dtype)
-    d_bias = np.empty(units, dtype)
-    stacked_t = np.empty((features + units, rows), dtype)
-    dz_t = np.empty((units, rows), dtype)
-    _gradient_products(x, prev, dz, kernel, d_inputs, d_weights, d_bias, stacked_t, dz_t, chunks)
-    return d_inputs, d_weights, d_bias
+    outputs = (np.empty((rows, features), dtype), np.empty((features + units, units), dtype),
+               np.empty(units, dtype))
+    scratch = (np.empty((features + units, rows), dtype), np.empty((units, rows), dtype))
+    if chunks > 1:
+        _gradient_products_parallel(x, prev, dz, kernel, *outputs, *scratch, chunks)
+    else:
+        _gradient_products_serial(x, prev, dz, kernel, *outputs, *scratch)
+    return outputs

@@ -842,13 +842,14 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     flat_dz = dz.reshape(batch * steps, units)
     x_in = x if input_dropout is None else x * input_dropout[:, None, :]
     flat_x = np.ascontiguousarray(x_in.reshape(batch * steps, features))
-    if use_rows and batch * steps * (features + units) * units >= _PARALLEL_WORK:
-        # Not NumPy's BLAS next to the Numba-parallel recurrences (see ._products); small
-        # products stay in BLAS, which runs them on the calling thread.
-        with parallel_section():
-            d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz,
-                                                       np.ascontiguousarray(kernel),
-                                                       numba.get_num_threads())
+    if use_rows:  # not NumPy's BLAS next to the Numba-parallel recurrences: see ._products
+        kernel = np.ascontiguousarray(kernel)
+        if batch * steps * (features + units) * units >= _PARALLEL_WORK:
+            with parallel_section():
+                d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz, kernel,
+                                                           numba.get_num_threads())
+        else:
+            d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz, kernel, 1)
         d_kernel, d_recurrent = d_weights[:features], d_weights[features:]
     else:
         d_x = flat_dz @ kernel.T
