@@ -174,6 +174,11 @@ def backward(cache: Cache, d_output=None, d_state=None) -> dict[str, np.ndarray 
     out_shape = (batch, steps, units) if cache.return_sequences else (batch, units)
     d_output = V.gradient(d_output, "d_output", out_shape, dtype)
     d_state = V.gradient(d_state, "d_state", (batch, units), dtype)
+    return _backward(cache, d_output, d_state)
+
+
+def _backward(cache: Cache, d_output, d_state) -> dict[str, np.ndarray | None]:
+    """:func:`backward` for gradients that already passed its checks (the Layer's path)."""
     return cache.kernels.backward(
         cache.x, cache.kernel, cache.recurrent_kernel, cache.bias, cache.initial_state, cache.outputs,
         d_output, d_state, mask=cache.mask, input_dropout=cache.input_dropout,

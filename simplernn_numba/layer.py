@@ -556,7 +556,7 @@ class SimpleRNN(NpzSavable):
                 if cache.mask is not None:
                     state = np.where(cache.mask.any(axis=1)[:, None], state, cache.initial_state)
                 d_state = _plus(d_state, reg.gradient(state) / dt.type(batch))
-        grads = functional.backward(cache, d_output, d_state)
+        grads = functional._backward(cache, d_output, d_state)  # checked above
         for key, weight_reg in zip(
             _WEIGHT_NAMES, (self.kernel_regularizer, self.recurrent_regularizer, self.bias_regularizer)
         ):
