@@ -317,13 +317,35 @@ def median_seconds(fn: Callable[[], object], repeat: int, budget_s: float = 2.0)
 BLOCK_S = 0.05
 
 
+#: Longest wait (s) for the process to go quiet before a block (see :func:`_wait_until_idle`).
+QUIET_WAIT_S = 0.5
+
+
+def _wait_until_idle(limit_s: float = QUIET_WAIT_S, slice_s: float = 0.005) -> float:
+    """Sleep until the process's other threads use under a tenth of a core; returns the wait.
+
+    Thread pools keep spinning after a library's call returns (OpenBLAS for about
+    0.1 s), and that takes cores from whichever implementation runs next, most of all
+    from one that needs every core at once; the wait gives each block a quiet start.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        cpu = time.process_time()
+        time.sleep(slice_s)
+        if time.process_time() - cpu < 0.1 * slice_s:
+            break
+    return time.perf_counter() - start
+
+
 def _block(fn: Callable[[], object], limit: int) -> list[float]:
     """Times of up to ``limit`` consecutive calls of ``fn`` lasting about :data:`BLOCK_S`.
 
-    When a call is short enough for several per block, one untimed call goes first: it
-    pays for what the previous implementation left behind (evicted caches, another
-    library's thread pool still spinning), which is not this implementation's cost.
+    The block starts once the process is idle (:func:`_wait_until_idle`). When a call is
+    short enough for several per block, one untimed call goes first: it pays for what the
+    previous implementation left behind (evicted caches, cold thread pools), which is not
+    this implementation's cost.
     """
+    _wait_until_idle()
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start

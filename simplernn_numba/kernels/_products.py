@@ -169,20 +169,22 @@ def _gradient_products_serial(x, prev, dz, kernel, d_inputs, d_weights, d_bias, 
     _products(dz, kernel, stacked_t, dz_t, d_inputs, d_weights, d_bias, 0, 1)
 
 
-def gradient_products(x, prev, dz, kernel, chunks: int):
+def gradient_products(x, prev, dz, kernel, chunks: int, scratch=None):
     """``(dz @ kernel.T, [x, prev].T @ dz, dz.sum(axis=0))``, split into ``chunks`` parallel parts.
 
     ``x`` (N, F), ``prev`` (N, U), ``dz`` (N, U) and ``kernel`` (F, U): C-contiguous,
     one float dtype. Returns ``d_inputs`` (N, F), ``d_weights`` (F + U, U) (the kernel
     gradient, then the recurrent-kernel gradient) and ``d_bias`` (U,). ``chunks=1`` runs
     on the calling thread with no parallel launch; the results do not depend on ``chunks``.
+    ``scratch``, if given, is a pair of work arrays, (F + U, N) and (U, N), of that dtype.
     """
     rows, features = x.shape
     units = dz.shape[1]
     dtype = dz.dtype
     outputs = (np.empty((rows, features), dtype), np.empty((features + units, units), dtype),
                np.empty(units, dtype))
-    scratch = (np.empty((features + units, rows), dtype), np.empty((units, rows), dtype))
+    if scratch is None:
+        scratch = (np.empty((features + units, rows), dtype), np.empty((units, rows), dtype))
     if chunks > 1:
         _gradient_products_parallel(x, prev, dz, kernel, *outputs, *scratch, chunks)
     else:

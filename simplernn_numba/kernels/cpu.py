@@ -41,6 +41,7 @@ from numba import njit, prange
 from .. import _validate
 from .. import activations as A
 from .._threading import parallel_section
+from . import _workspace
 from ._products import dot_one, dot_pair, gradient_products
 from ._tanh import tanh_inplace
 
@@ -422,7 +423,8 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
         in_drop = input_dropout
     else:
         in_place = return_sequences and not go_backwards
-        xw = input_projection(x, kernel, input_dropout, outputs if in_place else None)
+        xw = input_projection(x, kernel, input_dropout, outputs if in_place
+                              else _workspace.arrays(x.dtype, (batch, steps, units))[0])
         in_drop = None
     bias = np.zeros(units, x.dtype) if bias is None else bias
     if not fused and units * units * x.itemsize > _ROWS_WEIGHT_BYTES and batch >= GEMM_MIN_BATCH:
@@ -797,20 +799,20 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         d_seq = d_outputs.reshape(batch, d_outputs.shape[1] if d_outputs.ndim == 3 else 1, units)
     dh = np.zeros((batch, units), dtype) if d_state is None else np.array(d_state, dtype=dtype)
 
-    prev = np.empty((batch, steps, units), dtype)
-    flat_prev = prev.reshape(batch * steps, units)
     use_preact = act in _NEEDS_PREACTIVATION
     use_rows = units * units * x.itemsize <= _ROWS_WEIGHT_BYTES
+    sequence = (batch, steps, units)
+    prev, dz, preact, stacked_t, dz_t = _workspace.arrays(
+        dtype, sequence, sequence, sequence if use_preact else (1, 1, 1),
+        (features + units, batch * steps) if use_rows else (0,), (units, batch * steps) if use_rows else (0,))
+    flat_prev = prev.reshape(batch * steps, units)
     if use_preact or not use_rows:
         _previous_states(outputs, initial_state, mask_arr, use_mask, rdrop, use_dropout, go_backwards, prev)
     if use_preact:
-        preact = input_projection(x, kernel, input_dropout)
-        preact += (flat_prev @ recurrent_kernel).reshape(batch, steps, units)
+        input_projection(x, kernel, input_dropout, out=preact)
+        preact += (flat_prev @ recurrent_kernel).reshape(sequence)
         if bias is not None:
             preact += bias
-    else:
-        preact = np.empty((1, 1, 1), dtype)
-    dz = np.empty((batch, steps, units), dtype)
     if use_rows:
         lanes = units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
         args = (outputs, d_seq, preact, use_preact, np.ascontiguousarray(recurrent_kernel), initial_state,
@@ -847,9 +849,10 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         if batch * steps * (features + units) * units >= _PARALLEL_WORK:
             with parallel_section():
                 d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz, kernel,
-                                                           numba.get_num_threads())
+                                                           numba.get_num_threads(), (stacked_t, dz_t))
         else:
-            d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz, kernel, 1)
+            d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz, kernel, 1,
+                                                       (stacked_t, dz_t))
         d_kernel, d_recurrent = d_weights[:features], d_weights[features:]
     else:
         d_x = flat_dz @ kernel.T
