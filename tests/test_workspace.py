@@ -52,3 +52,13 @@ def test_results_do_not_share_the_work_arrays():
     cpu.backward(second[0], *second[1], np.zeros((6, 4)), second[2], second[3], go_backwards=True)
     for key, value in grads.items():
         assert np.array_equal(value, kept[key]), key
+
+
+def test_release_workspace_frees_what_a_backward_pass_kept(rng):
+    x = rng.standard_normal((3, 4, 5))
+    weights = rng.standard_normal((5, 6)), rng.standard_normal((6, 6)) * 0.3, None
+    outputs, _ = cpu.forward(x, *weights, np.zeros((3, 6)))
+    cpu.backward(x, *weights, np.zeros((3, 6)), outputs, np.ones_like(outputs))
+    assert _workspace.held_bytes() >= 8 * (5 + 4 * 6) * 3 * 4  # about (F + 4U) * B * T floats
+    cpu.release_workspace()
+    assert _workspace.held_bytes() == 0

@@ -39,11 +39,12 @@ _TILE = 32
 
 
 @njit(inline="always", **_FLAGS)
-def dot_pair(vt, v0, v1, init0, init1, bias, z0, z1):
-    """``z_r = init_r + bias + v_r @ vt.T`` for two rows; ``vt`` is (U, K), ``v_r`` (K,)."""
-    units, width = vt.shape
-    u = 0
-    while u + 4 <= units:
+def dot_pair(vt, v0, v1, init0, init1, bias, z0, z1, lo, hi):
+    """``z_r = init_r + bias + v_r @ vt.T`` for two rows and the units ``lo:hi``; ``vt`` is
+    (U, K), ``v_r`` (K,)."""
+    width = vt.shape[1]
+    u = lo
+    while u + 4 <= hi:
         a0, a1, a2, a3 = init0[u] + bias[u], init0[u + 1] + bias[u + 1], \
             init0[u + 2] + bias[u + 2], init0[u + 3] + bias[u + 3]
         c0, c1, c2, c3 = init1[u] + bias[u], init1[u + 1] + bias[u + 1], \
@@ -63,7 +64,7 @@ def dot_pair(vt, v0, v1, init0, init1, bias, z0, z1):
         z0[u], z0[u + 1], z0[u + 2], z0[u + 3] = a0, a1, a2, a3
         z1[u], z1[u + 1], z1[u + 2], z1[u + 3] = c0, c1, c2, c3
         u += 4
-    while u < units:
+    while u < hi:
         a0 = init0[u] + bias[u]
         c0 = init1[u] + bias[u]
         for k in range(width):
@@ -76,11 +77,11 @@ def dot_pair(vt, v0, v1, init0, init1, bias, z0, z1):
 
 
 @njit(inline="always", **_FLAGS)
-def dot_one(vt, v0, init0, bias, z0):
-    """``z0 = init0 + bias + v0 @ vt.T`` for a batch of one row (see :func:`dot_pair`)."""
-    units, width = vt.shape
-    u = 0
-    while u + 4 <= units:
+def dot_one(vt, v0, init0, bias, z0, lo, hi):
+    """``z0 = init0 + bias + v0 @ vt.T`` for one row and the units ``lo:hi`` (see :func:`dot_pair`)."""
+    width = vt.shape[1]
+    u = lo
+    while u + 4 <= hi:
         a0, a1, a2, a3 = init0[u] + bias[u], init0[u + 1] + bias[u + 1], \
             init0[u + 2] + bias[u + 2], init0[u + 3] + bias[u + 3]
         for k in range(width):
@@ -91,7 +92,7 @@ def dot_one(vt, v0, init0, bias, z0):
             a3 += p * vt[u + 3, k]
         z0[u], z0[u + 1], z0[u + 2], z0[u + 3] = a0, a1, a2, a3
         u += 4
-    while u < units:
+    while u < hi:
         a0 = init0[u] + bias[u]
         for k in range(width):
             a0 += v0[k] * vt[u, k]
@@ -118,7 +119,7 @@ def _dot_rows(a, bt, c, zero, lo, hi):
     so that every row takes the same arithmetic whatever the split)."""
     for i in range(lo, hi, 2):
         i1 = min(i + 1, hi - 1)
-        dot_pair(bt, a[i], a[i1], zero, zero, zero, c[i], c[i1])
+        dot_pair(bt, a[i], a[i1], zero, zero, zero, c[i], c[i1], 0, bt.shape[0])
 
 
 @njit(inline="always", cache=True)

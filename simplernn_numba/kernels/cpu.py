@@ -174,43 +174,52 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
     step reads its slot before writing it). ``outputs`` is (B, T, U), or
     (B, 1, U) for the last output only; ``final_state`` (B, U) doubles as the
     running state.
+
+    The rows advance together, one step at a time, and each step runs over blocks of
+    ``_unit_block`` output units, every row pair per block: a block of ``vt`` is read from
+    L1 by all the pairs instead of all of ``vt`` from L2 by each pair.
     """
     steps = x.shape[1]
     units, width = vt.shape
     keep_all = outputs.shape[1] == steps
-    operands = np.empty((2, width), vt.dtype)
-    work = np.zeros((3, units), vt.dtype)
-    v0, v1 = operands[0], operands[1]
-    z0, z1, zero = work[0], work[1], work[2]
+    rows = hi - lo
+    operands = np.empty((rows, width), vt.dtype)
+    z = np.empty((rows, units), vt.dtype)
+    zero = np.zeros(units, vt.dtype)
+    seen = np.zeros(rows, np.bool_)
     single = outputs.shape[0] == 1  # a batch of one row: no pairing, half the work
-    b = lo
-    while b < hi:
-        pair = b + 1 < hi
-        b1 = b + 1 if pair else b
-        h0, h1 = final_state[b], final_state[b1]
-        h0[:] = initial_state[b]
-        h1[:] = initial_state[b1]
-        seen0 = seen1 = False
-        for s in range(steps):
-            t = steps - 1 - s if go_backwards else s
-            slot = s if keep_all else 0
-            init0, init1 = zero, zero
-            if xw is not None:
-                init0, init1 = xw[b, t], xw[b1, t]
-            _load_inputs(v0, x, xw, input_dropout, h0, recurrent_dropout, b, t)
-            if single:
-                dot_one(vt, v0, init0, bias, z0)
-                seen0 = _commit(z0, h0, outputs[b, slot], mask, b, t, seen0, act)
-                continue
+    block = _unit_block(width, vt.itemsize)
+    for r in range(rows):
+        final_state[lo + r] = initial_state[lo + r]
+    for s in range(steps):
+        t = steps - 1 - s if go_backwards else s
+        slot = s if keep_all else 0
+        for r in range(rows):
+            _load_inputs(operands[r], x, xw, input_dropout, final_state[lo + r], recurrent_dropout,
+                         lo + r, t)
+        for u0 in range(0, units, block):
+            u1 = min(u0 + block, units)
             # A lone last row runs as a pair with itself: one code path for every row of a
             # batch of two or more, so a row's result is bit-identical whatever the batch
             # size (>= 2) or thread split.
-            _load_inputs(v1, x, xw, input_dropout, h1, recurrent_dropout, b1, t)
-            dot_pair(vt, v0, v1, init0, init1, bias, z0, z1)
-            seen0 = _commit(z0, h0, outputs[b, slot], mask, b, t, seen0, act)
-            if pair:
-                seen1 = _commit(z1, h1, outputs[b1, slot], mask, b1, t, seen1, act)
-        b += 2
+            for r in range(0, rows, 2):
+                r1 = min(r + 1, rows - 1)
+                init0, init1 = zero, zero
+                if xw is not None:
+                    init0, init1 = xw[lo + r, t], xw[lo + r1, t]
+                if single:
+                    dot_one(vt, operands[r], init0, bias, z[r], u0, u1)
+                else:
+                    dot_pair(vt, operands[r], operands[r1], init0, init1, bias, z[r], z[r1], u0, u1)
+        for r in range(rows):
+            seen[r] = _commit(z[r], final_state[lo + r], outputs[lo + r, slot], mask, lo + r, t,
+                              seen[r], act)
+
+
+@njit(cache=True, inline="always")
+def _unit_block(width, itemsize):
+    """Output units per block of :func:`_rows`: a (block, width) slice of ``vt`` of about 16 KB."""
+    return max(4, (16384 // (width * itemsize)) // 4 * 4)
 
 
 @njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
@@ -383,6 +392,11 @@ def prepared_weights(kernel, recurrent_kernel, layout: str) -> np.ndarray:
         _PREPARED.clear()
     _PREPARED[key] = (kernel, recurrent_kernel, result)
     return result
+
+
+def release_workspace() -> None:
+    """Free the work arrays the CPU kernels keep between calls, every thread's (:mod:`._workspace`)."""
+    _workspace.release()
 
 
 def input_projection(x, kernel, input_dropout=None, out=None):
@@ -642,9 +656,10 @@ def _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initia
                 live1 = _row_dz(b1, s, t, dh1, first1, outputs, d_outputs, preact, use_preact, mask,
                                 use_mask, act, dz)
             if single:
-                dot_one(recurrent_kernel, dz[b, t], zero, zero, product0)
+                dot_one(recurrent_kernel, dz[b, t], zero, zero, product0, 0, units)
             else:
-                dot_pair(recurrent_kernel, dz[b, t], dz[b1, t], zero, zero, zero, product0, product1)
+                dot_pair(recurrent_kernel, dz[b, t], dz[b1, t], zero, zero, zero, product0, product1, 0,
+                         units)
             if live0:
                 _set_dh(dh0, product0, recurrent_dropout, use_dropout, b)
             if live1:
