@@ -104,3 +104,20 @@ def test_train_peer_gradients_match_ours(peer):
     problem = bench.make_problem(case)
     ours = bench_train.TRAIN_BUILDERS[bench.OURS](problem, case)()
     bench.assert_close(bench_train.TRAIN_BUILDERS[peer](problem, case)(), ours, rtol=1e-4, atol=1e-5)
+
+
+def test_blocks_wait_while_another_thread_is_busy():
+    import threading
+    import time
+
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    busy = threading.Thread(target=spin, args=(0.2,))
+    busy.start()
+    waited = bench._wait_until_idle(limit_s=5.0)
+    busy.join()
+    assert 0.1 < waited < 5.0  # waited for the spinning thread, not for the limit
+    assert bench._wait_until_idle(limit_s=5.0) < 5.0  # an idle process goes on at once

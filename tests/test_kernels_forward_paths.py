@@ -39,6 +39,25 @@ def test_paths_match_reference(rng, monkeypatch, parallel, path, dtype, batch):
             np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("path,features,units", [("fused", 100, 42), ("rows", 5, 60)])
+def test_rows_over_several_unit_blocks_match_reference(rng, monkeypatch, parallel, path, features,
+                                                       units):
+    # float64 weights wide enough that each step runs over several blocks of output units,
+    # the last one not a multiple of four; five rows, so one pairs with itself
+    width = features + units if path == "fused" else units
+    assert cpu._unit_block(width, 8) < units
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 1 << 62 if path == "fused" else 0)
+    monkeypatch.setattr(cpu, "LANES_MAX_UNITS", 0)
+    problem = make_problem(rng, batch=5, steps=6, features=features, units=units,
+                           dtype=np.float64, masked=True, dropout=True)
+    out, state = cpu.forward(*problem.arrays(), **problem.options())
+    ref_out, ref_state = reference.forward(*problem.arrays(), **problem.options())
+    np.testing.assert_allclose(out, ref_out, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
+
+
 def test_prepared_weights_cached_only_for_immutable_arrays(rng):
     kernel, recurrent = rng.normal(size=(3, 4)), rng.normal(size=(4, 4))
     assert cpu.prepared_weights(kernel, recurrent, "fused") is not cpu.prepared_weights(
