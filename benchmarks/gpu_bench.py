@@ -7,7 +7,8 @@ of ``perf_anchors.md`` plus batch 1-8 cases. Writes a Markdown table to
 ``--out`` (default ``$OUT/gpu_bench.md`` when ``OUT`` is set) and to stdout.
 Exits 0 with a message when no GPU is usable.
 
-    python benchmarks/gpu_bench.py [--budget-s 240] [--out report.md]
+    python benchmarks/gpu_bench.py [--budget-s 240] [--out report.md] [--no-persistent]
+    python benchmarks/gpu_bench.py --probe   # one small persistent-vs-per-step check, exit 1 on mismatch
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def torch_cuda():
     return torch if torch.cuda.is_available() else None
 
 
-def bench_shape(shape, kernels, cpu, torch, train: bool) -> dict:
+def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> dict:
     from numba import cuda
 
     batch, steps, features, units = shape
@@ -61,18 +62,19 @@ def bench_shape(shape, kernels, cpu, torch, train: bool) -> dict:
     dev = [cuda.to_device(a) for a in (x, w, u, b, h0)]
     row = {"shape": ",".join(map(str, shape))}
 
-    def ours(persistent):
-        kernels.CONFIG["persistent"] = persistent
+    def ours(use_persistent):
+        kernels.CONFIG["persistent"] = use_persistent
         return kernels.forward(*dev)
 
     sync = cuda.synchronize
     row["ours_step"] = median_ms(lambda: ours(False), sync)
     kernels.CONFIG["persistent"] = True
     cols = kernels.use_persistent(kernels.kernels_for(np.dtype(np.float32))["forward_persistent"],
-                                  batch, units, 4)
+                                  batch, units, 4) if persistent else 0
     row["ours_persistent"] = median_ms(lambda: ours(True), sync) if cols else None
     kernels.reset_config()
     row["ours_auto"] = median_ms(lambda: kernels.forward(*dev), sync)
+    row["ours_host"] = median_ms(lambda: kernels.forward(x, w, u, b, h0), lambda: None)
     out, state = kernels.forward(*dev)
     if train:
         d_out = cuda.to_device(rng.normal(size=(batch, steps, units)).astype(np.float32))
@@ -108,6 +110,39 @@ def bench_shape(shape, kernels, cpu, torch, train: bool) -> dict:
     return row
 
 
+def probe(kernels) -> int:
+    """Persistent (grid-synchronised) against per-step kernels on one small problem; 1 on mismatch.
+
+    Run first, time-boxed, on a new GPU: a broken grid synchronisation shows here (a hang or a
+    wrong result) before the tests and the benchmark depend on it.
+    """
+    from numba import cuda
+
+    rng = np.random.default_rng(0)
+    # the simulator runs one Python thread per GPU thread: a tiny problem there
+    batch, steps, features, units = (2, 4, 3, 8) if kernels.simulator_enabled() else (4, 50, 32, 256)
+    x = rng.normal(size=(batch, steps, features)).astype(np.float32)
+    w = (rng.normal(size=(features, units)) / np.sqrt(features)).astype(np.float32)
+    u = (rng.normal(size=(units, units)) / np.sqrt(units)).astype(np.float32)
+    b = rng.normal(size=units).astype(np.float32)
+    h0 = rng.normal(size=(batch, units)).astype(np.float32)
+    d_out = rng.normal(size=(batch, steps, units)).astype(np.float32)
+    results = {}
+    for persistent in (False, True):
+        kernels.CONFIG["persistent"] = persistent
+        t0 = time.perf_counter()
+        out, state = kernels.forward(x, w, u, b, h0)
+        grads = kernels.backward(x, w, u, b, h0, out, d_out, None)
+        cuda.synchronize()
+        print(f"probe: persistent={persistent} first call (compile included) "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        results[persistent] = (out, state, *(grads[k] for k in sorted(grads)))
+    kernels.reset_config()
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(results[False], results[True]))
+    print(f"probe: max |persistent - per-step| = {worst:.3g} over forward and backward", flush=True)
+    return 0 if worst < 1e-4 else 1
+
+
 def fmt(v) -> str:
     if v is None:
         return "-"
@@ -117,7 +152,7 @@ def fmt(v) -> str:
 
 
 def table(rows, torch_present: bool) -> str:
-    cols = ["shape", "ours_step", "ours_persistent", "ours_auto", "ours_train", "cpu"]
+    cols = ["shape", "ours_step", "ours_persistent", "ours_auto", "ours_host", "ours_train", "cpu"]
     if torch_present:
         cols += ["torch", "torch_train", "max_abs_diff"]
     lines = ["| B,T,F,U | " + " | ".join(cols[1:]) + (" | auto/torch |" if torch_present else " |"),
@@ -136,6 +171,9 @@ def main() -> int:
     parser.add_argument("--out", default=os.path.join(os.environ["OUT"], "gpu_bench.md")
                         if os.environ.get("OUT") else None)
     parser.add_argument("--no-train", action="store_true", help="forward only")
+    parser.add_argument("--no-persistent", action="store_true",
+                        help="never run the persistent kernels (after a failed --probe)")
+    parser.add_argument("--probe", action="store_true", help="only the persistent-vs-per-step check")
     args = parser.parse_args()
 
     from simplernn_numba import dispatch
@@ -148,9 +186,14 @@ def main() -> int:
     from simplernn_numba.kernels import cpu
     from simplernn_numba.kernels import cuda as kernels
 
+    if args.probe:
+        return probe(kernels)
     if kernels.simulator_enabled():
         print("gpu_bench: the CUDA simulator is on (NUMBA_ENABLE_CUDASIM); timings would be meaningless.")
         return 0
+    if args.no_persistent:
+        kernels.DEFAULT_CONFIG["persistent"] = False
+        kernels.reset_config()
     torch = torch_cuda()
     device = cuda.get_current_device()
     header = [f"# GPU benchmark ({device.name.decode() if isinstance(device.name, bytes) else device.name}, "
@@ -165,7 +208,8 @@ def main() -> int:
         if time.perf_counter() - start > args.budget_s:
             print(f"budget of {args.budget_s} s spent; skipping {shape}", file=sys.stderr)
             continue
-        rows.append(bench_shape(shape, kernels, cpu, torch, train=not args.no_train))
+        rows.append(bench_shape(shape, kernels, cpu, torch, train=not args.no_train,
+                                persistent=not args.no_persistent))
         print(rows[-1], flush=True)
         report = "\n".join(header) + "\n" + table(rows, torch is not None) + "\n"
         if args.out:  # rewritten after every shape, so a timeout keeps what was measured

@@ -10,8 +10,10 @@
 #      a preinstalled torch is reused) and pip install -e ".[cuda]" plus numba-cuda's cu12/cu13
 #      extra matching the driver, pytest.
 #   2. torch with CUDA, only if not importable yet and time allows (else no cuDNN columns).
-#   3. pytest tests/cuda on the GPU (includes the `gpu`-marked tests) -> gpu_tests.xml.
-#   4. benchmarks/gpu_bench.py -> gpu_bench.md (rewritten after every shape).
+#   3. probe: persistent (grid-synchronised) kernels against per-step ones on one small problem;
+#      if it fails or hangs, steps 4-5 leave the persistent kernels out (a hang would eat the budget).
+#   4. pytest tests/cuda on the GPU (includes the `gpu`-marked tests) -> gpu_tests.xml.
+#   5. benchmarks/gpu_bench.py -> gpu_bench.md (rewritten after every shape).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-benchmarks/out}"
@@ -78,15 +80,24 @@ except ImportError:
     print("torch: not installed")
 PY
 
-stamp "3. tests/cuda on the GPU (at most $(cap 150) s)"
-boxed 150 python -m pytest tests/cuda -q -rs -p no:cacheprovider -o addopts="" \
+stamp "3. probe of the persistent kernels (at most $(cap 90) s)"
+NO_PERSISTENT=()
+DESELECT=()
+if ! boxed 90 python benchmarks/gpu_bench.py --probe; then
+  stamp "probe failed or hung: no persistent kernels in the tests and the benchmark"
+  NO_PERSISTENT=(--no-persistent)
+  DESELECT=(-k "not persistent")
+fi
+
+stamp "4. tests/cuda on the GPU (at most $(cap 150) s)"
+boxed 150 python -m pytest tests/cuda -q -rs -p no:cacheprovider -o addopts="" "${DESELECT[@]}" \
   --junitxml="$OUT_DIR/gpu_tests.xml" 2>&1 | tail -40
 echo "pytest exit status: ${PIPESTATUS[0]}"
 
 BENCH=$(( $(left) - 10 ))
-stamp "4. benchmark (at most $BENCH s)"
+stamp "5. benchmark (at most $BENCH s)"
 if [ "$BENCH" -gt 20 ]; then
   boxed "$BENCH" python benchmarks/gpu_bench.py --budget-s $(( BENCH - 40 > 10 ? BENCH - 40 : 10 )) \
-    --out "$OUT_DIR/gpu_bench.md"
+    "${NO_PERSISTENT[@]}" --out "$OUT_DIR/gpu_bench.md"
 fi
 stamp "done; reports in $OUT_DIR"
