@@ -41,6 +41,13 @@ CUDA_MAJOR=$(nvidia-smi | sed -n 's/.*CUDA Version: \([0-9]*\).*/\1/p' | head -1
 EXTRA="cu${CUDA_MAJOR:-12}"
 [ "$EXTRA" = "cu12" ] || [ "$EXTRA" = "cu13" ] || EXTRA="cu12"
 
+if compgen -G ".whl/*.whl" >/dev/null; then
+  # Wheels carried with the call (device tool: carry=[".whl"]) go first on the path: the image's
+  # numba-cuda 0.30 fails on its numpy 2.5 (np.row_stack removed), so carry numpy 2.4.
+  stamp "0. install the carried wheels: $(ls .whl | tr '\n' ' ')"
+  boxed 120 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 if boxed 60 python3 -c "import numba, numba.cuda, numpy" 2>/dev/null; then
   # The lent machines have no package index; their image already holds numba and numba-cuda.
   stamp "1. numba and numba-cuda already installed: no install, PYTHONPATH=$PWD"
