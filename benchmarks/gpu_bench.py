@@ -69,9 +69,10 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
     sync = cuda.synchronize
     row["ours_step"] = median_ms(lambda: ours(False), sync)
     kernels.CONFIG["persistent"] = True
-    cols = kernels.use_persistent(kernels.kernels_for(np.dtype(np.float32))["forward_persistent"],
-                                  batch, units, 4) if persistent else 0
-    row["ours_persistent"] = median_ms(lambda: ours(True), sync) if cols else None
+    plan = kernels.persistent_plan(kernels.kernels_for(np.dtype(np.float32))["forward_persistent"],
+                                   batch, units, 4) if persistent else None
+    row["ours_persistent"] = median_ms(lambda: ours(True), sync) if plan else None
+    row["plan"] = f"{plan.blocks}x{plan.threads}/{plan.lanes}{'s' if plan.stage else ''}" if plan else "-"
     kernels.reset_config()
     row["ours_auto"] = median_ms(lambda: kernels.forward(*dev), sync)
     row["ours_host"] = median_ms(lambda: kernels.forward(x, w, u, b, h0), lambda: None)
@@ -95,8 +96,11 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
             with torch.inference_mode():
                 return rnn(tx, th0)
 
-        row["torch"] = median_ms(torch_forward, torch.cuda.synchronize)
+        row["torch"] = median_ms(torch_forward, torch.cuda.synchronize)  # torch's defaults: TF32
+        torch.backends.cudnn.allow_tf32 = False
+        row["torch_fp32"] = median_ms(torch_forward, torch.cuda.synchronize)
         ref = torch_forward()[0].cpu().numpy()
+        torch.backends.cudnn.allow_tf32 = True
         row["max_abs_diff"] = float(np.abs(out.copy_to_host() - ref).max())
         if train:
             txg = tx.clone().requires_grad_(True)
@@ -143,6 +147,57 @@ def probe(kernels) -> int:
     return 0 if worst < 1e-4 else 1
 
 
+def launch_overheads(kernels) -> str:
+    """Host-side cost (µs) of the pieces of a call: allocation, copies, a launch through the
+    dispatcher and straight through the compiled kernel's ``launch`` (no argument typing)."""
+    from numba import cuda
+
+    def per_call_us(fn, reps=300):
+        fn()
+        cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        cuda.synchronize()
+        return (time.perf_counter() - t0) / reps * 1e6
+
+    dtype = np.dtype(np.float32)
+    compiled = kernels.kernels_for(dtype)
+    batch, steps, units = 8, 4, 64
+    mask = cuda.device_array((0, 0), np.bool_)
+    first = cuda.device_array(batch, np.int32)
+    none = cuda.device_array((0, 0), dtype)
+    xw = cuda.to_device(np.zeros((batch * steps, units), dtype))
+    u_flat = cuda.to_device(np.zeros(units * units, dtype))
+    h = [cuda.to_device(np.zeros((batch, units), dtype)) for _ in range(2)]
+    out = cuda.device_array((batch * steps, units), dtype)
+    params = (xw, none, False, mask, False, first, False, 0, True)
+    step_args = (params, u_flat, h[0], h[1], out, 0)
+    small = np.zeros((batch, units), dtype)
+
+    def direct(kernel, args, grid, block):
+        overload = next(iter(kernel.overloads.values()))
+        return lambda: overload.launch(args, grid, block, 0, 0)
+
+    rows = {
+        "cuda.device_array((8, 64))": per_call_us(lambda: cuda.device_array((batch, units), dtype)),
+        "cuda.to_device(8x64 host)": per_call_us(lambda: cuda.to_device(small)),
+        "first_unmasked[1, 32] (4 args)": per_call_us(
+            lambda: compiled["first_unmasked"][1, 32](mask, False, False, first)),
+        "first_unmasked, overload.launch": per_call_us(
+            direct(compiled["first_unmasked"], (mask, False, False, first), (1, 1, 1), (32, 1, 1))),
+        "forward_step[2, 256] (tuple of 9 + 5 args)": per_call_us(
+            lambda: compiled["forward_step"][2, 256](*step_args)),
+        "forward_step, overload.launch": per_call_us(
+            direct(compiled["forward_step"], step_args, (2, 1, 1), (256, 1, 1))),
+        "kernels.forward 8,4,16,64 (device arrays)": per_call_us(lambda: kernels.forward(
+            cuda.to_device(np.zeros((batch, steps, 16), dtype)), cuda.to_device(np.zeros((16, units), dtype)),
+            u_flat.reshape(units, units), None, h[0]), reps=50),
+    }
+    return "\n".join(["| host-side cost | µs per call |", "|---|---|"]
+                     + [f"| {k} | {v:.1f} |" for k, v in rows.items()])
+
+
 def fmt(v) -> str:
     if v is None:
         return "-"
@@ -152,9 +207,9 @@ def fmt(v) -> str:
 
 
 def table(rows, torch_present: bool) -> str:
-    cols = ["shape", "ours_step", "ours_persistent", "ours_auto", "ours_host", "ours_train", "cpu"]
+    cols = ["shape", "plan", "ours_step", "ours_persistent", "ours_auto", "ours_host", "ours_train", "cpu"]
     if torch_present:
-        cols += ["torch", "torch_train", "max_abs_diff"]
+        cols += ["torch", "torch_fp32", "torch_train", "max_abs_diff"]
     lines = ["| B,T,F,U | " + " | ".join(cols[1:]) + (" | auto/torch |" if torch_present else " |"),
              "|" + "---|" * (len(cols) + (1 if torch_present else 0))]
     for row in rows:
@@ -200,8 +255,17 @@ def main() -> int:
               f"{device.MULTIPROCESSOR_COUNT} SMs)", "",
               "float32 forward (and forward+backward `*_train`), tanh, return_sequences=True;"
               " median ms per call;"
-              " inputs and weights already on the GPU; `cpu` is our CPU kernel on host arrays.",
+              " inputs and weights already on the GPU (`ours_host`: NumPy in and out);"
+              " `cpu` is our CPU kernel on host arrays; `plan`: persistent blocks x threads/lanes"
+              " (s: states staged in shared memory). `torch` runs cuDNN with its default TF32"
+              " (~1e-3 errors), `torch_fp32` with TF32 off; `max_abs_diff` is against the latter.",
               "torch: " + (f"{torch.__version__} nn.RNN on CUDA (cuDNN)" if torch else "not available"), ""]
+    try:
+        overheads = launch_overheads(kernels)
+    except Exception as exc:  # a measurement aid only: report and go on
+        overheads = f"launch overheads not measured: {exc!r}"
+    print(overheads, flush=True)
+    header += [overheads, ""]
     start = time.perf_counter()
     rows = []
     for shape in SMALL_BATCH[:3] + ANCHORS + SMALL_BATCH[3:]:

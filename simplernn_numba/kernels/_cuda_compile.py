@@ -20,6 +20,8 @@ from ._cuda_device import (
     forward_item,
     group_sum,
     load_columns,
+    stage_dz,
+    stage_states,
     step_dz,
 )
 
@@ -62,20 +64,23 @@ def kernels_for(dtype: np.dtype) -> dict:
             u = i - b * units
             forward_item(b, u, s, p, u_mat, h_cur, h_next, outputs, zero)
 
-    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64, i64))
-    def forward_persistent(p, u_mat, h_a, h_b, outputs, cols, lanes):
+    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64, i64, i64, b1))
+    def forward_persistent(p, u_mat, h_a, h_b, outputs, cols, lanes, ld, stage):
         """All steps in one cooperative launch; block j owns units j*cols .. (j+1)*cols.
 
-        Its slice of U stays in shared memory; each (row, unit) dot product is split over
-        ``lanes`` threads and summed in shared memory; the grid synchronises between steps.
+        Shared memory holds the block's slice of U (row stride ``ld``) for every step,
+        then, if ``stage``, the state entering the step (copied once per step), then one
+        reduction slot per thread. Each (row, unit) dot product is split over ``lanes``
+        threads; the grid synchronises between steps (a one-block grid: the block only).
         """
         grid = cuda.cg.this_grid()
         batch, units = h_a.shape
         shared = cuda.shared.array(0, dt)
-        scratch = shared[units * cols:]
+        staged = shared[ld * cols:ld * cols + (batch * ld if stage else 0)]
+        scratch = shared[ld * cols + (batch * ld if stage else 0):]
         c0 = cuda.blockIdx.x * cols
         n = min(cols, units - c0)
-        load_columns(u_mat, units, c0, cols, False, shared)
+        load_columns(u_mat, units, c0, cols, False, ld, shared)
         rdrop, has_rdrop, mask, has_mask, go_backwards = p[1], p[2], p[3], p[4], p[6]
         steps = p[0].shape[0] // batch
         groups = cuda.blockDim.x // lanes
@@ -84,19 +89,29 @@ def kernels_for(dtype: np.dtype) -> dict:
         for s in range(steps):
             t = steps - 1 - s if go_backwards else s
             h_cur, h_next = (h_a, h_b) if s % 2 == 0 else (h_b, h_a)
+            if stage:
+                stage_states(h_cur, rdrop, has_rdrop, ld, staged)
             for base in range(0, batch * n, groups):  # the same trip count in every thread
                 i = base + group
                 b = i // n
                 c = i - b * n
                 acc = zero
                 if i < batch * n and (not has_mask or mask[b, t]):
-                    for k in range(lane, units, lanes):
-                        hk = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
-                        acc += hk * shared[c * units + k]
-                acc = group_sum(acc, lanes, scratch)
+                    if stage:
+                        for k in range(lane, units, lanes):
+                            acc += staged[b * ld + k] * shared[c * ld + k]
+                    else:
+                        for k in range(lane, units, lanes):
+                            hk = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
+                            acc += hk * shared[c * ld + k]
+                if lanes > 1:
+                    acc = group_sum(acc, lanes, scratch)
                 if lane == 0 and i < batch * n:
                     forward_finish(b, c0 + c, s, p, acc, h_cur, h_next, outputs)
-            grid.sync()
+            if cuda.gridDim.x == 1:
+                cuda.syncthreads()
+            else:
+                grid.sync()
 
     @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64))
     def backward_step(p, u_mat, dh_cur, dh_next, dz, s):
@@ -107,17 +122,18 @@ def kernels_for(dtype: np.dtype) -> dict:
             u = i - b * units
             backward_item(b, u, s, p, u_mat, dh_cur, dh_next, dz, zero)
 
-    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64, i64))
-    def backward_persistent(p, u_mat, dh_a, dh_b, dz, cols, lanes):
-        """All backward steps in one cooperative launch; block j owns rows j*cols .. of U
-        (see ``forward_persistent``)."""
+    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64, i64, i64, b1))
+    def backward_persistent(p, u_mat, dh_a, dh_b, dz, cols, lanes, ld, stage):
+        """All backward steps in one cooperative launch; block j owns rows j*cols .. of U;
+        ``stage`` keeps the step's ``dz`` in shared memory (see ``forward_persistent``)."""
         grid = cuda.cg.this_grid()
         batch, units = dh_a.shape
         shared = cuda.shared.array(0, dt)
-        scratch = shared[units * cols:]
+        staged = shared[ld * cols:ld * cols + (batch * ld if stage else 0)]
+        scratch = shared[ld * cols + (batch * ld if stage else 0):]
         c0 = cuda.blockIdx.x * cols
         n = min(cols, units - c0)
-        load_columns(u_mat, units, c0, cols, True, shared)
+        load_columns(u_mat, units, c0, cols, True, ld, shared)
         mask, has_mask, go_backwards = p[5], p[6], p[8]
         steps = p[0].shape[0] // batch
         groups = cuda.blockDim.x // lanes
@@ -127,18 +143,28 @@ def kernels_for(dtype: np.dtype) -> dict:
             s = steps - 1 - j
             t = steps - 1 - s if go_backwards else s
             dh_cur, dh_next = (dh_a, dh_b) if j % 2 == 0 else (dh_b, dh_a)
+            if stage:
+                stage_dz(s, p, dh_cur, ld, staged)
             for base in range(0, batch * n, groups):  # the same trip count in every thread
                 i = base + group
                 b = i // n
                 c = i - b * n
                 acc = zero
                 if i < batch * n and (not has_mask or mask[b, t]):
-                    for k in range(lane, units, lanes):
-                        acc += step_dz(b, k, s, b * steps + t, p, dh_cur) * shared[c * units + k]
-                acc = group_sum(acc, lanes, scratch)
+                    if stage:
+                        for k in range(lane, units, lanes):
+                            acc += staged[b * ld + k] * shared[c * ld + k]
+                    else:
+                        for k in range(lane, units, lanes):
+                            acc += step_dz(b, k, s, b * steps + t, p, dh_cur) * shared[c * ld + k]
+                if lanes > 1:
+                    acc = group_sum(acc, lanes, scratch)
                 if lane == 0 and i < batch * n:
                     backward_finish(b, c0 + c, s, p, acc, dh_cur, dh_next, dz)
-            grid.sync()
+            if cuda.gridDim.x == 1:
+                cuda.syncthreads()
+            else:
+                grid.sync()
 
     @cuda.jit(_signature(a2, a2, b1[:, :], b1, b1, a2))
     def previous_states(outputs, h0, mask, has_mask, go_backwards, h_prev):

@@ -214,22 +214,48 @@ def backward_item(b, u, s, p, u_mat, dh_cur, dh_next, dz, zero):
 
 
 @cuda.jit(device=True)
-def load_columns(u_mat, units, c0, cols, transposed, shared):
-    """Copy columns ``c0 .. c0 + cols`` of ``u_mat`` (rows if ``transposed``) to ``shared[c * units + k]``.
+def load_columns(u_mat, units, c0, cols, transposed, ld, shared):
+    """Copy columns ``c0 .. c0 + cols`` of ``u_mat`` (rows if ``transposed``) to ``shared[c * ld + k]``.
 
     ``u_mat`` is the flat (units * units) recurrent kernel; the slice a block needs
-    for every step, so consecutive ``k`` (one per lane) are consecutive in shared memory.
+    for every step, so consecutive ``k`` (one per lane) are consecutive in shared memory;
+    ``ld >= units`` is the padded row stride (it spreads the groups of a warp over the banks).
     """
     n = min(cols, units - c0)
     for i in range(cuda.threadIdx.x, units * n, cuda.blockDim.x):
         if transposed:
             c = i // units
             k = i - c * units
-            shared[i] = u_mat[(c0 + c) * units + k]
+            shared[c * ld + k] = u_mat[(c0 + c) * units + k]
         else:
             k = i // n
             c = i - k * n
-            shared[c * units + k] = u_mat[k * units + c0 + c]
+            shared[c * ld + k] = u_mat[k * units + c0 + c]
+    cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def stage_states(h_cur, rdrop, has_rdrop, ld, staged):
+    """Copy ``h_cur`` (times the recurrent dropout mask) to ``staged[b * ld + k]`` (whole block)."""
+    batch, units = h_cur.shape
+    for i in range(cuda.threadIdx.x, batch * units, cuda.blockDim.x):
+        b = i // units
+        k = i - b * units
+        staged[b * ld + k] = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
+    cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def stage_dz(s, p, dh_cur, ld, staged):
+    """Copy ``dz`` of processing step ``s`` (:func:`step_dz` of every row and unit) to
+    ``staged[b * ld + k]`` (whole block)."""
+    batch, units = dh_cur.shape
+    steps = p[0].shape[0] // batch
+    t = steps - 1 - s if p[8] else s
+    for i in range(cuda.threadIdx.x, batch * units, cuda.blockDim.x):
+        b = i // units
+        k = i - b * units
+        staged[b * ld + k] = step_dz(b, k, s, b * steps + t, p, dh_cur)
     cuda.syncthreads()
 
 

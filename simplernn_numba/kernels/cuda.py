@@ -16,10 +16,12 @@ Layout of the work:
 - the sequential ``h @ recurrent_kernel`` part runs either as one launch per
   step (a grid-stride loop over ``(batch, unit)`` pairs, or shared-memory tiles
   of ``(batch, unit)`` for large batches, see :func:`_per_step`), or as one
-  persistent cooperative kernel that keeps its slice of ``recurrent_kernel`` in
-  shared memory for all steps and synchronises the grid between steps
-  (``cuda.cg.this_grid().sync()``), for small batches: :func:`use_persistent`
-  holds the rule. Bias, activation, mask and dropout are fused into each step.
+  persistent kernel that keeps ``recurrent_kernel`` in shared memory for all
+  steps: one block holding all of it (small U; a block barrier between steps),
+  or one slice per block over about one block per multiprocessor, the grid
+  synchronised between steps (``cuda.cg.this_grid().sync()``, a cooperative
+  launch). :func:`persistent_plan` holds the rule. Bias, activation, mask and
+  dropout are fused into each step.
 
 Rows of the flat ``(B * T, ...)`` work arrays are in input time order; the
 recurrence kernels map processing step ``s`` to time ``t`` (``T - 1 - s`` with
@@ -34,6 +36,7 @@ module holds the launch logic. It is imported only when the CUDA backend is used
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -47,12 +50,16 @@ from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE, NO_DOUT
 #: dimension (grid-stride loops cover the rest); ``tile``: edge of the tile x tile thread blocks of
 #: the tiled kernels; ``micro``: each GEMM thread computes micro x micro outputs;
 #: ``tiled_step_min_batch``: smallest batch whose per-step launches use the tiled step kernels;
-#: ``persistent``: ``"auto"`` (see :func:`use_persistent`), True or False;
+#: ``persistent``: ``"auto"`` (see :func:`persistent_plan`), True or False;
 #: ``persistent_max_batch``: largest batch for which ``"auto"`` picks the persistent kernel;
-#: ``persistent_lanes``: threads sharing one dot product there (a power of two).
+#: ``persistent_lanes``: most threads sharing one dot product there (a power of two, halved
+#: while a block has fewer thread groups than dot products per step);
+#: ``single_block_max_macs``: most multiply-adds per step run by a single persistent block
+#: (see :func:`persistent_plan`). The defaults come from an H200 (``benchmarks/gpu_check.sh``):
+#: at 16-64 rows the persistent kernel ran 6-15x faster than launches per step.
 DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
-                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 8,
-                  "persistent_lanes": 32}
+                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 64,
+                  "persistent_lanes": 32, "single_block_max_macs": 2**18}
 CONFIG = dict(DEFAULT_CONFIG)
 
 #: Dynamic shared memory a block may use without an opt-in (bytes).
@@ -159,50 +166,74 @@ def _first_unmasked(kernels, mask, batch: int, go_backwards: bool):
     return first
 
 
-def _shared_columns(units: int, itemsize: int, blocks: int) -> int:
-    """Units per block for the persistent kernels: spread over ``blocks``, within shared memory
-    (the slice of U plus one reduction slot per thread)."""
-    fit = (SHARED_MEMORY_LIMIT // itemsize - CONFIG["threads_per_block"]) // units
-    return min(fit, -(-units // blocks))
+class PersistentPlan(NamedTuple):
+    """Launch of a persistent kernel: ``blocks`` x ``threads``; ``cols`` units per block; each dot
+    product split over ``lanes`` threads; shared-memory rows of stride ``ld``; ``stage``: the step's
+    input rows are copied to shared memory once per step; ``shared_bytes`` of dynamic shared memory."""
+
+    blocks: int
+    threads: int
+    cols: int
+    lanes: int
+    ld: int
+    stage: bool
+    shared_bytes: int
 
 
-def _shared_bytes(units: int, cols: int, itemsize: int) -> int:
-    return (units * cols + CONFIG["threads_per_block"]) * itemsize
+def _plan(batch: int, units: int, itemsize: int, threads: int, cols: int) -> PersistentPlan | None:
+    """The plan for ``cols`` units per block of ``threads``, or None when U's slice does not fit."""
+    lanes = CONFIG["persistent_lanes"]
+    while lanes > 1 and threads // lanes < batch * cols:  # enough groups for every dot product
+        lanes //= 2
+    lanes = min(lanes, threads)
+    # row stride: a multiple of ``lanes``, an odd one, so the groups of a warp read different banks
+    ld = -(-units // lanes) * lanes
+    ld += lanes if lanes < 32 and (ld // lanes) % 2 == 0 else 0
+    fixed = (ld * cols + (threads if lanes > 1 else 0)) * itemsize  # U's slice, reduction slots
+    if fixed > SHARED_MEMORY_LIMIT:
+        return None
+    stage = fixed + batch * ld * itemsize <= SHARED_MEMORY_LIMIT
+    shared = fixed + (batch * ld * itemsize if stage else 0)
+    return PersistentPlan(-(-units // cols), threads, cols, lanes, ld, stage, shared)
 
 
-def _launch_persistent(kernel, units: int, cols: int, itemsize: int, *args) -> None:
-    """Cooperative launch of a persistent kernel with ``cols`` units per block."""
-    threads = CONFIG["threads_per_block"]
-    lanes = min(CONFIG["persistent_lanes"], threads)
-    kernel[-(-units // cols), threads, 0, _shared_bytes(units, cols, itemsize)](*args, cols, lanes)
+def persistent_plan(kernel, batch: int, units: int, itemsize: int) -> PersistentPlan | None:
+    """How to run the persistent ``kernel``, or None to run one launch per step.
 
-
-def use_persistent(kernel, batch: int, units: int, itemsize: int) -> int:
-    """Units per block for the persistent kernel, or 0 to run one launch per step.
-
-    Rule: ``CONFIG["persistent"]`` False -> 0. Under the simulator (which runs a
-    cooperative grid as one block), True -> one block holding all of U.
-    On a GPU, True or ``"auto"`` with ``batch <= CONFIG["persistent_max_batch"]``
-    picks it when each block's slice of U (plus a reduction slot per thread) fits in
-    48 KiB of shared memory and the grid fits ``max_cooperative_grid_blocks`` (one
-    block per multiprocessor targeted), else 0. Small batches leave most of a
-    per-step launch idle and pay ~10 µs of launch per step; the persistent kernel
-    pays one grid synchronisation per step instead.
+    Rule: ``CONFIG["persistent"]`` False -> None; ``"auto"`` -> None above
+    ``CONFIG["persistent_max_batch"]`` rows or under the simulator. Otherwise, while U
+    fits in one block's 48 KiB of shared memory and a step costs at most
+    ``CONFIG["single_block_max_macs"]`` multiply-adds, one block of up to 1024 threads
+    holds all of U and synchronises only itself between steps (the simulator always runs
+    one block, with ``threads_per_block`` threads); else U is spread over about one block per
+    multiprocessor, which synchronise the whole grid (cooperative launch) between steps,
+    provided the slices fit and the grid fits ``max_cooperative_grid_blocks``.
+    The block-wide barrier costs far less than a grid barrier (about 3-4 µs on an H200),
+    and one launch for all steps far less than a launch per step (tens of µs from Python).
     """
     mode = CONFIG["persistent"]
     if mode is False or (mode == "auto" and (simulator_enabled() or batch > CONFIG["persistent_max_batch"])):
-        return 0
+        return None
+    threads = CONFIG["threads_per_block"]
     if simulator_enabled():
-        return units
-    device = cuda.get_current_device()
-    cols = _shared_columns(units, itemsize, device.MULTIPROCESSOR_COUNT)
-    if cols < 1:
-        return 0
-    blocks = -(-units // cols)
+        return _plan(batch, units, itemsize, threads, units)
+    plan = None
+    if batch * units * units <= CONFIG["single_block_max_macs"]:
+        plan = _plan(batch, units, itemsize, min(4 * threads, 1024), units)
+    if plan is None:
+        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+        plan = _plan(batch, units, itemsize, threads, -(-units // sms))
+    if plan is None:
+        return None
     overload = next(iter(kernel.overloads.values()))
-    limit = overload.max_cooperative_grid_blocks(CONFIG["threads_per_block"],
-                                                 _shared_bytes(units, cols, itemsize))
-    return cols if blocks <= limit else 0
+    limit = overload.max_cooperative_grid_blocks(plan.threads, plan.shared_bytes)
+    return plan if plan.blocks <= limit else None
+
+
+def _launch_persistent(kernel, plan: PersistentPlan, *args) -> None:
+    """Cooperative launch of a persistent kernel following ``plan``."""
+    kernel[plan.blocks, plan.threads, 0, plan.shared_bytes](*args, plan.cols, plan.lanes, plan.ld,
+                                                            plan.stage)
 
 
 def _host_or_device(arrays, on_device: bool):
@@ -267,10 +298,9 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     h_a = _copy(to_device(initial_state))
     h_b = cuda.device_array((batch, units), dtype)
     outputs = cuda.device_array((batch * steps, units) if return_sequences else (batch, units), dtype)
-    cols = use_persistent(kernels["forward_persistent"], batch, units, dtype.itemsize)
-    if cols:
-        _launch_persistent(kernels["forward_persistent"], units, cols, dtype.itemsize,
-                           params, u_flat, h_a, h_b, outputs)
+    plan = persistent_plan(kernels["forward_persistent"], batch, units, dtype.itemsize)
+    if plan:
+        _launch_persistent(kernels["forward_persistent"], plan, params, u_flat, h_a, h_b, outputs)
     else:
         step = _per_step("forward_step", dtype, batch, units)
         for s in range(steps):
@@ -333,11 +363,10 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
             else _copy(to_device(d_state)))
     dh_b = cuda.device_array((batch, units), dtype)
     dz = cuda.device_array((rows, units), dtype)
-    cols = use_persistent(kernels["backward_persistent"], batch, units, dtype.itemsize) if batch else 0
+    plan = persistent_plan(kernels["backward_persistent"], batch, units, dtype.itemsize) if batch else None
     u_flat = u_mat.reshape(units * units)
-    if cols:
-        _launch_persistent(kernels["backward_persistent"], units, cols, dtype.itemsize,
-                           params, u_flat, dh_a, dh_b, dz)
+    if plan:
+        _launch_persistent(kernels["backward_persistent"], plan, params, u_flat, dh_a, dh_b, dz)
     elif batch:
         step = _per_step("backward_step", dtype, batch, units)
         for j in range(steps):

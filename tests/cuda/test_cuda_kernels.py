@@ -75,12 +75,42 @@ def test_default_launch_configuration(kernels, rng):
     _check(kernels, rng, make_problem(rng, **SHAPE, dtype=np.float32, masked=True), np.float32)
 
 
-@pytest.mark.parametrize("threads,lanes", [(4, 2), (8, 8)])
-def test_persistent_kernels_match_reference(kernels, rng, threads, lanes):
-    """Under the simulator the cooperative grid is one block holding all of U."""
+TINY = dict(batch=1, steps=3, features=2, units=3)
+
+
+@pytest.mark.parametrize("threads,lanes,shape,staged,used_lanes", [
+    (4, 2, SHAPE, True, 1),  # 15 dot products on few threads: one lane each, several rounds
+    (32, 8, TINY, True, 8),  # 8-lane groups summed in shared memory
+    (32, 8, TINY, False, 8),  # states read from global memory
+    (4, 4, SHAPE, False, 1),
+])
+def test_persistent_kernels_match_reference(kernels, rng, monkeypatch, threads, lanes, shape, staged,
+                                            used_lanes):
+    """One block holding all of U (always so under the simulator, and for these sizes on a GPU)."""
     kernels.CONFIG.update(persistent=True, threads_per_block=threads, persistent_lanes=lanes)
-    problem = make_problem(rng, **SHAPE, masked=True, dropout=True)
+    kernel = kernels.kernels_for(np.dtype(np.float64))["forward_persistent"]
+    if not staged:  # room for U's slice and the reduction slots only
+        full = kernels.persistent_plan(kernel, shape["batch"], shape["units"], 8)
+        monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", full.shared_bytes - 1)
+    plan = kernels.persistent_plan(kernel, shape["batch"], shape["units"], 8)
+    assert (plan.blocks, plan.stage, plan.lanes) == (1, staged, used_lanes)
+    problem = make_problem(rng, **shape, masked=True, dropout=True)
     _check(kernels, rng, problem, np.float64, go_backwards=True)
+
+
+def test_persistent_plan_rule(kernels):
+    """Lanes halve until every dot product of a step has a group of threads; rows are padded so
+    that consecutive groups start on different banks; the states are staged when they fit."""
+    kernels.CONFIG.update(persistent_lanes=32)
+    plan = kernels._plan(batch=1, units=20, itemsize=4, threads=256, cols=20)
+    assert (plan.blocks, plan.threads, plan.lanes, plan.ld, plan.stage) == (1, 256, 8, 24, True)
+    assert plan.shared_bytes == (24 * 20 + 256 + 24) * 4
+    single = kernels._plan(batch=64, units=20, itemsize=4, threads=256, cols=20)
+    assert (single.lanes, single.ld, single.shared_bytes) == (1, 21, (21 * 20 + 64 * 21) * 4)
+    many = kernels._plan(batch=4, units=300, itemsize=4, threads=256, cols=3)
+    assert (many.blocks, many.lanes, many.ld, many.stage) == (100, 16, 304, True)
+    assert kernels._plan(batch=64, units=300, itemsize=4, threads=256, cols=3).stage is False
+    assert kernels._plan(batch=1, units=300, itemsize=4, threads=256, cols=300) is None
 
 
 def test_device_arrays_in_device_arrays_out(kernels, rng):
