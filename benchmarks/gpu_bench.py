@@ -177,7 +177,8 @@ def launch_overheads(kernels) -> str:
 
     def direct(kernel, args, grid, block):
         overload = next(iter(kernel.overloads.values()))
-        return lambda: overload.launch(args, grid, block, 0, 0)
+        config = kernel[grid, block]  # normalised dimensions and stream
+        return lambda: overload.launch(args, config.griddim, config.blockdim, config.stream, 0)
 
     rows = {
         "cuda.device_array((8, 64))": per_call_us(lambda: cuda.device_array((batch, units), dtype)),
@@ -185,11 +186,11 @@ def launch_overheads(kernels) -> str:
         "first_unmasked[1, 32] (4 args)": per_call_us(
             lambda: compiled["first_unmasked"][1, 32](mask, False, False, first)),
         "first_unmasked, overload.launch": per_call_us(
-            direct(compiled["first_unmasked"], (mask, False, False, first), (1, 1, 1), (32, 1, 1))),
+            direct(compiled["first_unmasked"], (mask, False, False, first), 1, 32)),
         "forward_step[2, 256] (tuple of 9 + 5 args)": per_call_us(
             lambda: compiled["forward_step"][2, 256](*step_args)),
         "forward_step, overload.launch": per_call_us(
-            direct(compiled["forward_step"], step_args, (2, 1, 1), (256, 1, 1))),
+            direct(compiled["forward_step"], step_args, 2, 256)),
         "kernels.forward 8,4,16,64 (device arrays)": per_call_us(lambda: kernels.forward(
             cuda.to_device(np.zeros((batch, steps, 16), dtype)), cuda.to_device(np.zeros((16, units), dtype)),
             u_flat.reshape(units, units), None, h[0]), reps=50),

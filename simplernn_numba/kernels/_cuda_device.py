@@ -235,27 +235,69 @@ def load_columns(u_mat, units, c0, cols, transposed, ld, shared):
 
 
 @cuda.jit(device=True)
+def _state_in(h_cur, rdrop, has_rdrop, i, units):
+    """Flat element ``i`` of ``h_cur`` times the recurrent dropout mask (0 past the end)."""
+    b = i // units
+    k = i - b * units
+    if b >= h_cur.shape[0]:
+        return h_cur[0, 0] * 0
+    return h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
+
+
+@cuda.jit(device=True)
+def _put(staged, i, units, ld, value):
+    """Store flat element ``i`` (row, unit) at ``staged[row * ld + unit]`` (nothing past the end)."""
+    b = i // units
+    if b < staged.shape[0] // ld:
+        staged[b * ld + i - b * units] = value
+
+
+@cuda.jit(device=True)
 def stage_states(h_cur, rdrop, has_rdrop, ld, staged):
-    """Copy ``h_cur`` (times the recurrent dropout mask) to ``staged[b * ld + k]`` (whole block)."""
-    batch, units = h_cur.shape
-    for i in range(cuda.threadIdx.x, batch * units, cuda.blockDim.x):
-        b = i // units
-        k = i - b * units
-        staged[b * ld + k] = h_cur[b, k] * rdrop[b, k] if has_rdrop else h_cur[b, k]
+    """Copy ``h_cur`` (times the recurrent dropout mask) to ``staged[b * ld + k]`` (whole block).
+
+    Four loads per thread are issued before their stores, so their latencies overlap.
+    """
+    units = h_cur.shape[1]
+    step = cuda.blockDim.x
+    for i in range(cuda.threadIdx.x, h_cur.shape[0] * units, 4 * step):
+        v0 = _state_in(h_cur, rdrop, has_rdrop, i, units)
+        v1 = _state_in(h_cur, rdrop, has_rdrop, i + step, units)
+        v2 = _state_in(h_cur, rdrop, has_rdrop, i + 2 * step, units)
+        v3 = _state_in(h_cur, rdrop, has_rdrop, i + 3 * step, units)
+        _put(staged, i, units, ld, v0)
+        _put(staged, i + step, units, ld, v1)
+        _put(staged, i + 2 * step, units, ld, v2)
+        _put(staged, i + 3 * step, units, ld, v3)
     cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def _dz_in(s, t, steps, p, dh_cur, i, units):
+    """:func:`step_dz` of flat element ``i`` (row, unit) at processing step ``s`` (0 past the end)."""
+    b = i // units
+    if b >= dh_cur.shape[0]:
+        return dh_cur[0, 0] * 0
+    return step_dz(b, i - b * units, s, b * steps + t, p, dh_cur)
 
 
 @cuda.jit(device=True)
 def stage_dz(s, p, dh_cur, ld, staged):
     """Copy ``dz`` of processing step ``s`` (:func:`step_dz` of every row and unit) to
-    ``staged[b * ld + k]`` (whole block)."""
+    ``staged[b * ld + k]`` (whole block; loads overlapped as in :func:`stage_states`)."""
     batch, units = dh_cur.shape
     steps = p[0].shape[0] // batch
     t = steps - 1 - s if p[8] else s
-    for i in range(cuda.threadIdx.x, batch * units, cuda.blockDim.x):
-        b = i // units
-        k = i - b * units
-        staged[b * ld + k] = step_dz(b, k, s, b * steps + t, p, dh_cur)
+    step = cuda.blockDim.x
+    for i in range(cuda.threadIdx.x, batch * units, 4 * step):
+        v0 = _dz_in(s, t, steps, p, dh_cur, i, units)
+        v1 = _dz_in(s, t, steps, p, dh_cur, i + step, units)
+        v2 = _dz_in(s, t, steps, p, dh_cur, i + 2 * step, units)
+        v3 = _dz_in(s, t, steps, p, dh_cur, i + 3 * step, units)
+        _put(staged, i, units, ld, v0)
+        _put(staged, i + step, units, ld, v1)
+        _put(staged, i + 2 * step, units, ld, v2)
+        _put(staged, i + 3 * step, units, ld, v3)
     cuda.syncthreads()
 
 

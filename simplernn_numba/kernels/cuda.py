@@ -56,9 +56,10 @@ from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE, NO_DOUT
 #: while a block has fewer thread groups than dot products per step);
 #: ``single_block_max_macs``: most multiply-adds per step run by a single persistent block
 #: (see :func:`persistent_plan`). The defaults come from an H200 (``benchmarks/gpu_check.sh``):
-#: at 16-64 rows the persistent kernel ran 6-15x faster than launches per step.
+#: the persistent kernel beat launches per step at every shape measured, 1-128 rows
+#: (64,100,128,128: 2.8 vs 7.5 ms; 128,200,512,512: 16 vs 24 ms).
 DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
-                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 64,
+                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 128,
                   "persistent_lanes": 32, "single_block_max_macs": 2**18}
 CONFIG = dict(DEFAULT_CONFIG)
 
@@ -203,12 +204,13 @@ def persistent_plan(kernel, batch: int, units: int, itemsize: int) -> Persistent
     Rule: ``CONFIG["persistent"]`` False -> None; ``"auto"`` -> None above
     ``CONFIG["persistent_max_batch"]`` rows or under the simulator. Otherwise, while U
     fits in one block's 48 KiB of shared memory and a step costs at most
-    ``CONFIG["single_block_max_macs"]`` multiply-adds, one block of up to 1024 threads
-    holds all of U and synchronises only itself between steps (the simulator always runs
-    one block, with ``threads_per_block`` threads); else U is spread over about one block per
+    ``CONFIG["single_block_max_macs"]`` multiply-adds, one block holds all of U and
+    synchronises only itself between steps (``4 * threads_per_block`` threads, at most
+    1024, halved while the kernel's registers do not allow that many; the simulator always
+    runs one block of ``threads_per_block``); else U is spread over about one block per
     multiprocessor, which synchronise the whole grid (cooperative launch) between steps,
     provided the slices fit and the grid fits ``max_cooperative_grid_blocks``.
-    The block-wide barrier costs far less than a grid barrier (about 3-4 µs on an H200),
+    The block-wide barrier costs far less than a grid barrier (about 5 µs a step on an H200),
     and one launch for all steps far less than a launch per step (tens of µs from Python).
     """
     mode = CONFIG["persistent"]
@@ -217,17 +219,22 @@ def persistent_plan(kernel, batch: int, units: int, itemsize: int) -> Persistent
     threads = CONFIG["threads_per_block"]
     if simulator_enabled():
         return _plan(batch, units, itemsize, threads, units)
-    plan = None
-    if batch * units * units <= CONFIG["single_block_max_macs"]:
-        plan = _plan(batch, units, itemsize, min(4 * threads, 1024), units)
-    if plan is None:
-        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
-        plan = _plan(batch, units, itemsize, threads, -(-units // sms))
-    if plan is None:
-        return None
     overload = next(iter(kernel.overloads.values()))
-    limit = overload.max_cooperative_grid_blocks(plan.threads, plan.shared_bytes)
-    return plan if plan.blocks <= limit else None
+
+    def launchable(plan):
+        return plan is not None and plan.blocks <= overload.max_cooperative_grid_blocks(
+            plan.threads, plan.shared_bytes)
+
+    if batch * units * units <= CONFIG["single_block_max_macs"]:
+        single = min(4 * threads, 1024)
+        while single >= threads:  # the most threads the kernel's registers allow in one block
+            plan = _plan(batch, units, itemsize, single, units)
+            if launchable(plan):
+                return plan
+            single //= 2
+    sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+    plan = _plan(batch, units, itemsize, threads, -(-units // sms))
+    return plan if launchable(plan) else None
 
 
 def _launch_persistent(kernel, plan: PersistentPlan, *args) -> None:

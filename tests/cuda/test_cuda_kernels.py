@@ -80,6 +80,7 @@ TINY = dict(batch=1, steps=3, features=2, units=3)
 
 @pytest.mark.parametrize("threads,lanes,shape,staged,used_lanes", [
     (4, 2, SHAPE, True, 1),  # 15 dot products on few threads: one lane each, several rounds
+    (2, 1, SHAPE, True, 1),  # staging loops twice over 4 elements per thread
     (32, 8, TINY, True, 8),  # 8-lane groups summed in shared memory
     (32, 8, TINY, False, 8),  # states read from global memory
     (4, 4, SHAPE, False, 1),
