@@ -33,7 +33,8 @@ def fake_gpu(monkeypatch):
     monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
 
 
-BIG = np.zeros((64, 100, 128))  # 2·B·T·U·(F+U) = 4.2e8 FLOPs at U=128
+BIG = np.zeros((128, 100, 512), np.float32)  # 2·B·T·U·(F+U) = 1.3e10 FLOPs at U=512, 1.3e8 a step
+MANY_SMALL_STEPS = np.zeros((64, 100, 128), np.float32)  # 4.2e8 FLOPs at U=128, but 4.2e6 a step
 SMALL = np.zeros((2, 3, 4))
 TANH = activations.get("tanh")
 
@@ -48,11 +49,16 @@ def test_auto_picks_cpu_for_small_inputs_even_with_gpu(fake_gpu):
 
 
 def test_auto_picks_cuda_for_large_inputs_when_gpu(fake_gpu):
-    assert dispatch.backend("auto", TANH, BIG, 128).__name__.endswith("kernels.cuda")
+    assert dispatch.backend("auto", TANH, BIG, 512).__name__.endswith("kernels.cuda")
+
+
+def test_auto_picks_cpu_for_many_small_steps_even_with_gpu(fake_gpu):
+    assert dispatch.forward_flops(MANY_SMALL_STEPS.shape, 128) > dispatch.CUDA_MIN_FLOPS
+    assert dispatch.backend("auto", TANH, MANY_SMALL_STEPS, 128) is cpu
 
 
 def test_auto_picks_cpu_for_large_inputs_without_gpu(no_gpu):
-    assert dispatch.backend("auto", TANH, BIG, 128) is cpu
+    assert dispatch.backend("auto", TANH, BIG, 512) is cpu
 
 
 def test_forcing_cuda_without_gpu_is_a_runtime_error(no_gpu):
@@ -67,7 +73,7 @@ def test_gpu_inputs_without_gpu_are_a_runtime_error(no_gpu):
 
 def test_environment_variable_overrides_device(monkeypatch, fake_gpu):
     monkeypatch.setenv(dispatch.ENV_VAR, "cpu")
-    assert dispatch.backend("cuda", TANH, BIG, 128) is cpu
+    assert dispatch.backend("cuda", TANH, BIG, 512) is cpu
     monkeypatch.setenv(dispatch.ENV_VAR, "cuda")
     assert dispatch.backend("cpu", TANH, SMALL, 4).__name__.endswith("kernels.cuda")
     monkeypatch.setenv(dispatch.ENV_VAR, "gpu")
@@ -76,7 +82,7 @@ def test_environment_variable_overrides_device(monkeypatch, fake_gpu):
 
 
 def test_callable_activation_uses_reference_under_auto(fake_gpu):
-    assert dispatch.backend("auto", lambda z: z, BIG, 128) is reference
+    assert dispatch.backend("auto", lambda z: z, BIG, 512) is reference
 
 
 def test_callable_activation_cannot_run_on_cuda(fake_gpu):
