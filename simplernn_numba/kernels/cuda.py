@@ -56,8 +56,8 @@ from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE, NO_DOUT
 #: while a block has fewer thread groups than dot products per step);
 #: ``single_block_max_macs``: most multiply-adds per step run by a single persistent block
 #: (see :func:`persistent_plan`). The defaults come from an H200 (``benchmarks/gpu_check.sh``):
-#: the persistent kernel beat launches per step at every shape measured, 1-128 rows
-#: (64,100,128,128: 2.8 vs 7.5 ms; 128,200,512,512: 16 vs 24 ms).
+#: the persistent kernel ran 3-17x faster than launches per step at 1-64 rows and level with
+#: them at 128 rows (128,200,512,512: 16 ms against 15 and 24 ms in two runs).
 DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
                   "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 128,
                   "persistent_lanes": 32, "single_block_max_macs": 2**18}
