@@ -4,6 +4,13 @@
 #
 #   bash benchmarks/gpu_check.sh     # finishes within BUDGET_S (default 470 s); skips without a GPU
 #
+# The lent GPU machines (no package index) hold numba-cuda 0.30 with numpy 2.5, which cannot compile
+# (np.row_stack is gone): first, on a machine with pip, fetch numpy 2.4 for their Python 3.12 into .whl/
+#   echo /.whl/ >> "$(git rev-parse --git-dir)/info/exclude"
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl numpy==2.4.6
+# and carry .whl with the call (device tool: carry=[".whl"]).
+#
 # Steps, each time-boxed against one deadline:
 #   1. where numba and numba-cuda are importable already (the lent machines: no package index),
 #      use them with the repo on PYTHONPATH; else a venv .gpu-venv (with system site-packages, so
