@@ -56,7 +56,7 @@ class Cache:
 def run(kernels: ModuleType, x, kernel, recurrent_kernel, bias, initial_state, *, mask, input_dropout,
         recurrent_dropout, go_backwards, activation, return_sequences):
     """Forward on validated arrays, keeping what backward needs: ``(output, final_state, cache)``."""
-    outputs, final_state = kernels.forward(
+    outputs, final_state = kernels.forward_validated(
         x, kernel, recurrent_kernel, bias, initial_state, mask=mask, input_dropout=input_dropout,
         recurrent_dropout=recurrent_dropout, go_backwards=go_backwards, activation=activation,
         return_sequences=True,

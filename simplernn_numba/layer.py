@@ -570,7 +570,7 @@ class SimpleRNN(NpzSavable):
 
 def _forward_only(kernels, x, kernel, recurrent_kernel, bias, initial_state, **options):
     """Inference call: ``(output, final_state, None)`` (no cache to keep)."""
-    return (*kernels.forward(x, kernel, recurrent_kernel, bias, initial_state, **options), None)
+    return (*kernels.forward_validated(x, kernel, recurrent_kernel, bias, initial_state, **options), None)
 
 
 def _plus(grad, extra):

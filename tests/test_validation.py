@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from simplernn_numba import SimpleRNN, _validate
+from simplernn_numba import SimpleRNN, _validate, forward
 from simplernn_numba.kernels import cpu
 
 
@@ -193,6 +193,23 @@ def test_cpu_kernel_rejects_arrays_it_could_read_out_of_bounds(name, value, matc
     with pytest.raises(ValueError, match=match):
         cpu.forward(x, args.pop("kernel"), args.pop("recurrent_kernel"), args.pop("bias"),
                     args.pop("initial_state"), **args)
+
+
+def test_layer_and_functional_validate_once(monkeypatch):
+    """The layer and the functional API validate their arguments themselves and then call the
+    kernel's unchecked entry (``forward_validated``); direct kernel calls keep the check."""
+    def fail(*args):
+        raise AssertionError("validated twice")
+
+    monkeypatch.setattr(_validate, "kernel_arguments", fail)
+    x = np.ones((2, 4, 3), np.float32)
+    layer = SimpleRNN(5)
+    assert layer(x).shape == (2, 5) and layer(x, training=True).shape == (2, 5)
+    kernel, recurrent_kernel = np.ones((3, 5), np.float32), np.eye(5, dtype=np.float32)
+    assert forward(x, kernel, recurrent_kernel, device="cpu")[0].shape == (2, 5)
+    args = _kernel_args(dtype=np.float32)
+    with pytest.raises(AssertionError, match="validated twice"):
+        cpu.forward(args["x"], args["kernel"], args["recurrent_kernel"], args["bias"], args["initial_state"])
 
 
 # ---------------------------------------------------------------- streaming

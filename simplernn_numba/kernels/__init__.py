@@ -12,6 +12,10 @@ Contract shared by every backend (arrays already validated by
             input_dropout=None, recurrent_dropout=None, go_backwards=False,
             activation="tanh", return_sequences=True) -> (outputs, final_state)
 
+``forward_validated`` has the same signature: what the layer and the functional API
+call, after validating every array themselves (the CPU ``forward`` checks the
+contract again, for direct callers; ``forward_validated`` skips that).
+
 ``x`` (B, T, F); ``kernel`` (F, U); ``recurrent_kernel`` (U, U); ``bias`` (U,) or
 None; ``initial_state`` (B, U); ``mask`` (B, T) bool or None; ``input_dropout``
 (B, F) and ``recurrent_dropout`` (B, U) multiplicative masks (already scaled by

@@ -420,10 +420,22 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     """SimpleRNN forward recurrence on the CPU (same contract as the reference).
 
     Parameters and returns as :func:`simplernn_numba.kernels.reference.forward`;
-    ``activation`` must be a built-in name (callables use the reference).
+    ``activation`` must be a built-in name (callables use the reference). The arrays
+    are checked against the kernel contract first (ValueError, never a bad read).
     """
     _validate.kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, mask,
                                input_dropout, recurrent_dropout)
+    return forward_validated(x, kernel, recurrent_kernel, bias, initial_state, mask=mask,
+                             input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
+                             go_backwards=go_backwards, activation=activation,
+                             return_sequences=return_sequences)
+
+
+def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
+                      input_dropout=None, recurrent_dropout=None, go_backwards=False,
+                      activation="tanh", return_sequences=True):
+    """:func:`forward` without the contract check (3 µs), for arrays the caller has validated:
+    the layer and :mod:`simplernn_numba.functional`, through :func:`_validate` functions."""
     batch, steps, features = x.shape
     units = kernel.shape[1]
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)

@@ -317,6 +317,10 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     return _host_or_device((outputs.reshape(*out_shape), final_state), on_device)
 
 
+#: Device arrays are checked by dtype in :func:`forward` itself (see ``cpu.forward_validated``).
+forward_validated = forward
+
+
 def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_outputs, d_state=None,
              *, mask=None, input_dropout=None, recurrent_dropout=None, go_backwards=False,
              activation="tanh"):
