@@ -343,6 +343,7 @@ class SimpleRNN(NpzSavable):
         weights = dispatch.weights(kernels, self, self._weights_version,
                                    (stored["kernel"], stored["recurrent_kernel"], stored["bias"]))
         run = functional.run if training else _forward_only
+        self._cache = None  # the last call's arrays go first: their memory serves this call's
         output, state, self._cache = run(
             kernels, x, *weights, h0,
             mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
