@@ -210,8 +210,8 @@ def persistent_plan(kernel, batch: int, units: int, itemsize: int) -> Persistent
     runs one block of ``threads_per_block``); else U is spread over about one block per
     multiprocessor, which synchronise the whole grid (cooperative launch) between steps,
     provided the slices fit and the grid fits ``max_cooperative_grid_blocks``.
-    The block-wide barrier costs far less than a grid barrier (about 5 µs a step on an H200),
-    and one launch for all steps far less than a launch per step (tens of µs from Python).
+    A block barrier costs far less than a grid barrier (about 5 µs a step on an H200), and
+    one launch for all steps far less than a launch per step (tens of µs each from Python).
     """
     mode = CONFIG["persistent"]
     if mode is False or (mode == "auto" and (simulator_enabled() or batch > CONFIG["persistent_max_batch"])):
@@ -232,9 +232,18 @@ def persistent_plan(kernel, batch: int, units: int, itemsize: int) -> Persistent
             if launchable(plan):
                 return plan
             single //= 2
-    sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
-    plan = _plan(batch, units, itemsize, threads, -(-units // sms))
+    plan = _grid_plan(batch, units, itemsize, threads, cuda.get_current_device().MULTIPROCESSOR_COUNT)
     return plan if launchable(plan) else None
+
+
+def _grid_plan(batch: int, units: int, itemsize: int, threads: int, sms: int) -> PersistentPlan | None:
+    """U spread over about one block per multiprocessor (``sms``), or over more, smaller slices
+    when such a slice does not fit in shared memory; None if not even one unit's does."""
+    for cols in range(-(-units // sms), 0, -1):
+        plan = _plan(batch, units, itemsize, threads, cols)
+        if plan is not None:
+            return plan
+    return None
 
 
 def _launch_persistent(kernel, plan: PersistentPlan, *args) -> None:

@@ -112,6 +112,12 @@ def test_persistent_plan_rule(kernels):
     assert (many.blocks, many.lanes, many.ld, many.stage) == (100, 16, 304, True)
     assert kernels._plan(batch=64, units=300, itemsize=4, threads=256, cols=3).stage is False
     assert kernels._plan(batch=1, units=300, itemsize=4, threads=256, cols=300) is None
+    # one block per multiprocessor while a slice fits, else smaller slices over more blocks
+    assert kernels._grid_plan(batch=4, units=512, itemsize=4, threads=256, sms=132).blocks == 128
+    big = kernels._grid_plan(batch=1, units=2000, itemsize=4, threads=256, sms=132)
+    assert big.cols < 16 and big.shared_bytes <= kernels.SHARED_MEMORY_LIMIT
+    assert kernels._plan(batch=1, units=2000, itemsize=4, threads=256, cols=big.cols + 1) is None
+    assert kernels._grid_plan(batch=1, units=20000, itemsize=4, threads=256, sms=132) is None
 
 
 def test_device_arrays_in_device_arrays_out(kernels, rng):
