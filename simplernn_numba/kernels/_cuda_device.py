@@ -253,6 +253,15 @@ def _put(staged, i, units, ld, value):
 
 
 @cuda.jit(device=True)
+def _put4(staged, i, step, units, ld, v0, v1, v2, v3):
+    """:func:`_put` of the elements ``i``, ``i + step``, ``i + 2 * step``, ``i + 3 * step``."""
+    _put(staged, i, units, ld, v0)
+    _put(staged, i + step, units, ld, v1)
+    _put(staged, i + 2 * step, units, ld, v2)
+    _put(staged, i + 3 * step, units, ld, v3)
+
+
+@cuda.jit(device=True)
 def stage_states(h_cur, rdrop, has_rdrop, ld, staged):
     """Copy ``h_cur`` (times the recurrent dropout mask) to ``staged[b * ld + k]`` (whole block).
 
@@ -265,10 +274,7 @@ def stage_states(h_cur, rdrop, has_rdrop, ld, staged):
         v1 = _state_in(h_cur, rdrop, has_rdrop, i + step, units)
         v2 = _state_in(h_cur, rdrop, has_rdrop, i + 2 * step, units)
         v3 = _state_in(h_cur, rdrop, has_rdrop, i + 3 * step, units)
-        _put(staged, i, units, ld, v0)
-        _put(staged, i + step, units, ld, v1)
-        _put(staged, i + 2 * step, units, ld, v2)
-        _put(staged, i + 3 * step, units, ld, v3)
+        _put4(staged, i, step, units, ld, v0, v1, v2, v3)
     cuda.syncthreads()
 
 
@@ -294,10 +300,7 @@ def stage_dz(s, p, dh_cur, ld, staged):
         v1 = _dz_in(s, t, steps, p, dh_cur, i + step, units)
         v2 = _dz_in(s, t, steps, p, dh_cur, i + 2 * step, units)
         v3 = _dz_in(s, t, steps, p, dh_cur, i + 3 * step, units)
-        _put(staged, i, units, ld, v0)
-        _put(staged, i + step, units, ld, v1)
-        _put(staged, i + 2 * step, units, ld, v2)
-        _put(staged, i + 3 * step, units, ld, v3)
+        _put4(staged, i, step, units, ld, v0, v1, v2, v3)
     cuda.syncthreads()
 
 
