@@ -84,6 +84,7 @@ def forward_flops(shape: tuple, units: int) -> int:
 
 
 def _worth_the_gpu(shape: tuple, units: int) -> bool:
+    """Whether host inputs of ``shape`` (B, T, F) are worth a trip to the GPU (see the constants)."""
     steps = max(shape[1], 1)
     flops = forward_flops(shape, units)
     return flops >= CUDA_MIN_FLOPS and flops / steps >= CUDA_MIN_STEP_FLOPS

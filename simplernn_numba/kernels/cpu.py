@@ -435,7 +435,7 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
                       input_dropout=None, recurrent_dropout=None, go_backwards=False,
                       activation="tanh", return_sequences=True):
     """:func:`forward` without the contract check (3 µs), for arrays the caller has validated:
-    the layer and :mod:`simplernn_numba.functional`, through :func:`_validate` functions."""
+    the layer and :mod:`simplernn_numba.functional` (with :mod:`simplernn_numba._validate`)."""
     batch, steps, features = x.shape
     units = kernel.shape[1]
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)

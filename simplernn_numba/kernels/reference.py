@@ -89,7 +89,8 @@ def previous_states(outputs, initial_state, mask):
     return prev
 
 
-#: The reference checks nothing it need not: the same function (see ``cpu.forward_validated``).
+#: The reference has no separate contract check: its validated entry is :func:`forward` itself
+#: (see ``cpu.forward_validated``).
 forward_validated = forward
 
 
