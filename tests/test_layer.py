@@ -317,3 +317,27 @@ def test_call_errors(inputs, kwargs, error, match):
     layer.build((None, 3, 4))
     with pytest.raises(error, match=match):
         layer(inputs, **kwargs)
+
+
+def test_a_call_releases_the_last_calls_arrays_before_running(monkeypatch):
+    """The cache of the previous training call is dropped before the new call allocates its own
+    arrays (so their memory is reused instead of page-faulted in afresh)."""
+    import weakref
+
+    from simplernn_numba import functional
+
+    layer = SimpleRNN(3, return_sequences=True)
+    x = np.ones((2, 4, 5), np.float32)
+    layer(x, training=True)
+    previous = weakref.ref(layer._cache.outputs)
+    seen = []
+    run = functional.run
+
+    def spy(*args, **kwargs):
+        seen.append(previous() is None)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(functional, "run", spy)
+    layer(x, training=True)
+    assert seen == [True]
+    layer.backward(np.ones((2, 4, 3), np.float32))  # the new call's cache works
