@@ -18,7 +18,8 @@ from simplernn_numba.kernels import cpu, reference
 @pytest.mark.parametrize("path", ["rows", "fused", "lanes", "gemm"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batch", [1, 5])
-def test_paths_match_reference(rng, monkeypatch, parallel, path, dtype, batch):
+@pytest.mark.parametrize("masked", [True, False])
+def test_paths_match_reference(rng, monkeypatch, parallel, path, dtype, batch, masked):
     if path == "gemm" and parallel:
         pytest.skip("the per-step GEMM path has no thread split of its own (BLAS threads)")
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
@@ -28,7 +29,7 @@ def test_paths_match_reference(rng, monkeypatch, parallel, path, dtype, batch):
     monkeypatch.setattr(cpu, "LANES_MAX_UNITS", 1 << 62 if path == "lanes" else 0)
     monkeypatch.setattr(cpu, "LANES_MIN_BATCH", 1)
     problem = make_problem(rng, batch=batch, steps=7, features=5, units=9, dtype=dtype,
-                           masked=True, dropout=True)
+                           masked=masked, dropout=True)
     rtol, atol = tolerance(dtype)
     for go_backwards in (False, True):
         for return_sequences in (False, True):

@@ -138,17 +138,32 @@ def activate(z, act):
 
 
 @njit(cache=True, inline="always", error_model=_ERRORS)
-def _commit(z, h, out, mask, b, t, seen, act):
-    """Finish one row's step: activation, new state and output, or carry over a masked step."""
+def _commit(z, h, out, mask, b, t, seen, act, keep):
+    """Finish one row's step: activation and new state, or carry over a masked step; with
+    ``keep`` (every step's output is returned) also the step's output."""
     if mask is not None and not mask[b, t]:
-        for u in range(out.shape[0]):
-            out[u] = h[u] if seen else 0
+        if keep:
+            for u in range(out.shape[0]):
+                out[u] = h[u] if seen else 0
         return seen
     activate(z, act)
-    for u in range(out.shape[0]):
+    for u in range(h.shape[0]):
         h[u] = z[u]
-        out[u] = z[u]
+    if keep:
+        for u in range(h.shape[0]):
+            out[u] = z[u]
     return True
+
+
+@njit(cache=True, error_model=_ERRORS)
+def _last_outputs(state, seen, outputs, lo, hi):
+    """``outputs[b, 0]`` for the rows ``lo:hi`` of a call returning the last output only: the
+    final state of a row that had an unmasked step, zeros for one that had none (``seen`` is
+    indexed from ``lo``). The per-step loops leave it unwritten."""
+    for r in range(hi - lo):
+        out = outputs[lo + r, 0]
+        for u in range(out.shape[0]):
+            out[u] = state[lo + r, u] if seen[r] else 0
 
 
 @njit(cache=True, inline="always", error_model=_ERRORS)
@@ -213,7 +228,9 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
                     dot_pair(vt, operands[r], operands[r1], init0, init1, bias, z[r], z[r1], u0, u1)
         for r in range(rows):
             seen[r] = _commit(z[r], final_state[lo + r], outputs[lo + r, slot], mask, lo + r, t,
-                              seen[r], act)
+                              seen[r], act, keep_all)
+    if not keep_all:
+        _last_outputs(final_state, seen, outputs, lo, hi)
 
 
 @njit(cache=True, inline="always")
@@ -239,14 +256,12 @@ def _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
     v = np.empty((width, rows), x.dtype)  # [x_t; h_{t-1}] (dropout applied), transposed
     z = np.empty((units, rows), x.dtype)
     h = np.empty((units, rows), x.dtype)
-    flat = z.reshape(units * rows)
-    seen = np.zeros(rows, np.bool_)
+    seen = np.full(rows, mask is None)  # without a mask every row is seen from the first step
     for r in range(rows):
         for u in range(units):
             h[u, r] = initial_state[lo + r, u]
     for s in range(steps):
         t = steps - 1 - s if go_backwards else s
-        slot = s if keep_all else 0
         for f in range(features):
             for r in range(rows):
                 v[f, r] = x[lo + r, t, f] if input_dropout is None else \
@@ -271,20 +286,25 @@ def _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
                 for r in range(rows):
                     zu[r] += wk * vk[r]
                 k += 1
-        activate(flat, act)
-        for r in range(rows):
-            out = outputs[lo + r, slot]
-            if mask is not None and not mask[lo + r, t]:
+        activate(z.reshape(units * rows), act)
+        if mask is None:
+            h, z = z, h  # every row takes its new state
+        else:
+            for r in range(rows):
+                if mask[lo + r, t]:
+                    seen[r] = True
+                    for u in range(units):
+                        h[u, r] = z[u, r]
+        if keep_all:
+            for r in range(rows):
+                out = outputs[lo + r, s]
                 for u in range(units):
                     out[u] = h[u, r] if seen[r] else 0
-                continue
-            seen[r] = True
-            for u in range(units):
-                h[u, r] = z[u, r]
-                out[u] = z[u, r]
     for r in range(rows):
         for u in range(units):
             final_state[lo + r, u] = h[u, r]
+    if not keep_all:
+        _last_outputs(final_state, seen, outputs, lo, hi)
 
 
 @njit(cache=True, inline="always")
@@ -331,12 +351,13 @@ def _gemm_step(s, z, xw, bias, mask, recurrent_dropout, go_backwards, act, outpu
     """
     steps = xw.shape[1]
     t = steps - 1 - s if go_backwards else s
-    slot = s if outputs.shape[1] == steps else 0
+    keep = outputs.shape[1] == steps
+    slot = s if keep else 0
     for b in range(z.shape[0]):
         zb, xb = z[b], xw[b, t]
         for u in range(zb.shape[0]):
             zb[u] += xb[u] + bias[u]
-        seen[b] = _commit(zb, state[b], outputs[b, slot], mask, b, t, seen[b], act)
+        seen[b] = _commit(zb, state[b], outputs[b, slot], mask, b, t, seen[b], act, keep)
         if recurrent_dropout is not None:
             for u in range(zb.shape[0]):
                 operand[b, u] = state[b, u] * recurrent_dropout[b, u]
@@ -356,6 +377,8 @@ def _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_drop
         np.matmul(operand, recurrent_kernel, out=z)
         _gemm_step(s, z, xw, bias, mask, recurrent_dropout, go_backwards, act, outputs, final_state,
                    operand, seen)
+    if outputs.shape[1] != xw.shape[1]:
+        _last_outputs(final_state, seen, outputs, 0, batch)
 
 
 #: Weight layouts the recurrence kernels take (see :func:`prepared_weights`).
