@@ -47,9 +47,23 @@ def check_device(device: str) -> str:
     return device
 
 
+#: ``ENV_VAR`` as a key of ``os.environ``'s underlying dict (bytes on POSIX).
+_ENV_KEY = os.environ.encodekey(ENV_VAR) if hasattr(os.environ, "encodekey") else ENV_VAR
+
+
+def _env_device() -> str | None:
+    """``os.environ.get(ENV_VAR)``, cheaply when unset: ``get`` raises and catches a KeyError
+    inside for a missing variable (1-2 µs, on every layer call), a look in the dict does not."""
+    env = os.environ
+    data = getattr(env, "_data", None)
+    if isinstance(data, dict) and _ENV_KEY not in data:
+        return None
+    return env.get(ENV_VAR)
+
+
 def requested_device(device: str) -> str:
     """The device asked for, after the ``SIMPLERNN_NUMBA_DEVICE`` override."""
-    env = os.environ.get(ENV_VAR)
+    env = _env_device()
     if env:
         if env not in DEVICES:
             raise ValueError(f"{ENV_VAR} must be one of {DEVICES}; received {env!r}.")
