@@ -93,6 +93,8 @@ class Row:
     timings: dict[str, float] = field(default_factory=dict)
     first_call: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    #: numpy sgemm 2048x2048 GFLOP/s timed in this case's rounds (``run(..., roofline=True)``)
+    sgemm_gflops: float | None = None
 
 
 def default_cases() -> list[Case]:
@@ -360,11 +362,22 @@ def _block(fn: Callable[[], object], limit: int) -> list[float]:
     return times
 
 
-def sgemm_gflops(n: int = 2048, repeat: int = 5) -> float:
-    """GFLOP/s of NumPy's float32 matrix product on (n, n) @ (n, n): the roofline used here."""
+#: Size of the square float32 matrix product whose rate is the roofline.
+SGEMM_N = 2048
+#: The roofline's name in :func:`run`'s rounds (never a peer).
+ROOFLINE = "sgemm"
+
+
+def _sgemm(n: int = SGEMM_N) -> Callable[[], np.ndarray]:
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    a @ a
-    return 2 * n**3 / median_seconds(lambda: a @ a, repeat) / 1e9
+    return lambda: a @ a
+
+
+def sgemm_gflops(n: int = SGEMM_N, repeat: int = 5) -> float:
+    """GFLOP/s of NumPy's float32 matrix product on (n, n) @ (n, n): the roofline used here."""
+    fn = _sgemm(n)
+    fn()
+    return 2 * n**3 / median_seconds(fn, repeat) / 1e9
 
 
 def _tolerance(dtype: str) -> dict:
@@ -386,7 +399,7 @@ def assert_close(out, expected, rtol: float, atol: float) -> None:
 def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
         budget_s: float = 2.0, progress: bool = True,
         builders: dict[str, Callable[[Problem, Case], Callable[[], np.ndarray]]] | None = None,
-        tolerance: Callable[[Case], dict] | None = None) -> list[Row]:
+        tolerance: Callable[[Case], dict] | None = None, roofline: bool = False) -> list[Row]:
     """Time ours and each peer on every case; returns one :class:`Row` per case.
 
     ``builders`` maps implementation names to builders (default :data:`BUILDERS`,
@@ -401,10 +414,15 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
     consecutive calls (see :func:`_block`). An implementation leaves the rounds
     after ``repeat`` timed calls, or after ``budget_s`` seconds once it has 3.
     A peer whose output differs from ours beyond float tolerance is reported in
-    ``notes`` and not timed.
+    ``notes`` and not timed. With ``roofline``, NumPy's sgemm on 2048x2048 takes part
+    in every case's rounds too, and its rate is the row's ``sgemm_gflops``: the
+    roofline then moves with the machine's speed, as the timings do.
     """
     builders = BUILDERS if builders is None else builders
     tol = tolerance or (lambda case: _tolerance(case.dtype))
+    if roofline:
+        sgemm_fn = _sgemm()
+        sgemm_fn()
     rows = []
     for case in cases:
         row = Row(case)
@@ -436,6 +454,8 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
                 message = row.notes[name]
             if progress:
                 print(message, file=sys.stderr, flush=True)
+        if roofline:
+            ready[ROOFLINE] = sgemm_fn
         samples: dict[str, list[float]] = {name: [] for name in ready}
         active = list(ready)
         while active:
@@ -444,9 +464,13 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
             active = [n for n in active if len(samples[n]) < repeat
                       and (len(samples[n]) < 3 or sum(samples[n]) < budget_s)]
         row.timings = {name: 1e3 * float(np.median(ts)) for name, ts in samples.items()}
+        if roofline:
+            row.sgemm_gflops = 2 * SGEMM_N**3 / row.timings.pop(ROOFLINE) / 1e6
         if progress:
             print(f"[{case.label}] median ms: " + ", ".join(
-                f"{n} {t:.3f}" for n, t in row.timings.items()), file=sys.stderr, flush=True)
+                f"{n} {t:.3f}" for n, t in row.timings.items())
+                + (f"; sgemm {row.sgemm_gflops:.1f} GFLOP/s" if row.sgemm_gflops else ""),
+                file=sys.stderr, flush=True)
         rows.append(row)
     return rows
 
@@ -456,12 +480,14 @@ def markdown(rows: Sequence[Row], gflops: float | None = None, flops_factor: int
     """Markdown table: median ms per implementation, our speed-up over each, GFLOP/s, % roofline.
 
     ``flops_factor`` scales :attr:`Case.flops` (3 for a forward + backward training step).
+    The roofline of a row is its own ``sgemm_gflops`` when it has one, else ``gflops``.
     """
     names = [OURS] + list(dict.fromkeys(n for r in rows for n in (*r.timings, *r.notes) if n != OURS))
     head = ["B,T,F,U", *[f"{n} ms" for n in names], "best peer", "speed-up vs best",
             "ours GFLOP/s"]
-    if gflops:
-        head += ["sgemm roofline ms", "% of roofline"]
+    roofline = bool(gflops) or any(r.sgemm_gflops for r in rows)
+    if roofline:
+        head += ["sgemm GFLOP/s", "sgemm roofline ms", "% of roofline"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         ours = row.timings.get(OURS)
@@ -481,9 +507,12 @@ def markdown(rows: Sequence[Row], gflops: float | None = None, flops_factor: int
             cells += ["n/a", "n/a"]
         flops = flops_factor * row.case.flops
         cells.append(f"{flops / ours / 1e6:.1f}" if ours else "n/a")
-        if gflops:
-            roof = flops / gflops / 1e6
-            cells += [f"{roof:.3f}", f"{100 * roof / ours:.0f}%" if ours else "n/a"]
+        rate = row.sgemm_gflops or gflops
+        if roofline and rate:
+            roof = flops / rate / 1e6
+            cells += [f"{rate:.0f}", f"{roof:.3f}", f"{100 * roof / ours:.0f}%" if ours else "n/a"]
+        elif roofline:
+            cells += ["n/a"] * 3
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Cells: median ms per call (warm); in brackets, that peer's time / ours "
@@ -611,7 +640,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         gflops = sgemm_gflops()
         print(f"numpy sgemm 2048x2048: {gflops:.1f} GFLOP/s", file=sys.stderr)
     load_before = os.getloadavg()[0]
-    rows = run(cases, peers, args.repeat, args.budget, builders=builders, tolerance=tolerance)
+    rows = run(cases, peers, args.repeat, args.budget, builders=builders, tolerance=tolerance,
+               roofline=gflops is not None)
     text = markdown(rows, gflops, flops_factor)
     threads = os.environ.get(THREADS_ENV)
     text += f"\nThreads: {threads + ' per library' if threads else 'each library default'}.\n"
@@ -622,7 +652,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                  "gradients (inputs, kernel, recurrent_kernel, bias) checked against ours; "
                  f"FLOPs counted as {flops_factor}x the forward pass.\n")
     if gflops:
-        text += f"\nRoofline: numpy sgemm on 2048x2048 = {gflops:.1f} GFLOP/s in this run.\n"
+        text += (f"\nRoofline: numpy sgemm on 2048x2048, timed in each case's interleaved rounds "
+                 f"(column 'sgemm GFLOP/s'); {gflops:.1f} GFLOP/s before the cases.\n")
     if args.startup:
         lines = [f"- {k}: import {i:.2f} s, first call {c:.2f} s"
                  for k, (i, c) in startup_times().items()]

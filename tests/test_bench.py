@@ -13,7 +13,19 @@ def test_cli_writes_table_with_ratio_and_roofline(tmp_path, capsys):
     assert [r.case.label for r in rows] == ["3,4,5,6", "2,3,4,5 float64 masked"]
     assert set(rows[0].timings) == {"simplernn_numba", "numpy"}
     assert "| 3,4,5,6 |" in text and "% of roofline" in text and "speed-up vs best" in text
+    assert all(r.sgemm_gflops > 0 for r in rows)  # timed in each case's rounds, not a peer
     assert "GFLOP/s" in capsys.readouterr().err
+
+
+def test_roofline_of_a_row_is_the_sgemm_rate_of_its_own_rounds():
+    case = bench.Case(10, 10, 10, 10)  # 40,000 FLOPs
+    slow = bench.Row(case, timings={bench.OURS: 0.002}, sgemm_gflops=20.0)
+    fast = bench.Row(case, timings={bench.OURS: 0.002}, sgemm_gflops=40.0)
+    text = bench.markdown([slow, fast], gflops=1000.0)
+    assert "| 20 | 0.002 | 100% |" in text and "| 40 | 0.001 | 50% |" in text
+    unmeasured = bench.Row(case, timings={bench.OURS: 1.0})
+    assert "| n/a | n/a | n/a |" in bench.markdown([slow, unmeasured])
+    assert "roofline" not in bench.markdown([unmeasured])
 
 
 def test_peer_with_wrong_output_is_reported_not_timed(monkeypatch):
