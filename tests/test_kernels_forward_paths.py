@@ -59,6 +59,25 @@ def test_rows_over_several_unit_blocks_match_reference(rng, monkeypatch, paralle
     np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("units,batch,projected", [(9, 5, True), (4, 8, False)])
+def test_large_calls_project_inputs_with_one_gemm_except_on_the_lanes_path(
+        rng, monkeypatch, units, batch, projected):
+    project = cpu.input_projection
+    calls = []
+    monkeypatch.setattr(cpu, "input_projection",
+                        lambda *args, **kw: calls.append(1) or project(*args, **kw))
+    problem = make_problem(rng, batch=batch, steps=6, features=5, units=units, dtype=np.float32)
+    work = batch * 6 * (5 + units) * units
+    ref, _ = reference.forward(*problem.arrays(), **problem.options())
+    rtol, atol = tolerance(np.float32)
+    for limit, expected in ((work + 1, False), (work, projected)):
+        monkeypatch.setattr(cpu, "FUSED_MAX_WORK", limit)
+        calls.clear()
+        out, _ = cpu.forward(*problem.arrays(), **problem.options())
+        assert bool(calls) == expected
+        np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
+
+
 def test_prepared_weights_cached_only_for_immutable_arrays(rng):
     kernel, recurrent = rng.normal(size=(3, 4)), rng.normal(size=(4, 4))
     assert cpu.prepared_weights(kernel, recurrent, "fused") is not cpu.prepared_weights(

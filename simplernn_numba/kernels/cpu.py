@@ -57,9 +57,13 @@ LANES_MAX_UNITS = 16
 LANES_MIN_BATCH = 8
 #: Below this many multiply-adds (B*T*(F+U)*U) a call runs on the serial kernel.
 SERIAL_WORK = 1 << 20
-#: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2) each step is one
-#: fused dot product over ``[x_t, h_{t-1}]``; above it ``x @ kernel`` is one BLAS GEMM first.
+#: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2), and below
+#: ``FUSED_MAX_WORK`` multiply-adds (B*T*(F+U)*U) or on the lanes path, each step is one fused
+#: dot product over ``[x_t, h_{t-1}]``; otherwise ``x @ kernel`` is one BLAS GEMM first. Above
+#: that much work the GEMM's speed wins over the saved call (64,100,128,128: 10-20% faster
+#: split, float32 and float64, in interleaved timings; 16,500,32,32 and 1,1000,16,64 level).
 FUSED_WEIGHT_BYTES = 1 << 18
+FUSED_MAX_WORK = 1 << 24
 #: Up to this size of the recurrent kernel (bytes) the sequential products (``h @ recurrent_kernel``
 #: forward, ``dz @ recurrent_kernel.T`` backward) run as paired per-row dot products, batch rows
 #: split over threads with no per-step synchronisation; above it (the kernel no longer fits in
@@ -464,8 +468,9 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)
     final_state = np.empty((batch, units), x.dtype)
     xw = None
-    fused = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
-    lanes = fused and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
+    fits = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
+    lanes = fits and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
+    fused = lanes or (fits and batch * steps * (features + units) * units < FUSED_MAX_WORK)
     w = prepared_weights(kernel, recurrent_kernel,
                          "lanes" if lanes else "fused" if fused else "recurrent")
     if fused:
