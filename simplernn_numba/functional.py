@@ -56,7 +56,8 @@ class Cache:
 def run(kernels: ModuleType, x, kernel, recurrent_kernel, bias, initial_state, *, mask, input_dropout,
         recurrent_dropout, go_backwards, activation, return_sequences):
     """Forward on validated arrays, keeping what backward needs: ``(output, final_state, cache)``."""
-    outputs, final_state = kernels.forward_validated(
+    forward_pass = getattr(kernels, "forward_for_training", kernels.forward_validated)
+    outputs, final_state = forward_pass(
         x, kernel, recurrent_kernel, bias, initial_state, mask=mask, input_dropout=input_dropout,
         recurrent_dropout=recurrent_dropout, go_backwards=go_backwards, activation=activation,
         return_sequences=True,

@@ -11,6 +11,7 @@ import pytest
 from cases import make_problem
 from conftest import tolerance
 
+from simplernn_numba import functional
 from simplernn_numba.kernels import cpu, reference
 
 
@@ -76,6 +77,12 @@ def test_large_calls_project_inputs_with_one_gemm_except_on_the_lanes_path(
         out, _ = cpu.forward(*problem.arrays(), **problem.options())
         assert bool(calls) == expected
         np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
+    # a training call (a backward pass follows) stays fused: no BLAS next to the backward kernels
+    calls.clear()
+    out, _, _ = functional.run(cpu, *problem.arrays(), **problem.options(), go_backwards=False,
+                               activation="tanh", return_sequences=True)
+    assert not calls
+    np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
 
 
 def test_prepared_weights_cached_only_for_immutable_arrays(rng):

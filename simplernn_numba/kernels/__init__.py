@@ -14,7 +14,9 @@ Contract shared by every backend (arrays already validated by
 
 ``forward_validated`` has the same signature: what the layer and the functional API
 call, after validating every array themselves (the CPU ``forward`` checks the
-contract again, for direct callers; ``forward_validated`` skips that).
+contract again, for direct callers; ``forward_validated`` skips that). A backend may
+also have ``forward_for_training`` (same signature), used instead when a backward
+pass follows (the CPU kernels then keep OpenBLAS out of the forward pass).
 
 ``x`` (B, T, F); ``kernel`` (F, U); ``recurrent_kernel`` (U, U); ``bias`` (U,) or
 None; ``initial_state`` (B, U); ``mask`` (B, T) bool or None; ``input_dropout``

@@ -32,6 +32,7 @@ float32 (max abs error about 1e-7, float32 rounding level) and an ``expm1``
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -57,11 +58,14 @@ LANES_MAX_UNITS = 16
 LANES_MIN_BATCH = 8
 #: Below this many multiply-adds (B*T*(F+U)*U) a call runs on the serial kernel.
 SERIAL_WORK = 1 << 20
-#: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2), and below
-#: ``FUSED_MAX_WORK`` multiply-adds (B*T*(F+U)*U) or on the lanes path, each step is one fused
-#: dot product over ``[x_t, h_{t-1}]``; otherwise ``x @ kernel`` is one BLAS GEMM first. Above
-#: that much work the GEMM's speed wins over the saved call (64,100,128,128: 10-20% faster
-#: split, float32 and float64, in interleaved timings; 16,500,32,32 and 1,1000,16,64 level).
+#: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2), and for an
+#: inference call below ``FUSED_MAX_WORK`` multiply-adds (B*T*(F+U)*U) or on the lanes path,
+#: each step is one fused dot product over ``[x_t, h_{t-1}]``; otherwise ``x @ kernel`` is one
+#: BLAS GEMM first. Above that much work the GEMM's speed wins over the saved call
+#: (64,100,128,128 inference: 6.8 against 8.4 ms, interleaved); a training call stays fused
+#: (:func:`forward_for_training`): after a BLAS call OpenBLAS's threads spin for a while and
+#: slow the Numba-parallel backward pass that follows (the same training step took 30.6 ms
+#: with the GEMM and 26.7 ms fused).
 FUSED_WEIGHT_BYTES = 1 << 18
 FUSED_MAX_WORK = 1 << 24
 #: Up to this size of the recurrent kernel (bytes) the sequential products (``h @ recurrent_kernel``
@@ -460,9 +464,10 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
 
 def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
                       input_dropout=None, recurrent_dropout=None, go_backwards=False,
-                      activation="tanh", return_sequences=True):
+                      activation="tanh", return_sequences=True, training=False):
     """:func:`forward` without the contract check (3 µs), for arrays the caller has validated:
-    the layer and :mod:`simplernn_numba.functional` (with :mod:`simplernn_numba._validate`)."""
+    the layer and :mod:`simplernn_numba.functional` (with :mod:`simplernn_numba._validate`).
+    ``training``: a backward pass follows (see ``FUSED_WEIGHT_BYTES``)."""
     batch, steps, features = x.shape
     units = kernel.shape[1]
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)
@@ -470,7 +475,8 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     xw = None
     fits = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
     lanes = fits and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
-    fused = lanes or (fits and batch * steps * (features + units) * units < FUSED_MAX_WORK)
+    fused = lanes or (fits and (training or batch * steps * (features + units) * units
+                                < FUSED_MAX_WORK))
     w = prepared_weights(kernel, recurrent_kernel,
                          "lanes" if lanes else "fused" if fused else "recurrent")
     if fused:
@@ -496,6 +502,12 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     else:
         _recurrence_serial(*args)
     return (outputs if return_sequences else outputs[:, 0]), final_state
+
+
+#: The forward pass of a training call (a backward pass follows): :func:`forward_validated`
+#: with ``training=True``; :func:`simplernn_numba.functional.run` calls it where a kernel
+#: module has one.
+forward_for_training = functools.partial(forward_validated, training=True)
 
 
 # ---------------------------------------------------------------------------------------------------
