@@ -6,6 +6,7 @@ weights), the per-step GEMM path (recurrent kernel beyond L2), the
 batch-as-vector-lanes path (few units) and the cached prepared weights.
 """
 
+import numba
 import numpy as np
 import pytest
 from cases import make_problem
@@ -145,3 +146,10 @@ def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel, pat
             np.testing.assert_array_equal(part, full[lo:hi])
         else:  # a batch of one row has its own kernel (no pairing): equal to rounding
             np.testing.assert_allclose(part, full[lo:hi], rtol=1e-6, atol=1e-6)
+
+
+def test_parallel_rows_are_split_into_several_runs_per_thread_except_on_lanes():
+    threads = numba.get_num_threads()
+    assert cpu._runs(1000, lanes=False) == cpu.RUNS_PER_THREAD * threads
+    assert cpu._runs(1000, lanes=True) == threads
+    assert cpu._runs(1, lanes=False) == 1
