@@ -9,10 +9,12 @@ feeds both) and four units at a time (eight vector accumulators in registers),
 with bias, activation and masking fused. With few units (``LANES_MAX_UNITS``)
 and enough rows, the batch rows are the vector lanes instead (state kept
 transposed), since a row's dot products are then too short to vectorise.
-Batch rows are split over threads (each thread runs all timesteps of its rows,
-so there is no per-step synchronisation); small problems run on a serial
-kernel with no thread start-up cost and with the projection done in the same
-compiled call. When the recurrent kernel does not fit in L2 each step is one
+Batch rows are split into runs of row pairs shared by the threads (each run goes
+through all timesteps, so there is no per-step synchronisation); small problems
+run on a serial kernel with no thread start-up cost. While ``[kernel;
+recurrent_kernel]`` fits in L2 the projection is fused into each step's dot
+products (one compiled call), except for inference calls above ``FUSED_MAX_WORK``,
+where one BLAS GEMM does it first. When the recurrent kernel does not fit in L2 each step is one
 BLAS GEMM over the batch instead (``_ROWS_WEIGHT_BYTES``; the backward pass
 makes the same choice, and computes its input and weight gradients after the loop without BLAS
 on the per-row path, :mod:`._products`). On one path a row's result does not depend on the other rows;
