@@ -42,22 +42,21 @@ def test_paths_match_reference(rng, monkeypatch, parallel, path, dtype, batch, m
 
 
 @pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("path,features,units", [("fused", 100, 42), ("rows", 5, 60)])
-def test_rows_over_several_unit_blocks_match_reference(rng, monkeypatch, parallel, path, features,
-                                                       units):
-    # float64 weights wide enough that each step runs over several blocks of output units,
-    # the last one not a multiple of four; five rows, so one pairs with itself
-    width = features + units if path == "fused" else units
-    assert cpu._unit_block(width, 8) < units
+@pytest.mark.parametrize("path,features,units", [("fused", 100, 42), ("rows", 5, 30)])
+def test_every_tile_shape_matches_reference(rng, monkeypatch, parallel, path, features, units):
+    # float64: units not a whole number of vectors (4 lanes) nor of tiles, five rows (not a
+    # whole number of tile rows): padded rows and columns must not leak into the results
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0 if parallel else 1 << 62)
     monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 1 << 62 if path == "fused" else 0)
     monkeypatch.setattr(cpu, "LANES_MAX_UNITS", 0)
     problem = make_problem(rng, batch=5, steps=6, features=features, units=units,
                            dtype=np.float64, masked=True, dropout=True)
-    out, state = cpu.forward(*problem.arrays(), **problem.options())
     ref_out, ref_state = reference.forward(*problem.arrays(), **problem.options())
-    np.testing.assert_allclose(out, ref_out, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
+    for shape in range(len(cpu.TILE_SHAPES)):
+        monkeypatch.setattr(cpu, "tile_shape", lambda *args, shape=shape: shape)
+        out, state = cpu.forward(*problem.arrays(), **problem.options())
+        np.testing.assert_allclose(out, ref_out, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("units,batch,projected", [(9, 5, True), (4, 8, False)])
@@ -92,15 +91,19 @@ def test_prepared_weights_cached_only_for_immutable_arrays(rng):
     kernel.flags.writeable = recurrent.flags.writeable = False
     first = cpu.prepared_weights(kernel, recurrent, "fused")
     assert cpu.prepared_weights(kernel, recurrent, "fused") is first
-    np.testing.assert_array_equal(first, np.concatenate([kernel, recurrent]).T)
-    np.testing.assert_array_equal(cpu.prepared_weights(kernel, recurrent, "recurrent"), recurrent.T)
-    lanes = cpu.prepared_weights(kernel, recurrent, "lanes")
-    np.testing.assert_array_equal(lanes, np.concatenate([kernel, recurrent]))
-    assert lanes.flags.c_contiguous
+    np.testing.assert_array_equal(first, np.concatenate([kernel, recurrent]))
+    assert first.flags.c_contiguous
+    np.testing.assert_array_equal(cpu.prepared_weights(kernel, recurrent, "recurrent"), recurrent)
+    np.testing.assert_array_equal(cpu.prepared_weights(kernel, recurrent, "recurrent_t"), recurrent.T)
+    padded = cpu.prepared_weights(kernel, recurrent, "fused", 8)
+    assert padded is not first and cpu.prepared_weights(kernel, recurrent, "fused", 8) is padded
+    np.testing.assert_array_equal(padded[:, :4], first)
+    np.testing.assert_array_equal(padded[:, 4:], 0)
+    assert padded.flags.c_contiguous
     kernel.flags.writeable = True  # made writeable again: may change, so no longer cached
     assert cpu.prepared_weights(kernel, recurrent, "fused") is not first
     with pytest.raises(ValueError, match="layout"):
-        cpu.prepared_weights(kernel, recurrent, "transposed")
+        cpu.prepared_weights(kernel, recurrent, "bogus")
 
 
 def test_fast_float32_tanh_is_accurate_and_keeps_nan():
@@ -141,10 +144,7 @@ def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel, pat
     for lo, hi in [(0, 2), (1, 4), (4, 7), (5, 7), (0, 1), (6, 7)]:
         part, _ = cpu.forward(problem.x[lo:hi], problem.kernel, problem.recurrent_kernel,
                               problem.bias, problem.initial_state[lo:hi])
-        if hi - lo > 1 or path == "lanes":
-            np.testing.assert_array_equal(part, full[lo:hi])
-        else:  # a batch of one row has its own kernel (no pairing): equal to rounding
-            np.testing.assert_allclose(part, full[lo:hi], rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(part, full[lo:hi])
 
 
 def test_parallel_rows_are_split_into_several_runs_per_thread_except_on_lanes():

@@ -1,15 +1,46 @@
-"""The backward pass's BLAS-free products (kernels/_products.py) against NumPy."""
+"""The register-tiled products and the backward pass's BLAS-free products
+(kernels/_products.py, kernels/_simd.py) against NumPy."""
 
 import numpy as np
 import pytest
 
-from simplernn_numba.kernels import cpu
-from simplernn_numba.kernels._products import gradient_products
+from simplernn_numba.kernels import _products, cpu
+from simplernn_numba.kernels._products import TILE_SHAPES, gradient_products, tiled_product
+from simplernn_numba.kernels._simd import WIDTH
 
 
 def _problem(rng, rows, features, units, dtype):
     x, prev, dz = (rng.standard_normal((rows, n)).astype(dtype) for n in (features, units, units))
     return x, prev, dz, rng.standard_normal((features, units)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
+    lanes = WIDTH // np.dtype(dtype).itemsize
+    v = rng.standard_normal((8, 37)).astype(dtype)
+    w = rng.standard_normal((37, 8 * lanes)).astype(dtype)
+    results = []
+    for shape in range(len(TILE_SHAPES)):
+        z = np.full((8, 8 * lanes), np.nan, dtype)
+        tiled_product(w, v, z, shape)
+        results.append(z)
+    for z in results:
+        # each element is one FMA per term in order: the tile shape does not change a bit
+        np.testing.assert_array_equal(z, results[0])
+        np.testing.assert_allclose(z, v.astype(np.float64) @ w, rtol=1e-5 if dtype == "float32"
+                                   else 1e-12, atol=1e-5 if dtype == "float32" else 1e-12)
+    # v[0] alone (a batch of one, the (1, 8) tile) gives the same bits as in a block of eight rows
+    single = np.empty((1, 8 * lanes), dtype)
+    tiled_product(w, v[:1], single, len(TILE_SHAPES) - 1)
+    np.testing.assert_array_equal(single[0], results[0][0])
+
+
+def test_tile_shape_picks_the_least_padded_work():
+    assert TILE_SHAPES[_products.tile_shape(1, 64, 4)] == (1, 8)
+    assert TILE_SHAPES[_products.tile_shape(2, 32, 4)] == (2, 4)
+    assert TILE_SHAPES[_products.tile_shape(8, 128, 4)] == (4, 2)
+    assert TILE_SHAPES[_products.tile_shape(16, 16, 4)] == (4, 2)  # ties: more rows
+    assert _products.padded_units(42, 0, 8) == 48 and _products.padded_units(64, 2, 4) == 64
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1,8 +1,10 @@
-"""Register-tiled dot products, and the backward pass's matrix products without BLAS.
+"""Register-tiled matrix products, and the backward pass's matrix products without BLAS.
 
-:func:`dot_pair` and :func:`dot_one` are the inner step of the CPU recurrences:
-``z = init + bias + v @ vt.T`` for two rows (every ``vt`` load feeds both) or one,
-four output units at a time, with the partial sums in vector registers.
+:func:`tiled_product` is the inner step of the CPU recurrences: ``z = v @ w`` for a
+few rows ``v`` by a weight matrix ``w`` (K, U) that stays in cache, as tiles of rows by
+vectors of units (:data:`TILE_SHAPES`) whose eight partial results stay in vector
+registers (:mod:`._simd`) while ``k`` runs: one vector load of ``w`` feeds every row of
+the tile, one broadcast of ``v`` every vector, and there is no reduction at the end.
 
 :func:`gradient_products` computes, after the backward recurrence, the input and
 weight gradients from the pre-activation gradients ``dz``::
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from ._simd import WIDTH, vfma, vload, vsplat, vstore, vzero
 
 #: Reassociation lets LLVM keep vector partial sums, contraction gives FMAs; NaN/inf semantics
 #: are kept. NumPy's error model: no branch guarding each division (see :mod:`.cpu`).
@@ -74,28 +78,66 @@ def dot_pair(vt, v0, v1, init0, init1, bias, z0, z1, lo, hi):
         u += 1
 
 
+#: Shapes of :func:`tile`, (rows, vectors of units): eight vector accumulators each.
+TILE_SHAPES = ((4, 2), (2, 4), (1, 8))
+
+
 @njit(inline="always", **_FLAGS)
-def dot_one(vt, v0, init0, bias, z0, lo, hi):
-    """``z0 = init0 + bias + v0 @ vt.T`` for one row and the units ``lo:hi`` (see :func:`dot_pair`)."""
-    width = vt.shape[1]
-    u = lo
-    while u + 4 <= hi:
-        a0, a1, a2, a3 = init0[u] + bias[u], init0[u + 1] + bias[u + 1], \
-            init0[u + 2] + bias[u + 2], init0[u + 3] + bias[u + 3]
-        for k in range(width):
-            p = v0[k]
-            a0 += p * vt[u, k]
-            a1 += p * vt[u + 1, k]
-            a2 += p * vt[u + 2, k]
-            a3 += p * vt[u + 3, k]
-        z0[u], z0[u + 1], z0[u + 2], z0[u + 3] = a0, a1, a2, a3
-        u += 4
-    while u < hi:
-        a0 = init0[u] + bias[u]
-        for k in range(width):
-            a0 += v0[k] * vt[u, k]
-        z0[u] = a0
-        u += 1
+def tile(w, v, z, r, u, R, V):
+    """``z[r:r + R, u:u + V * lanes] = v[r:r + R] @ w[:, u:u + V * lanes]`` (``R * V == 8``,
+    literal constants: the tile folds to eight vector registers, no reductions). ``w`` is
+    (K, U), ``v`` (rows, K), ``z`` (rows, U), last axes contiguous, and the tile must lie inside.
+    Every element is one FMA per ``k`` in order from zero, whatever the tile shape."""
+    lanes = WIDTH // w.itemsize
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vzero(w)
+    for k in range(w.shape[0]):
+        a0 = vfma(vsplat(v[r, k]), vload(w, k, u), a0)
+        a1 = vfma(vsplat(v[r + 1 // V, k]), vload(w, k, u + 1 % V * lanes), a1)
+        a2 = vfma(vsplat(v[r + 2 // V, k]), vload(w, k, u + 2 % V * lanes), a2)
+        a3 = vfma(vsplat(v[r + 3 // V, k]), vload(w, k, u + 3 % V * lanes), a3)
+        a4 = vfma(vsplat(v[r + 4 // V, k]), vload(w, k, u + 4 % V * lanes), a4)
+        a5 = vfma(vsplat(v[r + 5 // V, k]), vload(w, k, u + 5 % V * lanes), a5)
+        a6 = vfma(vsplat(v[r + 6 // V, k]), vload(w, k, u + 6 % V * lanes), a6)
+        a7 = vfma(vsplat(v[r + 7 // V, k]), vload(w, k, u + 7 % V * lanes), a7)
+    vstore(z, r, u, a0)
+    vstore(z, r + 1 // V, u + 1 % V * lanes, a1)
+    vstore(z, r + 2 // V, u + 2 % V * lanes, a2)
+    vstore(z, r + 3 // V, u + 3 % V * lanes, a3)
+    vstore(z, r + 4 // V, u + 4 % V * lanes, a4)
+    vstore(z, r + 5 // V, u + 5 % V * lanes, a5)
+    vstore(z, r + 6 // V, u + 6 % V * lanes, a6)
+    vstore(z, r + 7 // V, u + 7 % V * lanes, a7)
+
+
+def tile_shape(rows: int, units: int, itemsize: int) -> int:
+    """Index into :data:`TILE_SHAPES` of the shape with the least padded work for a (rows, units)
+    product: rows rounded up to the tile's rows, units to its vectors (ties: more rows, which
+    share each load of ``w``)."""
+    lanes = WIDTH // itemsize
+    return min(range(len(TILE_SHAPES)), key=lambda i: (
+        -(-rows // TILE_SHAPES[i][0]) * TILE_SHAPES[i][0]
+        * -(-units // (TILE_SHAPES[i][1] * lanes)) * TILE_SHAPES[i][1], i))
+
+
+def padded_units(units: int, shape: int, itemsize: int) -> int:
+    """``units`` rounded up to whole tiles of ``TILE_SHAPES[shape]``."""
+    step = TILE_SHAPES[shape][1] * (WIDTH // itemsize)
+    return -(-units // step) * step
+
+
+@njit(**_FLAGS)
+def tiled_product(w, v, z, shape):
+    """``z = v @ w`` by :func:`tile` of ``TILE_SHAPES[shape]``: ``w`` (K, U), ``v`` (rows, K),
+    ``z`` (rows, U), last axes contiguous, ``rows`` and ``U`` whole tiles (callers pad)."""
+    R, V = TILE_SHAPES[shape]
+    for u in range(0, z.shape[1], V * (WIDTH // w.itemsize)):
+        for r in range(0, z.shape[0], R):
+            if shape == 0:
+                tile(w, v, z, r, u, 4, 2)
+            elif shape == 1:
+                tile(w, v, z, r, u, 2, 4)
+            else:
+                tile(w, v, z, r, u, 1, 8)
 
 
 @njit(**_FLAGS)

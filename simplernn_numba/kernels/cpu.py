@@ -2,23 +2,25 @@
 
 The input projection ``x @ kernel`` for all timesteps is one large matrix
 product (BLAS, written straight into the output buffer when it can be); only
-``h_{t-1} @ recurrent_kernel`` is sequential. The recurrence keeps a
-transposed copy of the recurrent kernel so each output unit is a contiguous
-dot product; it works on two batch rows at a time (every recurrent-kernel load
-feeds both) and four units at a time (eight vector accumulators in registers),
-with bias, activation and masking fused. With few units (``LANES_MAX_UNITS``)
+``h_{t-1} @ recurrent_kernel`` is sequential. Each step of the recurrence is a
+register-tiled product of the rows' states with the recurrent kernel (tiles of
+rows by vectors of units held in vector registers, :func:`._products.tiled_product`;
+the weights padded with zero columns to whole tiles), then bias, activation and
+masking per row. With few units (``LANES_MAX_UNITS``)
 and enough rows, the batch rows are the vector lanes instead (state kept
-transposed), since a row's dot products are then too short to vectorise.
+transposed), since a row's products are then too short to vectorise.
 Batch rows are split into runs of row pairs shared by the threads (each run goes
 through all timesteps, so there is no per-step synchronisation); small problems
 run on a serial kernel with no thread start-up cost. While ``[kernel;
-recurrent_kernel]`` fits in L2 the projection is fused into each step's dot
-products (one compiled call), except for inference calls above ``FUSED_MAX_WORK``,
+recurrent_kernel]`` fits in L2 the projection is fused into each step's product
+(one compiled call), except for inference calls above ``FUSED_MAX_WORK``,
 where one BLAS GEMM does it first. When the recurrent kernel does not fit in L2 each step is one
 BLAS GEMM over the batch instead (``_ROWS_WEIGHT_BYTES``; the backward pass
 makes the same choice, and computes its input and weight gradients after the loop without BLAS
-on the per-row path, :mod:`._products`). On one path a row's result does not depend on the other rows;
-the path depends on the batch size, so two batch sizes can differ by rounding.
+on the per-row path, :mod:`._products`). On one path a row's result does not depend on the other rows
+(each element of a tiled product is one FMA per term, in order, whatever the tile); the path
+depends on the batch size (lanes from ``LANES_MIN_BATCH`` rows), so two batch sizes can differ
+by rounding.
 ``tanh`` is vectorisable (:mod:`._tanh`): a rational approximation for
 float32 (max abs error about 1e-7, float32 rounding level) and an ``expm1``
 -based evaluation for float64 (within 3 ulp of libm). See
@@ -45,12 +47,9 @@ from .. import _validate
 from .. import activations as A
 from .._threading import parallel_section
 from . import _workspace
-from ._products import dot_one, dot_pair, gradient_products
+from ._products import TILE_SHAPES, gradient_products, padded_units, tile_shape, tiled_product
 from ._tanh import tanh_inplace
 
-#: Floating-point flags for the dot products: reassociation lets LLVM keep
-#: vector partial sums, contraction gives FMAs; NaN/inf semantics are kept.
-_FAST = {"reassoc", "contract"}
 #: NumPy's floating-point error semantics (x / 0 -> inf or nan, never an exception): Numba's
 #: default "python" model guards every division with a branch, which stops loops vectorising.
 _ERRORS = "numpy"
@@ -62,17 +61,17 @@ LANES_MIN_BATCH = 8
 SERIAL_WORK = 1 << 20
 #: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2), and for an
 #: inference call below ``FUSED_MAX_WORK`` multiply-adds (B*T*(F+U)*U) or on the lanes path,
-#: each step is one fused dot product over ``[x_t, h_{t-1}]``; otherwise ``x @ kernel`` is one
-#: BLAS GEMM first. Above that much work the GEMM's speed wins over the saved call
-#: (64,100,128,128 inference: 6.8 against 8.4 ms, interleaved); a training call stays fused
+#: each step is one product of ``[x_t, h_{t-1}]`` with ``[kernel; recurrent_kernel]``;
+#: otherwise ``x @ kernel`` is one BLAS GEMM first. Above that much work the GEMM's speed
+#: wins over the saved call (64,100,128,128 inference: 6.8 against 8.4 ms, interleaved); a training call stays fused
 #: (:func:`forward_for_training`): after a BLAS call OpenBLAS's threads spin for a while and
 #: slow the Numba-parallel backward pass that follows (the same training step took 30.6 ms
 #: with the GEMM and 26.7 ms fused).
 FUSED_WEIGHT_BYTES = 1 << 18
 FUSED_MAX_WORK = 1 << 24
 #: Up to this size of the recurrent kernel (bytes) the sequential products (``h @ recurrent_kernel``
-#: forward, ``dz @ recurrent_kernel.T`` backward) run as paired per-row dot products, batch rows
-#: split over threads with no per-step synchronisation; above it (the kernel no longer fits in
+#: forward, ``dz @ recurrent_kernel.T`` backward) run as tiled products over runs of batch rows,
+#: the runs split over threads with no per-step synchronisation; above it (the kernel no longer fits in
 #: L2) as one BLAS GEMM per step over the batch, in the forward pass
 #: from a batch of ``GEMM_MIN_BATCH`` rows on (a GEMV per step is no better than the rows).
 _ROWS_WEIGHT_BYTES = FUSED_WEIGHT_BYTES
@@ -187,33 +186,28 @@ def _load_inputs(v, x, xw, input_dropout, h, recurrent_dropout, b, t):
         v[offset + k] = h[k] if recurrent_dropout is None else h[k] * recurrent_dropout[b, k]
 
 
-@njit(cache=True, fastmath=_FAST, error_model=_ERRORS)
-def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
-          go_backwards, act, xw, outputs, final_state, lo, hi):
-    """Run batch rows ``lo:hi`` through every timestep, two rows at a time (one for a batch of one).
+@njit(cache=True, error_model=_ERRORS)
+def _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
+          go_backwards, act, xw, outputs, final_state, shape, lo, hi):
+    """Run batch rows ``lo:hi`` through every timestep, all of them together.
 
-    Fused mode (``xw`` None): ``vt`` is ``[kernel; recurrent_kernel]`` transposed,
-    (U, F + U), and each step is one dot product over ``[x_t, h_{t-1}]``.
-    Otherwise ``vt`` is the recurrent kernel transposed (U, U) and ``xw``
-    (B, T, U) holds the input projection; it may be ``outputs`` itself (each
-    step reads its slot before writing it). ``outputs`` is (B, T, U), or
-    (B, 1, U) for the last output only; ``final_state`` (B, U) doubles as the
-    running state.
-
-    The rows advance together, one step at a time, and each step runs over blocks of
-    ``_unit_block`` output units, every row pair per block: a block of ``vt`` is read from
-    L1 by all the pairs instead of all of ``vt`` from L2 by each pair.
+    Fused mode (``xw`` None): ``w`` is ``[kernel; recurrent_kernel]``, (F + U, U'), and each
+    step is one product of ``[x_t, h_{t-1}]`` (rows, F + U) with it. Otherwise ``w`` is the
+    recurrent kernel (U, U') and ``xw`` (B, T, U) holds the input projection; it may be
+    ``outputs`` itself (each step reads its slot before writing it). ``U'`` is ``U`` padded
+    with zero columns to whole tiles of ``TILE_SHAPES[shape]`` (:func:`tiled_product`; the
+    rows are padded here). ``outputs`` is (B, T, U), or (B, 1, U) for the last output only;
+    ``final_state`` (B, U) doubles as the running state.
     """
     steps = x.shape[1]
-    units, width = vt.shape
+    width, padded = w.shape
+    units = final_state.shape[1]
     keep_all = outputs.shape[1] == steps
     rows = hi - lo
-    operands = np.empty((rows, width), vt.dtype)
-    z = np.empty((rows, units), vt.dtype)
-    zero = np.zeros(units, vt.dtype)
+    tile_rows = TILE_SHAPES[shape][0]
+    operands = np.zeros((-(-rows // tile_rows) * tile_rows, width), w.dtype)
+    z = np.empty((operands.shape[0], padded), w.dtype)
     seen = np.zeros(rows, np.bool_)
-    single = outputs.shape[0] == 1  # a batch of one row: no pairing, half the work
-    block = _unit_block(width, vt.itemsize)
     for r in range(rows):
         final_state[lo + r] = initial_state[lo + r]
     for s in range(steps):
@@ -222,31 +216,19 @@ def _rows(x, vt, bias, initial_state, mask, input_dropout, recurrent_dropout,
         for r in range(rows):
             _load_inputs(operands[r], x, xw, input_dropout, final_state[lo + r], recurrent_dropout,
                          lo + r, t)
-        for u0 in range(0, units, block):
-            u1 = min(u0 + block, units)
-            # A lone last row runs as a pair with itself: one code path for every row of a
-            # batch of two or more, so a row's result is bit-identical whatever the batch
-            # size (>= 2) or thread split.
-            for r in range(0, rows, 2):
-                r1 = min(r + 1, rows - 1)
-                init0, init1 = zero, zero
-                if xw is not None:
-                    init0, init1 = xw[lo + r, t], xw[lo + r1, t]
-                if single:
-                    dot_one(vt, operands[r], init0, bias, z[r], u0, u1)
-                else:
-                    dot_pair(vt, operands[r], operands[r1], init0, init1, bias, z[r], z[r1], u0, u1)
+        tiled_product(w, operands, z, shape)
         for r in range(rows):
-            seen[r] = _commit(z[r], final_state[lo + r], outputs[lo + r, slot], mask, lo + r, t,
+            zr = z[r, :units]
+            if xw is None:
+                for u in range(units):
+                    zr[u] += bias[u]
+            else:
+                for u in range(units):
+                    zr[u] += xw[lo + r, t, u] + bias[u]
+            seen[r] = _commit(zr, final_state[lo + r], outputs[lo + r, slot], mask, lo + r, t,
                               seen[r], act, keep_all)
     if not keep_all:
         _last_outputs(final_state, seen, outputs, lo, hi)
-
-
-@njit(cache=True, inline="always")
-def _unit_block(width, itemsize):
-    """Output units per block of :func:`_rows`: a (block, width) slice of ``vt`` of about 16 KB."""
-    return max(4, (16384 // (width * itemsize)) // 4 * 4)
 
 
 @njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
@@ -254,7 +236,7 @@ def _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
            go_backwards, act, outputs, final_state, lo, hi):
     """Run batch rows ``lo:hi`` through every timestep with the rows as vector lanes.
 
-    For few units, where a row's dot products are too short to vectorise: the
+    For few units, where a row's products are too short to vectorise: the
     state is kept transposed, (U, rows), so every multiply-add, the activation
     and the bias run along the batch. ``w`` is ``[kernel; recurrent_kernel]``,
     (F + U, U); other arguments as in :func:`_rows` (fused mode).
@@ -319,26 +301,27 @@ def _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
 
 @njit(cache=True, inline="always")
 def _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-              go_backwards, act, xw, outputs, final_state, lanes, lo, hi):
-    if lanes:
+              go_backwards, act, xw, outputs, final_state, shape, lo, hi):
+    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``)."""
+    if shape < 0:
         _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
                go_backwards, act, outputs, final_state, lo, hi)
     else:
         _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-              go_backwards, act, xw, outputs, final_state, lo, hi)
+              go_backwards, act, xw, outputs, final_state, shape, lo, hi)
 
 
 @njit(cache=True, error_model=_ERRORS)
 def _recurrence_serial(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-                       go_backwards, act, xw, outputs, final_state, lanes):
+                       go_backwards, act, xw, outputs, final_state, shape):
     """All batch rows on the calling thread (no thread-pool start-up)."""
     _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-              go_backwards, act, xw, outputs, final_state, lanes, 0, outputs.shape[0])
+              go_backwards, act, xw, outputs, final_state, shape, 0, outputs.shape[0])
 
 
 @njit(cache=True, parallel=True, error_model=_ERRORS)
 def _recurrence_parallel(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-                         go_backwards, act, xw, outputs, final_state, lanes, chunks):
+                         go_backwards, act, xw, outputs, final_state, shape, chunks):
     """Batch rows split into ``chunks`` runs of whole row pairs, spread over the threads."""
     batch = outputs.shape[0]
     pairs = (batch + 1) // 2
@@ -346,7 +329,7 @@ def _recurrence_parallel(x, w, bias, initial_state, mask, input_dropout, recurre
         lo = 2 * (c * pairs // chunks)
         hi = min(batch, 2 * ((c + 1) * pairs // chunks))
         _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-                  go_backwards, act, xw, outputs, final_state, lanes, lo, hi)
+                  go_backwards, act, xw, outputs, final_state, shape, lo, hi)
 
 
 @njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
@@ -408,9 +391,9 @@ def _runs(pairs: int, lanes: bool) -> int:
 
 #: Weight layouts the recurrence kernels take (see :func:`prepared_weights`).
 LAYOUTS = {
-    "fused": lambda kernel, recurrent: np.concatenate((kernel, recurrent)).T,
-    "recurrent": lambda kernel, recurrent: recurrent.T,
-    "lanes": lambda kernel, recurrent: np.concatenate((kernel, recurrent)),
+    "fused": lambda kernel, recurrent: np.concatenate((kernel, recurrent)),
+    "recurrent": lambda kernel, recurrent: recurrent,
+    "recurrent_t": lambda kernel, recurrent: recurrent.T,
 }
 
 #: Prepared weights of read-only weight arrays that own their data, such as a layer's
@@ -419,21 +402,25 @@ _PREPARED: dict = {}
 _PREPARED_MAX = 16
 
 
-def prepared_weights(kernel, recurrent_kernel, layout: str) -> np.ndarray:
+def prepared_weights(kernel, recurrent_kernel, layout: str, columns: int | None = None) -> np.ndarray:
     """The weights in one of the :data:`LAYOUTS`, C-contiguous, cached for immutable weights.
 
-    ``"fused"``: ``[kernel; recurrent_kernel]`` transposed, (U, F + U); ``"recurrent"``: the
-    recurrent kernel transposed, (U, U); ``"lanes"``: ``[kernel; recurrent_kernel]``,
-    (F + U, U). Arrays that are writeable or views are prepared afresh on every call.
+    ``"fused"``: ``[kernel; recurrent_kernel]``, (F + U, U); ``"recurrent"``: the recurrent
+    kernel, (U, U); ``"recurrent_t"``: its transpose; with ``columns``, padded with zero
+    columns to that many. Arrays that are writeable or views are prepared afresh on every call.
     """
-    key = (id(kernel), id(recurrent_kernel), layout)
+    key = (id(kernel), id(recurrent_kernel), layout, columns)
     hit = _PREPARED.get(key)
     immutable = not (kernel.flags.writeable or recurrent_kernel.flags.writeable)
     if hit is not None and hit[0] is kernel and hit[1] is recurrent_kernel and immutable:
         return hit[2]
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {tuple(LAYOUTS)}; received {layout!r}.")
-    result = np.ascontiguousarray(LAYOUTS[layout](kernel, recurrent_kernel))
+    result = LAYOUTS[layout](kernel, recurrent_kernel)
+    if columns is not None and columns != result.shape[1]:
+        result = np.concatenate((result, np.zeros((result.shape[0], columns - result.shape[1]),
+                                                  result.dtype)), axis=1)
+    result = np.ascontiguousarray(result)
     if not immutable or kernel.base is not None or recurrent_kernel.base is not None:
         return result
     if len(_PREPARED) >= _PREPARED_MAX:
@@ -494,8 +481,16 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     lanes = fits and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
     fused = lanes or (fits and (training or batch * steps * (features + units) * units
                                 < FUSED_MAX_WORK))
-    w = prepared_weights(kernel, recurrent_kernel,
-                         "lanes" if lanes else "fused" if fused else "recurrent")
+    chunks = 1
+    if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
+        chunks = _runs(batch // 2, lanes)
+    shape = -1
+    if lanes:
+        w = prepared_weights(kernel, recurrent_kernel, "fused")
+    else:
+        shape = tile_shape(min(batch, 2 * -(-((batch + 1) // 2) // chunks)), units, x.itemsize)
+        w = prepared_weights(kernel, recurrent_kernel, "fused" if fused else "recurrent",
+                             padded_units(units, shape, x.itemsize))
     if fused:
         in_drop = input_dropout
     else:
@@ -509,10 +504,7 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
                          bool(go_backwards), A.code(activation), xw, outputs, final_state)
         return (outputs if return_sequences else outputs[:, 0]), final_state
     args = (x, w, bias, initial_state, mask, in_drop, recurrent_dropout, bool(go_backwards),
-            A.code(activation), xw, outputs, final_state, lanes)
-    chunks = 1
-    if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
-        chunks = _runs(batch // 2, lanes)
+            A.code(activation), xw, outputs, final_state, shape)
     if chunks > 1:
         with parallel_section():
             _recurrence_parallel(*args, chunks)
@@ -530,8 +522,8 @@ forward_for_training = functools.partial(forward_validated, training=True)
 # ---------------------------------------------------------------------------------------------------
 # Backward pass (BPTT). Only dh_{t-1} = (dz_t @ recurrent_kernel.T) * recurrent_dropout is sequential;
 # the weight and input gradients are large matrix products over all timesteps after the loop:
-# Numba-parallel dot products (:mod:`._products`) where the recurrence runs as per-row dot
-# products, BLAS where it runs as one BLAS GEMM per step.
+# Numba-parallel dot products (:mod:`._products`) where the recurrence runs on runs of rows,
+# BLAS where it runs as one BLAS GEMM per step.
 # Work arrays (dz, previous states, pre-activations) are kept in input time order so that the
 # products need no reordering; outputs and d_outputs arrive in processing order.
 # ---------------------------------------------------------------------------------------------------
@@ -690,50 +682,38 @@ def _set_dh(dh, product, recurrent_dropout, use_dropout, b):
         dh[k] = product[k] * recurrent_dropout[b, k] if use_dropout else product[k]
 
 
-@njit(cache=True, fastmath=_FAST, error_model=_ERRORS)
-def _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
-                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lo, hi):
-    """Backward recurrence of batch rows ``lo:hi``, two rows at a time (see :func:`_bptt_rows`).
+@njit(cache=True, error_model=_ERRORS)
+def _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_t, initial_state, mask, use_mask,
+                recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, shape,
+                lo, hi):
+    """Backward recurrence of batch rows ``lo:hi``, all of them together (see :func:`_bptt_rows`).
 
-    ``dz_t @ recurrent_kernel.T`` is the forward kernel's paired dot product
-    (:func:`dot_pair`) with ``recurrent_kernel`` (C-contiguous) in the place of
-    the transposed weights; a lone last row pairs with itself, a batch of one runs alone.
+    ``dz_t @ recurrent_kernel.T`` is a register-tiled product (:func:`tiled_product`, tile
+    ``shape``) with ``recurrent_t``, the transposed recurrent kernel padded with zero columns
+    to whole tiles, (U, U').
     """
     steps, units = outputs.shape[1], outputs.shape[2]
-    work = np.zeros((3, units), outputs.dtype)
-    product0, product1, zero = work[0], work[1], work[2]
-    single = outputs.shape[0] == 1
-    b = lo
-    while b < hi:
-        pair = b + 1 < hi
-        b1 = b + 1 if pair else b
+    rows = hi - lo
+    tile_rows = TILE_SHAPES[shape][0]
+    operand = np.zeros((-(-rows // tile_rows) * tile_rows, units), outputs.dtype)
+    product = np.empty((operand.shape[0], recurrent_t.shape[1]), outputs.dtype)
+    first = np.empty(rows, np.int64)
+    live = np.empty(rows, np.bool_)
+    for r in range(rows):
         if fill_prev:
-            _previous_states_row(b, outputs, initial_state, mask, use_mask, recurrent_dropout,
+            _previous_states_row(lo + r, outputs, initial_state, mask, use_mask, recurrent_dropout,
                                  use_dropout, go_backwards, prev)
-            if pair:
-                _previous_states_row(b1, outputs, initial_state, mask, use_mask, recurrent_dropout,
-                                     use_dropout, go_backwards, prev)
-        first0 = _first_unmasked(mask, use_mask, b, steps, go_backwards)
-        first1 = _first_unmasked(mask, use_mask, b1, steps, go_backwards)
-        dh0, dh1 = dh[b], dh[b1]
-        live1 = False
-        for s in range(steps - 1, -1, -1):
-            t = steps - 1 - s if go_backwards else s
-            live0 = _row_dz(b, s, t, dh0, first0, outputs, d_outputs, preact, use_preact, mask,
-                            use_mask, act, dz)
-            if pair:
-                live1 = _row_dz(b1, s, t, dh1, first1, outputs, d_outputs, preact, use_preact, mask,
-                                use_mask, act, dz)
-            if single:
-                dot_one(recurrent_kernel, dz[b, t], zero, zero, product0, 0, units)
-            else:
-                dot_pair(recurrent_kernel, dz[b, t], dz[b1, t], zero, zero, zero, product0, product1, 0,
-                         units)
-            if live0:
-                _set_dh(dh0, product0, recurrent_dropout, use_dropout, b)
-            if live1:
-                _set_dh(dh1, product1, recurrent_dropout, use_dropout, b1)
-        b += 2
+        first[r] = _first_unmasked(mask, use_mask, lo + r, steps, go_backwards)
+    for s in range(steps - 1, -1, -1):
+        t = steps - 1 - s if go_backwards else s
+        for r in range(rows):
+            live[r] = _row_dz(lo + r, s, t, dh[lo + r], first[r], outputs, d_outputs, preact,
+                              use_preact, mask, use_mask, act, dz)
+            operand[r] = dz[lo + r, t]
+        tiled_product(recurrent_t, operand, product, shape)
+        for r in range(rows):
+            if live[r]:
+                _set_dh(dh[lo + r], product[r], recurrent_dropout, use_dropout, lo + r)
 
 
 @njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
@@ -799,22 +779,25 @@ def _bptt_lanes(outputs, d_outputs, preact, use_preact, recurrent_kernel, initia
 
 @njit(cache=True, inline="always", error_model=_ERRORS)
 def _bptt_run(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
-              recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lanes, lo, hi):
-    if lanes:
+              recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, shape, lo, hi):
+    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``)."""
+    if shape < 0:
         _bptt_lanes(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
                     use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
                     lo, hi)
     else:
         _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
                     use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
-                    lo, hi)
+                    shape, lo, hi)
 
 
 @njit(parallel=True, cache=True, error_model=_ERRORS)
 def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
-               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lanes, chunks):
+               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, shape, chunks):
     """Backward recurrence with the batch rows split into ``chunks`` runs of row pairs (threads share them).
 
+    ``recurrent_kernel`` is the recurrent kernel (U, U) on the lanes path (``shape`` -1),
+    else its transpose padded for tile ``shape`` (:func:`_bptt_range`).
     ``dh`` (B, U) enters holding d_state and leaves holding the initial-state gradient;
     ``dz`` (B, T, U) receives the pre-activation gradients in input time order. With
     ``fill_prev``, each row first fills its part of ``prev`` as :func:`_previous_states` does.
@@ -824,16 +807,16 @@ def _bptt_rows(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial
     for c in prange(chunks):
         _bptt_run(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
                   use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
-                  lanes, 2 * (c * pairs // chunks), min(batch, 2 * ((c + 1) * pairs // chunks)))
+                  shape, 2 * (c * pairs // chunks), min(batch, 2 * ((c + 1) * pairs // chunks)))
 
 
 @njit(cache=True, error_model=_ERRORS)
 def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
                       use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
-                      lanes):
+                      shape):
     """:func:`_bptt_rows` on the calling thread, for work too small to share."""
     _bptt_run(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
-              recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, lanes, 0,
+              recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, shape, 0,
               outputs.shape[0])
 
 
@@ -899,12 +882,18 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
             preact += bias
     if use_rows:
         lanes = units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
-        args = (outputs, d_seq, preact, use_preact, np.ascontiguousarray(recurrent_kernel), initial_state,
-                mask_arr, use_mask, rdrop, use_dropout, go_backwards, act, not use_preact, prev, dh, dz,
-                lanes)
         chunks = 1
         if batch > 1 and batch * steps * units * units >= _PARALLEL_WORK:
             chunks = _runs((batch + 1) // 2, lanes)
+        shape = -1
+        if lanes:
+            weights = np.ascontiguousarray(recurrent_kernel)
+        else:
+            shape = tile_shape(min(batch, 2 * -(-((batch + 1) // 2) // chunks)), units, x.itemsize)
+            weights = prepared_weights(kernel, recurrent_kernel, "recurrent_t",
+                                       padded_units(units, shape, x.itemsize))
+        args = (outputs, d_seq, preact, use_preact, weights, initial_state, mask_arr, use_mask, rdrop,
+                use_dropout, go_backwards, act, not use_preact, prev, dh, dz, shape)
         if chunks > 1:
             with parallel_section():
                 _bptt_rows(*args, chunks)
