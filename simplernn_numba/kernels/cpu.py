@@ -63,10 +63,10 @@ SERIAL_WORK = 1 << 20
 #: inference call below ``FUSED_MAX_WORK`` multiply-adds (B*T*(F+U)*U) or on the lanes path,
 #: each step is one product of ``[x_t, h_{t-1}]`` with ``[kernel; recurrent_kernel]``;
 #: otherwise ``x @ kernel`` is one BLAS GEMM first. Above that much work the GEMM's speed
-#: wins over the saved call (64,100,128,128 inference: 6.8 against 8.4 ms, interleaved); a training call stays fused
-#: (:func:`forward_for_training`): after a BLAS call OpenBLAS's threads spin for a while and
-#: slow the Numba-parallel backward pass that follows (the same training step took 30.6 ms
-#: with the GEMM and 26.7 ms fused).
+#: wins over the saved call (64,100,128,128 inference: 6.8 against 8.4 ms, interleaved; with
+#: the tiled products 6.0 against 8.5); a training call stays fused (:func:`forward_for_training`):
+#: after a BLAS call OpenBLAS's threads spin for a while and slow the Numba-parallel backward
+#: pass that follows (the same training step took 30.6 ms with the GEMM and 26.7 ms fused).
 FUSED_WEIGHT_BYTES = 1 << 18
 FUSED_MAX_WORK = 1 << 24
 #: Up to this size of the recurrent kernel (bytes) the sequential products (``h @ recurrent_kernel``
