@@ -13,13 +13,13 @@ weight gradients from the pre-activation gradients ``dz``::
     [d_kernel; d_recurrent_kernel] = [x, prev].T @ dz      (F + U, U)
     d_bias = dz.sum(axis=0)                   (U,)
 
-with ``N = B * T`` rows. They run as Numba-parallel dot products rather than
-through NumPy's BLAS because OpenBLAS's worker threads keep spinning for a while
-after each call and take a core from the Numba-parallel recurrences that follow
-(measured at 64,100,128,128 float32 on two threads: the backward recurrence ran at
-6 ms alone, 11.5 ms right after the three BLAS products). Every output element is
-one dot product whose summation order does not depend on the thread count, so
-results are the same on any number of threads.
+with ``N = B * T`` rows. They run as Numba-parallel tiled products (the same tiles,
+blocked over rows and ``K`` so that the operands stay in cache) rather than through
+NumPy's BLAS because OpenBLAS's worker threads keep spinning for a while after each
+call and take a core from the Numba-parallel recurrences that follow (measured at
+64,100,128,128 float32 on two threads: the backward recurrence ran at 6 ms alone,
+11.5 ms right after the three BLAS products). Every output element's summation order
+does not depend on the thread count, so results are the same on any number of threads.
 
 >>> import numpy as np
 >>> x, prev, dz = np.ones((3, 2)), np.ones((3, 1)), np.arange(3.0).reshape(3, 1)
@@ -33,49 +33,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._simd import WIDTH, vfma, vload, vsplat, vstore, vzero
+from ._simd import WIDTH, vbroadcast, vfma, vload, vstore, vzero
 
 #: Reassociation lets LLVM keep vector partial sums, contraction gives FMAs; NaN/inf semantics
 #: are kept. NumPy's error model: no branch guarding each division (see :mod:`.cpu`).
 _FLAGS = dict(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
-
-
-@njit(inline="always", **_FLAGS)
-def dot_pair(vt, v0, v1, init0, init1, bias, z0, z1, lo, hi):
-    """``z_r = init_r + bias + v_r @ vt.T`` for two rows and the units ``lo:hi``; ``vt`` is
-    (U, K), ``v_r`` (K,)."""
-    width = vt.shape[1]
-    u = lo
-    while u + 4 <= hi:
-        a0, a1, a2, a3 = init0[u] + bias[u], init0[u + 1] + bias[u + 1], \
-            init0[u + 2] + bias[u + 2], init0[u + 3] + bias[u + 3]
-        c0, c1, c2, c3 = init1[u] + bias[u], init1[u + 1] + bias[u + 1], \
-            init1[u + 2] + bias[u + 2], init1[u + 3] + bias[u + 3]
-        for k in range(width):
-            p = v0[k]
-            q = v1[k]
-            w0, w1, w2, w3 = vt[u, k], vt[u + 1, k], vt[u + 2, k], vt[u + 3, k]
-            a0 += p * w0
-            a1 += p * w1
-            a2 += p * w2
-            a3 += p * w3
-            c0 += q * w0
-            c1 += q * w1
-            c2 += q * w2
-            c3 += q * w3
-        z0[u], z0[u + 1], z0[u + 2], z0[u + 3] = a0, a1, a2, a3
-        z1[u], z1[u + 1], z1[u + 2], z1[u + 3] = c0, c1, c2, c3
-        u += 4
-    while u < hi:
-        a0 = init0[u] + bias[u]
-        c0 = init1[u] + bias[u]
-        for k in range(width):
-            w0 = vt[u, k]
-            a0 += v0[k] * w0
-            c0 += v1[k] * w0
-        z0[u] = a0
-        z1[u] = c0
-        u += 1
 
 
 #: Shapes of :func:`tile`, (rows, vectors of units): eight vector accumulators each.
@@ -83,30 +45,46 @@ TILE_SHAPES = ((4, 2), (2, 4), (1, 8))
 
 
 @njit(inline="always", **_FLAGS)
-def tile(w, v, z, r, u, R, V):
+def _term(v, k, p, T):
+    """``v[p, k]`` broadcast to a vector; ``v[k, p]`` with ``T`` (``v`` given transposed)."""
+    return vbroadcast(v, k, p) if T else vbroadcast(v, p, k)
+
+
+@njit(inline="always", **_FLAGS)
+def tile(w, v, z, r, u, R, V, k0, k1, T):
     """``z[r:r + R, u:u + V * lanes] = v[r:r + R] @ w[:, u:u + V * lanes]`` (``R * V == 8``,
     literal constants: the tile folds to eight vector registers, no reductions). ``w`` is
     (K, U), ``v`` (rows, K), ``z`` (rows, U), last axes contiguous, and the tile must lie inside.
+    Only ``k`` in ``k0:k1`` runs; from ``k0 > 0`` on the tile adds to ``z`` (a product blocked
+    over ``K``). With ``T`` (literal) ``v`` is given transposed, (K, rows).
     Every element is one FMA per ``k`` in order from zero, whatever the tile shape."""
     lanes = WIDTH // w.itemsize
+    # row and first unit of each accumulator (constants apart from r and u once inlined)
+    p0, p1, p2, p3, p4, p5, p6, p7 = r, r + 1 // V, r + 2 // V, r + 3 // V, r + 4 // V, \
+        r + 5 // V, r + 6 // V, r + 7 // V
+    c0, c1, c2, c3 = u, u + 1 % V * lanes, u + 2 % V * lanes, u + 3 % V * lanes
+    c4, c5, c6, c7 = u + 4 % V * lanes, u + 5 % V * lanes, u + 6 % V * lanes, u + 7 % V * lanes
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vzero(w)
-    for k in range(w.shape[0]):
-        a0 = vfma(vsplat(v[r, k]), vload(w, k, u), a0)
-        a1 = vfma(vsplat(v[r + 1 // V, k]), vload(w, k, u + 1 % V * lanes), a1)
-        a2 = vfma(vsplat(v[r + 2 // V, k]), vload(w, k, u + 2 % V * lanes), a2)
-        a3 = vfma(vsplat(v[r + 3 // V, k]), vload(w, k, u + 3 % V * lanes), a3)
-        a4 = vfma(vsplat(v[r + 4 // V, k]), vload(w, k, u + 4 % V * lanes), a4)
-        a5 = vfma(vsplat(v[r + 5 // V, k]), vload(w, k, u + 5 % V * lanes), a5)
-        a6 = vfma(vsplat(v[r + 6 // V, k]), vload(w, k, u + 6 % V * lanes), a6)
-        a7 = vfma(vsplat(v[r + 7 // V, k]), vload(w, k, u + 7 % V * lanes), a7)
-    vstore(z, r, u, a0)
-    vstore(z, r + 1 // V, u + 1 % V * lanes, a1)
-    vstore(z, r + 2 // V, u + 2 % V * lanes, a2)
-    vstore(z, r + 3 // V, u + 3 % V * lanes, a3)
-    vstore(z, r + 4 // V, u + 4 % V * lanes, a4)
-    vstore(z, r + 5 // V, u + 5 % V * lanes, a5)
-    vstore(z, r + 6 // V, u + 6 % V * lanes, a6)
-    vstore(z, r + 7 // V, u + 7 % V * lanes, a7)
+    if k0 > 0:
+        a0, a1, a2, a3 = vload(z, p0, c0), vload(z, p1, c1), vload(z, p2, c2), vload(z, p3, c3)
+        a4, a5, a6, a7 = vload(z, p4, c4), vload(z, p5, c5), vload(z, p6, c6), vload(z, p7, c7)
+    for k in range(k0, k1):
+        a0 = vfma(_term(v, k, p0, T), vload(w, k, c0), a0)
+        a1 = vfma(_term(v, k, p1, T), vload(w, k, c1), a1)
+        a2 = vfma(_term(v, k, p2, T), vload(w, k, c2), a2)
+        a3 = vfma(_term(v, k, p3, T), vload(w, k, c3), a3)
+        a4 = vfma(_term(v, k, p4, T), vload(w, k, c4), a4)
+        a5 = vfma(_term(v, k, p5, T), vload(w, k, c5), a5)
+        a6 = vfma(_term(v, k, p6, T), vload(w, k, c6), a6)
+        a7 = vfma(_term(v, k, p7, T), vload(w, k, c7), a7)
+    vstore(z, p0, c0, a0)
+    vstore(z, p1, c1, a1)
+    vstore(z, p2, c2, a2)
+    vstore(z, p3, c3, a3)
+    vstore(z, p4, c4, a4)
+    vstore(z, p5, c5, a5)
+    vstore(z, p6, c6, a6)
+    vstore(z, p7, c7, a7)
 
 
 def tile_shape(rows: int, units: int, itemsize: int) -> int:
@@ -133,106 +111,114 @@ def tiled_product(w, v, z, shape):
     for u in range(0, z.shape[1], V * (WIDTH // w.itemsize)):
         for r in range(0, z.shape[0], R):
             if shape == 0:
-                tile(w, v, z, r, u, 4, 2)
+                tile(w, v, z, r, u, 4, 2, 0, w.shape[0], False)
             elif shape == 1:
-                tile(w, v, z, r, u, 2, 4)
+                tile(w, v, z, r, u, 2, 4, 0, w.shape[0], False)
             else:
-                tile(w, v, z, r, u, 1, 8)
+                tile(w, v, z, r, u, 1, 8, 0, w.shape[0], False)
+
+
+#: Blocking of :func:`_blocked_product`: ``K`` in blocks of ``K_BLOCK`` (a block of two
+#: vectors of ``b``'s columns, 16 KB in float32, stays in L1 while the row tiles pass over
+#: it), rows in blocks of ``ROW_BLOCK`` (their block of ``a``, 64 KB, stays in L2).
+K_BLOCK = 256
+ROW_BLOCK = 64
 
 
 @njit(**_FLAGS)
-def _transpose_rows(a, out, first, lo, hi):
-    """``out[first + j, i] = a[i, j]`` for the rows ``i`` in ``lo:hi``, eight rows at a time:
-    eight loads down a column of ``a`` become one vector store along a row of ``out``
-    (2.6x faster here than square tiles with a strided inner loop, which compiled to gathers)."""
-    columns = a.shape[1]
-    end = hi - (hi - lo) % 8
-    for i in range(lo, end, 8):
-        for j in range(columns):
-            row = out[first + j]
-            row[i], row[i + 1], row[i + 2], row[i + 3] = a[i, j], a[i + 1, j], a[i + 2, j], a[i + 3, j]
-            row[i + 4], row[i + 5], row[i + 6], row[i + 7] = \
-                a[i + 4, j], a[i + 5, j], a[i + 6, j], a[i + 7, j]
-    for i in range(end, hi):
-        for j in range(columns):
-            out[first + j, i] = a[i, j]
-
-
-@njit(**_FLAGS)
-def _dot_rows(a, bt, c, zero, lo, hi):
-    """``c[lo:hi] = a[lo:hi] @ bt.T``, two rows at a time (a lone last row pairs with itself,
-    so that every row takes the same arithmetic whatever the split)."""
-    for i in range(lo, hi, 2):
-        i1 = min(i + 1, hi - 1)
-        dot_pair(bt, a[i], a[i1], zero, zero, zero, c[i], c[i1], 0, bt.shape[0])
+def _blocked_product(a, b, c, lo, hi, T, row_block=ROW_BLOCK, k_block=K_BLOCK):
+    """``c[lo:hi] = a[lo:hi] @ b`` by 4x2 :func:`tile` s, blocked over rows and ``K``: ``a``
+    (M, K), or (K, M) given transposed with ``T``; ``b`` (K, N), ``c`` (M, N), last axes
+    contiguous; ``hi - lo`` a multiple of 4 and ``N`` of two vectors (callers pad)."""
+    step = 2 * (WIDTH // a.itemsize)
+    depth = b.shape[0]
+    for m0 in range(lo, hi, row_block):
+        m1 = min(m0 + row_block, hi)
+        for k0 in range(0, max(depth, 1), k_block):  # K = 0: one empty block, zeros
+            k1 = min(k0 + k_block, depth)
+            for u in range(0, c.shape[1], step):
+                for r in range(m0, m1, 4):
+                    if T:
+                        tile(b, a, c, r, u, 4, 2, k0, k1, True)
+                    else:
+                        tile(b, a, c, r, u, 4, 2, k0, k1, False)
 
 
 @njit(inline="always", cache=True)
 def _split(count, chunks, part):
-    """Start of ``part`` when ``count`` rows are cut into ``chunks`` runs of whole row pairs."""
-    return min(count, 2 * (part * ((count + 1) // 2) // chunks))
+    """Start of ``part`` when ``count`` rows are cut into ``chunks`` runs of whole quads of rows."""
+    return min(count, 4 * (part * (-(-count // 4)) // chunks))
 
 
 @njit(**_FLAGS)
-def _transposes(x, prev, dz, stacked_t, dz_t, part, chunks):
-    """Part ``part`` of ``chunks``: ``stacked_t = [x, prev].T`` and ``dz_t = dz.T``, by rows of ``x``."""
-    rows = x.shape[0]
-    lo, hi = _split(rows, chunks, part), _split(rows, chunks, part + 1)
-    _transpose_rows(x, stacked_t, 0, lo, hi)
-    _transpose_rows(prev, stacked_t, x.shape[1], lo, hi)
-    _transpose_rows(dz, dz_t, 0, lo, hi)
-
-
-@njit(**_FLAGS)
-def _products(dz, kernel, stacked_t, dz_t, d_inputs, d_weights, d_bias, part, chunks):
-    """Part ``part`` of ``chunks`` of the three products (see :func:`gradient_products`)."""
-    rows, units = dz.shape
-    zero = np.zeros(max(kernel.shape[0], units), dz.dtype)
-    _dot_rows(dz, kernel, d_inputs, zero, _split(rows, chunks, part), _split(rows, chunks, part + 1))
-    stacked = stacked_t.shape[0]
-    _dot_rows(stacked_t, dz_t, d_weights, zero, _split(stacked, chunks, part),
-              _split(stacked, chunks, part + 1))
-    for u in range(_split(units, chunks, part), _split(units, chunks, part + 1)):
-        total = zero[0]
-        row = dz_t[u]
-        for i in range(rows):
-            total += row[i]
-        d_bias[u] = total
+def _products(dz, dz_cols, kernel_t, x, prev, d_inputs, d_kernel, d_recurrent, d_bias, part,
+              chunks):
+    """Part ``part`` of ``chunks`` of the products (see :func:`gradient_products`)."""
+    whole = dz.shape[0] // 4 * 4
+    _blocked_product(dz, kernel_t, d_inputs, _split(whole, chunks, part),
+                     _split(whole, chunks, part + 1), False)
+    for a, c in ((x, d_kernel), (prev, d_recurrent)):
+        _blocked_product(a, dz_cols, c, _split(c.shape[0], chunks, part),
+                         _split(c.shape[0], chunks, part + 1), True)
+    units = d_bias.shape[0]
+    lo, hi = part * units // chunks, (part + 1) * units // chunks
+    d_bias[lo:hi] = 0
+    for i in range(dz.shape[0]):
+        row = dz[i]
+        for u in range(lo, hi):
+            d_bias[u] += row[u]
 
 
 @njit(parallel=True, **_FLAGS)
-def _gradient_products_parallel(x, prev, dz, kernel, d_inputs, d_weights, d_bias, stacked_t, dz_t,
-                                chunks):
+def _gradient_products_parallel(dz, dz_cols, kernel_t, x, prev, d_inputs, d_kernel, d_recurrent,
+                                d_bias, chunks):
     for c in prange(chunks):
-        _transposes(x, prev, dz, stacked_t, dz_t, c, chunks)
-    for c in prange(chunks):
-        _products(dz, kernel, stacked_t, dz_t, d_inputs, d_weights, d_bias, c, chunks)
+        _products(dz, dz_cols, kernel_t, x, prev, d_inputs, d_kernel, d_recurrent, d_bias, c,
+                  chunks)
 
 
-@njit(**_FLAGS)
-def _gradient_products_serial(x, prev, dz, kernel, d_inputs, d_weights, d_bias, stacked_t, dz_t):
-    _transposes(x, prev, dz, stacked_t, dz_t, 0, 1)
-    _products(dz, kernel, stacked_t, dz_t, d_inputs, d_weights, d_bias, 0, 1)
+def _padded(a: np.ndarray, rows: int = 1, columns: int = 1) -> np.ndarray:
+    """``a`` C-contiguous with zeros added up to a multiple of ``rows`` rows and of ``columns``
+    columns (``a`` itself if it already is C-contiguous with such a shape)."""
+    extra_rows, extra_columns = -a.shape[0] % rows, -a.shape[1] % columns
+    if extra_rows == extra_columns == 0:
+        return np.ascontiguousarray(a)
+    out = np.zeros((a.shape[0] + extra_rows, a.shape[1] + extra_columns), a.dtype)
+    out[:a.shape[0], :a.shape[1]] = a
+    return out
 
 
-def gradient_products(x, prev, dz, kernel, chunks: int, scratch=None):
+def gradient_products(x, prev, dz, kernel, chunks: int):
     """``(dz @ kernel.T, [x, prev].T @ dz, dz.sum(axis=0))``, split into ``chunks`` parallel parts.
 
     ``x`` (N, F), ``prev`` (N, U), ``dz`` (N, U) and ``kernel`` (F, U): C-contiguous,
     one float dtype. Returns ``d_inputs`` (N, F), ``d_weights`` (F + U, U) (the kernel
     gradient, then the recurrent-kernel gradient) and ``d_bias`` (U,). ``chunks=1`` runs
     on the calling thread with no parallel launch; the results do not depend on ``chunks``.
-    ``scratch``, if given, is a pair of work arrays, (F + U, N) and (U, N), of that dtype.
+    The weight gradients read ``x`` and ``prev`` down their columns (no transposes); widths
+    that are not whole tiles go through zero-padded copies.
     """
     rows, features = x.shape
     units = dz.shape[1]
     dtype = dz.dtype
-    outputs = (np.empty((rows, features), dtype), np.empty((features + units, units), dtype),
-               np.empty(units, dtype))
-    if scratch is None:
-        scratch = (np.empty((features + units, rows), dtype), np.empty((units, rows), dtype))
+    step = 2 * (WIDTH // dtype.itemsize)
+    dz_cols, kernel_t = _padded(dz, columns=step), _padded(kernel.T, columns=step)
+    x4, prev4 = _padded(x, columns=4), _padded(prev, columns=4)
+    d_inputs = np.empty((rows, kernel_t.shape[1]), dtype)
+    d_kernel = np.empty((x4.shape[1], dz_cols.shape[1]), dtype)
+    d_recurrent = np.empty((prev4.shape[1], dz_cols.shape[1]), dtype)
+    d_bias = np.empty(units, dtype)
+    arrays = (dz, dz_cols, kernel_t, x4, prev4, d_inputs, d_kernel, d_recurrent, d_bias)
     if chunks > 1:
-        _gradient_products_parallel(x, prev, dz, kernel, *outputs, *scratch, chunks)
+        _gradient_products_parallel(*arrays, chunks)
     else:
-        _gradient_products_serial(x, prev, dz, kernel, *outputs, *scratch)
-    return outputs
+        _products(*arrays, 0, 1)
+    whole = rows // 4 * 4
+    if whole < rows:  # the last rows, fewer than a tile's: through a zero-padded quad
+        quad = _padded(dz[whole:], rows=4)
+        out = np.empty((4, kernel_t.shape[1]), dtype)
+        _blocked_product(quad, kernel_t, out, 0, 4, False)
+        d_inputs[whole:] = out[:rows - whole]
+    if d_inputs.shape[1] != features:
+        d_inputs = np.ascontiguousarray(d_inputs[:, :features])
+    return d_inputs, np.concatenate((d_kernel[:features, :units], d_recurrent[:units, :units])), d_bias

@@ -46,13 +46,18 @@ class _VecModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
 
 
-def _vector_pointer(context, builder, signature, args):
-    """Pointer to the vector starting at ``array[i, j]`` (``args`` = array, i, j)."""
+def _item_pointer(context, builder, signature, args):
+    """Pointer to ``array[i, j]`` (``args`` = array, i, j; no negative-index wraparound)."""
     array_type = signature.args[0]
     array = context.make_array(array_type)(context, builder, args[0])
     index = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:3], signature.args[1:3])]
-    pointer = cgutils.get_item_pointer(context, builder, array_type, array, index, wraparound=False)
-    return builder.bitcast(pointer, context.get_value_type(Vec(array_type.dtype)).as_pointer())
+    return cgutils.get_item_pointer(context, builder, array_type, array, index, wraparound=False)
+
+
+def _vector_pointer(context, builder, signature, args):
+    """Pointer to the vector starting at ``array[i, j]`` (``args`` = array, i, j)."""
+    pointer = _item_pointer(context, builder, signature, args)
+    return builder.bitcast(pointer, context.get_value_type(Vec(signature.args[0].dtype)).as_pointer())
 
 
 def _check_matrix(array):
@@ -84,18 +89,35 @@ def vstore(typingctx, array, i, j, value):
     return types.none(array, i, j, value), codegen
 
 
+def _splat(context, builder, vec, scalar):
+    ty = context.get_value_type(vec)
+    one = builder.insert_element(ir.Constant(ty, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
+    return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
+
+
 @intrinsic
 def vsplat(typingctx, scalar):
     """A vector with every lane ``scalar`` (float32 or float64)."""
     vec = Vec(scalar)
 
     def codegen(context, builder, signature, args):
-        ty = context.get_value_type(vec)
-        one = builder.insert_element(ir.Constant(ty, ir.Undefined), args[0],
-                                     ir.Constant(ir.IntType(32), 0))
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
-        return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
+        return _splat(context, builder, vec, args[0])
     return vec(scalar), codegen
+
+
+@intrinsic
+def vbroadcast(typingctx, array, i, j):
+    """A vector with every lane ``array[i, j]`` (indices used as given: unlike ``array[i, j]``
+    in Numba, no code for negative indices, which a loop index LLVM cannot prove
+    non-negative would pay on every load)."""
+    _check_matrix(array)
+    vec = Vec(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        scalar = builder.load(_item_pointer(context, builder, signature, args))
+        return _splat(context, builder, vec, scalar)
+    return vec(array, i, j), codegen
 
 
 @intrinsic

@@ -4,7 +4,7 @@ Large fresh arrays are slow to fill: glibc gives freed blocks above its trim
 threshold back to the operating system, so every call page-faults its work arrays
 in again. On this project's machine, filling two fresh 3.2 MB arrays took 5.7 ms
 against 0.17 ms for one (the first is recycled, the second is not), and a training
-step at 64,100,128,128 has four such work arrays in its backward pass (and the
+step at 64,100,128,128 has two such work arrays in its backward pass (and the
 forward pass one, the input projection, when it cannot go straight into the
 outputs). :func:`arrays` carves them from
 one buffer per thread that is kept for the next call; the buffer grows to the

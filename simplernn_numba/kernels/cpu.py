@@ -869,9 +869,8 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     use_preact = act in _NEEDS_PREACTIVATION
     use_rows = units * units * x.itemsize <= _ROWS_WEIGHT_BYTES
     sequence = (batch, steps, units)
-    prev, dz, preact, stacked_t, dz_t = _workspace.arrays(
-        dtype, sequence, sequence, sequence if use_preact else (1, 1, 1),
-        (features + units, batch * steps) if use_rows else (0,), (units, batch * steps) if use_rows else (0,))
+    prev, dz, preact = _workspace.arrays(dtype, sequence, sequence,
+                                         sequence if use_preact else (1, 1, 1))
     flat_prev = prev.reshape(batch * steps, units)
     if use_preact or not use_rows:
         _previous_states(outputs, initial_state, mask_arr, use_mask, rdrop, use_dropout, go_backwards, prev)
@@ -922,10 +921,9 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         if batch * steps * (features + units) * units >= _PARALLEL_WORK:
             with parallel_section():
                 d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz, kernel,
-                                                           numba.get_num_threads(), (stacked_t, dz_t))
+                                                           numba.get_num_threads())
         else:
-            d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz, kernel, 1,
-                                                       (stacked_t, dz_t))
+            d_x, d_weights, d_bias = gradient_products(flat_x, flat_prev, flat_dz, kernel, 1)
         d_kernel, d_recurrent = d_weights[:features], d_weights[features:]
     else:
         d_x = flat_dz @ kernel.T
