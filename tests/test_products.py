@@ -35,6 +35,30 @@ def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
     np.testing.assert_array_equal(single[0], results[0][0])
 
 
+def test_vector_loads_need_c_contiguous_arrays():
+    from numba import njit
+
+    from simplernn_numba.kernels._simd import vbroadcast, vload, vstore
+
+    @njit
+    def copy(a, out):
+        vstore(out, 0, 0, vload(a, 0, 0))
+
+    a, out = np.arange(16, dtype=np.float32).reshape(2, 8), np.zeros((1, 8), np.float32)
+    copy(a, out)
+    np.testing.assert_array_equal(out[0], a[0])
+    with pytest.raises(TypeError, match="C-contiguous"):  # lanes would not be consecutive
+        copy(np.asfortranarray(a), out)
+    # a broadcast reads one element: any layout, from the element's own address
+
+    @njit
+    def splat(a, out):
+        vstore(out, 0, 0, vbroadcast(a, 1, 3))
+
+    splat(a[:, ::2], out)
+    np.testing.assert_array_equal(out[0], np.full(8, a[1, 6]))
+
+
 def test_tile_shape_picks_the_least_padded_work():
     assert TILE_SHAPES[_products.tile_shape(1, 64, 4)] == (1, 8)
     assert TILE_SHAPES[_products.tile_shape(2, 32, 4)] == (2, 4)

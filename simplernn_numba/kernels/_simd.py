@@ -6,7 +6,9 @@ vector registers by itself (an outer-product tile of 64 scalars compiled to scal
 that a jitted function can keep in local variables: a loop that updates a few of them
 keeps them in registers, so a register-tiled matrix product needs no reductions (see
 :func:`simplernn_numba.kernels._products.tile`). Loads and stores are unaligned and
-unchecked: callers keep every index in bounds.
+unchecked: callers keep every index in bounds. LLVM lowers the vectors for the host CPU:
+two registers each with SSE or NEON, half of one with AVX-512; ``llvm.fma`` is one
+instruction wherever the CPU has FMA.
 
 >>> import numpy as np
 >>> from numba import njit
@@ -60,15 +62,18 @@ def _vector_pointer(context, builder, signature, args):
     return builder.bitcast(pointer, context.get_value_type(Vec(signature.args[0].dtype)).as_pointer())
 
 
-def _check_matrix(array):
+def _check_matrix(array, contiguous=True):
+    """Typing-time check: a 2-D float array, C-contiguous for vector loads and stores (so that
+    a vector's lanes are consecutive elements)."""
     if not (isinstance(array, types.Array) and array.ndim == 2
-            and isinstance(array.dtype, types.Float)):
-        raise TypeError(f"expected a 2-D float array, got {array}")
+            and isinstance(array.dtype, types.Float) and (array.layout == "C" or not contiguous)):
+        raise TypeError(f"expected a 2-D float array{', C-contiguous' if contiguous else ''}, "
+                        f"got {array}")
 
 
 @intrinsic
 def vload(typingctx, array, i, j):
-    """The vector ``array[i, j:j + lanes]`` (2-D float array, last axis contiguous)."""
+    """The vector ``array[i, j:j + lanes]`` (2-D C-contiguous float array)."""
     _check_matrix(array)
 
     def codegen(context, builder, signature, args):
@@ -111,7 +116,7 @@ def vbroadcast(typingctx, array, i, j):
     """A vector with every lane ``array[i, j]`` (indices used as given: unlike ``array[i, j]``
     in Numba, no code for negative indices, which a loop index LLVM cannot prove
     non-negative would pay on every load)."""
-    _check_matrix(array)
+    _check_matrix(array, contiguous=False)
     vec = Vec(array.dtype)
 
     def codegen(context, builder, signature, args):
