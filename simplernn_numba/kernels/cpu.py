@@ -13,8 +13,8 @@ Batch rows are split into runs of row pairs shared by the threads (each run goes
 through all timesteps, so there is no per-step synchronisation); small problems
 run on a serial kernel with no thread start-up cost. While ``[kernel;
 recurrent_kernel]`` fits in L2 the projection is fused into each step's product
-(one compiled call), except for inference calls above ``FUSED_MAX_WORK``,
-where one BLAS GEMM does it first. When the recurrent kernel does not fit in L2 each step is one
+(one compiled call), except for inference calls above ``FUSED_MAX_WORK`` or on one
+batch row, where one BLAS GEMM does it first. When the recurrent kernel does not fit in L2 each step is one
 BLAS GEMM over the batch instead (``_ROWS_WEIGHT_BYTES``; the backward pass
 makes the same choice, and computes its input and weight gradients after the loop without BLAS
 on the per-row path, :mod:`._products`). On one path a row's result does not depend on the other rows
@@ -67,6 +67,9 @@ SERIAL_WORK = 1 << 20
 #: the tiled products 6.0 against 8.5); a training call stays fused (:func:`forward_for_training`):
 #: after a BLAS call OpenBLAS's threads spin for a while and slow the Numba-parallel backward
 #: pass that follows (the same training step took 30.6 ms with the GEMM and 26.7 ms fused).
+#: An inference call on one batch row projects first whatever its size: its steps are a chain
+#: of dependent FMAs (one register tile), which the input columns would lengthen by F/U
+#: (1,1000,16,64: 0.46 against 0.56 ms; 1,1000,64,64: 0.62 against 0.83, interleaved).
 FUSED_WEIGHT_BYTES = 1 << 18
 FUSED_MAX_WORK = 1 << 24
 #: Up to this size of the recurrent kernel (bytes) the sequential products (``h @ recurrent_kernel``
@@ -479,8 +482,8 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     xw = None
     fits = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
     lanes = fits and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
-    fused = lanes or (fits and (training or batch * steps * (features + units) * units
-                                < FUSED_MAX_WORK))
+    fused = lanes or (fits and (training or (batch > 1 and batch * steps * (features + units) * units
+                                             < FUSED_MAX_WORK)))
     chunks = 1
     if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
         chunks = _runs(batch // 2, lanes)
