@@ -59,9 +59,12 @@ def test_every_tile_shape_matches_reference(rng, monkeypatch, parallel, path, fe
         np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("units,batch,projected", [(9, 5, True), (4, 8, False)])
-def test_large_calls_project_inputs_with_one_gemm_except_on_the_lanes_path(
-        rng, monkeypatch, units, batch, projected):
+@pytest.mark.parametrize("units,batch,small,large", [(9, 5, False, True), (4, 8, False, False),
+                                                     (9, 1, True, True)])
+def test_large_or_one_row_calls_project_inputs_with_one_gemm_except_on_the_lanes_path(
+        rng, monkeypatch, units, batch, small, large):
+    """Inference projects first above FUSED_MAX_WORK, and on one batch row whatever its size
+    (``small``/``large``: projected below/at the limit); lanes and training calls stay fused."""
     project = cpu.input_projection
     calls = []
     monkeypatch.setattr(cpu, "input_projection",
@@ -70,31 +73,13 @@ def test_large_calls_project_inputs_with_one_gemm_except_on_the_lanes_path(
     work = batch * 6 * (5 + units) * units
     ref, _ = reference.forward(*problem.arrays(), **problem.options())
     rtol, atol = tolerance(np.float32)
-    for limit, expected in ((work + 1, False), (work, projected)):
+    for limit, expected in ((work + 1, small), (work, large)):
         monkeypatch.setattr(cpu, "FUSED_MAX_WORK", limit)
         calls.clear()
         out, _ = cpu.forward(*problem.arrays(), **problem.options())
         assert bool(calls) == expected
         np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
     # a training call (a backward pass follows) stays fused: no BLAS next to the backward kernels
-    calls.clear()
-    out, _, _ = functional.run(cpu, *problem.arrays(), **problem.options(), go_backwards=False,
-                               activation="tanh", return_sequences=True)
-    assert not calls
-    np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
-
-
-def test_one_row_inference_projects_inputs_first_and_training_stays_fused(rng, monkeypatch):
-    project = cpu.input_projection
-    calls = []
-    monkeypatch.setattr(cpu, "input_projection",
-                        lambda *args, **kw: calls.append(1) or project(*args, **kw))
-    problem = make_problem(rng, batch=1, steps=6, features=5, units=9, dtype=np.float32)
-    ref, _ = reference.forward(*problem.arrays(), **problem.options())
-    rtol, atol = tolerance(np.float32)
-    out, _ = cpu.forward(*problem.arrays(), **problem.options())  # far below FUSED_MAX_WORK
-    assert calls
-    np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
     calls.clear()
     out, _, _ = functional.run(cpu, *problem.arrays(), **problem.options(), go_backwards=False,
                                activation="tanh", return_sequences=True)
