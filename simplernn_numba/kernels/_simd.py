@@ -14,9 +14,9 @@ instruction wherever the CPU has FMA.
 >>> from numba import njit
 >>> @njit
 ... def axpy(a, x, y):
-...     vstore(y, 0, 0, vfma(vsplat(a), vload(x, 0, 0), vload(y, 0, 0)))
+...     vstore(y, 0, 0, vfma(vbroadcast(a, 0, 0), vload(x, 0, 0), vload(y, 0, 0)))
 >>> y = np.ones((1, 8), np.float32)
->>> axpy(np.float32(2), np.arange(8, dtype=np.float32).reshape(1, 8), y)
+>>> axpy(np.full((1, 1), 2, np.float32), np.arange(8, dtype=np.float32).reshape(1, 8), y)
 >>> y.tolist()
 [[1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0]]
 """
@@ -94,23 +94,6 @@ def vstore(typingctx, array, i, j, value):
     return types.none(array, i, j, value), codegen
 
 
-def _splat(context, builder, vec, scalar):
-    ty = context.get_value_type(vec)
-    one = builder.insert_element(ir.Constant(ty, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
-    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
-    return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
-
-
-@intrinsic
-def vsplat(typingctx, scalar):
-    """A vector with every lane ``scalar`` (float32 or float64)."""
-    vec = Vec(scalar)
-
-    def codegen(context, builder, signature, args):
-        return _splat(context, builder, vec, args[0])
-    return vec(scalar), codegen
-
-
 @intrinsic
 def vbroadcast(typingctx, array, i, j):
     """A vector with every lane ``array[i, j]`` (indices used as given: unlike ``array[i, j]``
@@ -121,7 +104,11 @@ def vbroadcast(typingctx, array, i, j):
 
     def codegen(context, builder, signature, args):
         scalar = builder.load(_item_pointer(context, builder, signature, args))
-        return _splat(context, builder, vec, scalar)
+        ty = context.get_value_type(vec)
+        one = builder.insert_element(ir.Constant(ty, ir.Undefined), scalar,
+                                     ir.Constant(ir.IntType(32), 0))
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
+        return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
     return vec(array, i, j), codegen
 
 

@@ -180,7 +180,8 @@ def _last_outputs(state, seen, outputs, lo, hi):
 
 @njit(cache=True, inline="always", error_model=_ERRORS)
 def _load_inputs(v, x, xw, input_dropout, h, recurrent_dropout, b, t):
-    """Fill the dot-product operand ``v``: ``[x_t (* dropout), h (* dropout)]``, or just ``h``."""
+    """Fill a row ``v`` of the step's product operand: ``[x_t (* dropout), h (* dropout)]``, or
+    just ``h``."""
     offset = v.shape[0] - h.shape[0]
     if xw is None:
         for f in range(offset):
@@ -432,6 +433,16 @@ def prepared_weights(kernel, recurrent_kernel, layout: str, columns: int | None 
     return result
 
 
+def _tiled_weights(kernel, recurrent_kernel, layout: str, batch: int, chunks: int):
+    """``(shape, weights)`` for the tiled rows path: the tile shape for the largest run of rows
+    when ``batch`` rows are cut into ``chunks`` runs of row pairs, and the weights in ``layout``
+    padded to whole tiles of it (:func:`prepared_weights`)."""
+    units, itemsize = kernel.shape[1], kernel.itemsize
+    shape = tile_shape(min(batch, 2 * -(-((batch + 1) // 2) // chunks)), units, itemsize)
+    return shape, prepared_weights(kernel, recurrent_kernel, layout,
+                                   padded_units(units, shape, itemsize))
+
+
 def release_workspace() -> None:
     """Free the work arrays the CPU kernels keep between calls, every thread's (:mod:`._workspace`)."""
     _workspace.release()
@@ -487,13 +498,6 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     chunks = 1
     if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
         chunks = _runs(batch // 2, lanes)
-    shape = -1
-    if lanes:
-        w = prepared_weights(kernel, recurrent_kernel, "fused")
-    else:
-        shape = tile_shape(min(batch, 2 * -(-((batch + 1) // 2) // chunks)), units, x.itemsize)
-        w = prepared_weights(kernel, recurrent_kernel, "fused" if fused else "recurrent",
-                             padded_units(units, shape, x.itemsize))
     if fused:
         in_drop = input_dropout
     else:
@@ -506,6 +510,11 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
         _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_dropout,
                          bool(go_backwards), A.code(activation), xw, outputs, final_state)
         return (outputs if return_sequences else outputs[:, 0]), final_state
+    if lanes:
+        shape, w = -1, prepared_weights(kernel, recurrent_kernel, "fused")
+    else:
+        shape, w = _tiled_weights(kernel, recurrent_kernel, "fused" if fused else "recurrent",
+                                  batch, chunks)
     args = (x, w, bias, initial_state, mask, in_drop, recurrent_dropout, bool(go_backwards),
             A.code(activation), xw, outputs, final_state, shape)
     if chunks > 1:
@@ -887,13 +896,10 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         chunks = 1
         if batch > 1 and batch * steps * units * units >= _PARALLEL_WORK:
             chunks = _runs((batch + 1) // 2, lanes)
-        shape = -1
         if lanes:
-            weights = np.ascontiguousarray(recurrent_kernel)
+            shape, weights = -1, np.ascontiguousarray(recurrent_kernel)
         else:
-            shape = tile_shape(min(batch, 2 * -(-((batch + 1) // 2) // chunks)), units, x.itemsize)
-            weights = prepared_weights(kernel, recurrent_kernel, "recurrent_t",
-                                       padded_units(units, shape, x.itemsize))
+            shape, weights = _tiled_weights(kernel, recurrent_kernel, "recurrent_t", batch, chunks)
         args = (outputs, d_seq, preact, use_preact, weights, initial_state, mask_arr, use_mask, rdrop,
                 use_dropout, go_backwards, act, not use_preact, prev, dh, dz, shape)
         if chunks > 1:
