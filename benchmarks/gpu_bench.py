@@ -62,17 +62,21 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
     dev = [cuda.to_device(a) for a in (x, w, u, b, h0)]
     row = {"shape": ",".join(map(str, shape))}
 
-    def ours(use_persistent):
-        kernels.CONFIG["persistent"] = use_persistent
+    def ours(use_persistent, use_rows=False):
+        kernels.CONFIG.update(persistent=use_persistent, rows=use_rows)
         return kernels.forward(*dev)
 
     sync = cuda.synchronize
+    compiled = kernels.kernels_for(np.dtype(np.float32))
     row["ours_step"] = median_ms(lambda: ours(False), sync)
-    kernels.CONFIG["persistent"] = True
-    plan = kernels.persistent_plan(kernels.kernels_for(np.dtype(np.float32))["forward_persistent"],
-                                   batch, units, 4) if persistent else None
+    kernels.CONFIG.update(persistent=True, rows=True)
+    plan = kernels.persistent_plan(compiled["forward_persistent"], batch, units, 4) if persistent else None
+    rows = kernels.rows_plan(compiled["forward_rows"], batch, units, 4, 2)
     row["ours_persistent"] = median_ms(lambda: ours(True), sync) if plan else None
+    row["ours_rows"] = median_ms(lambda: ours(False, True), sync) if rows else None
     row["plan"] = f"{plan.blocks}x{plan.threads}/{plan.lanes}{'s' if plan.stage else ''}" if plan else "-"
+    row["rows_plan"] = (f"{rows.blocks}x{rows.threads}/{rows.rows} {rows.shared_bytes // 1024}K"
+                        if rows else "-")
     kernels.reset_config()
     row["ours_auto"] = median_ms(lambda: kernels.forward(*dev), sync)
     row["ours_host"] = median_ms(lambda: kernels.forward(x, w, u, b, h0), lambda: None)
@@ -124,7 +128,7 @@ def probe(kernels) -> int:
 
     rng = np.random.default_rng(0)
     # the simulator runs one Python thread per GPU thread: a tiny problem there
-    batch, steps, features, units = (2, 4, 3, 8) if kernels.simulator_enabled() else (4, 50, 32, 256)
+    batch, steps, features, units = (2, 4, 3, 8) if kernels.simulator_enabled() else (4, 50, 32, 200)
     x = rng.normal(size=(batch, steps, features)).astype(np.float32)
     w = (rng.normal(size=(features, units)) / np.sqrt(features)).astype(np.float32)
     u = (rng.normal(size=(units, units)) / np.sqrt(units)).astype(np.float32)
@@ -132,19 +136,20 @@ def probe(kernels) -> int:
     h0 = rng.normal(size=(batch, units)).astype(np.float32)
     d_out = rng.normal(size=(batch, steps, units)).astype(np.float32)
     results = {}
-    for persistent in (False, True):
-        kernels.CONFIG["persistent"] = persistent
+    for path in ("step", "persistent", "rows"):
+        kernels.CONFIG.update(persistent=path == "persistent", rows=path == "rows")
         t0 = time.perf_counter()
         out, state = kernels.forward(x, w, u, b, h0)
         grads = kernels.backward(x, w, u, b, h0, out, d_out, None)
         cuda.synchronize()
-        print(f"probe: persistent={persistent} first call (compile included) "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
-        results[persistent] = (out, state, *(grads[k] for k in sorted(grads)))
+        print(f"probe: {path} first call (compile included) {time.perf_counter() - t0:.1f} s", flush=True)
+        results[path] = (out, state, *(grads[k] for k in sorted(grads)))
     kernels.reset_config()
-    worst = max(float(np.abs(a - b).max()) for a, b in zip(results[False], results[True]))
-    print(f"probe: max |persistent - per-step| = {worst:.3g} over forward and backward", flush=True)
-    return 0 if worst < 1e-4 else 1
+    worst = {path: max(float(np.abs(a - b).max()) for a, b in zip(results["step"], results[path]))
+             for path in ("persistent", "rows")}
+    print(f"probe: max |persistent - per-step| = {worst['persistent']:.3g}, |rows - per-step| = "
+          f"{worst['rows']:.3g} over forward and backward", flush=True)
+    return 0 if worst["persistent"] < 1e-4 else 1
 
 
 def launch_overheads(kernels) -> str:
@@ -208,7 +213,8 @@ def fmt(v) -> str:
 
 
 def table(rows, torch_present: bool) -> str:
-    cols = ["shape", "plan", "ours_step", "ours_persistent", "ours_auto", "ours_host", "ours_train", "cpu"]
+    cols = ["shape", "plan", "rows_plan", "ours_step", "ours_persistent", "ours_rows", "ours_auto",
+            "ours_host", "ours_train", "cpu"]
     if torch_present:
         cols += ["torch", "torch_fp32", "torch_train", "max_abs_diff"]
     lines = ["| B,T,F,U | " + " | ".join(cols[1:]) + (" | auto/torch |" if torch_present else " |"),
@@ -258,7 +264,8 @@ def main() -> int:
               " median ms per call;"
               " inputs and weights already on the GPU (`ours_host`: NumPy in and out);"
               " `cpu` is our CPU kernel on host arrays; `plan`: persistent blocks x threads/lanes"
-              " (s: states staged in shared memory). `torch` runs cuDNN with its default TF32"
+              " (s: states staged in shared memory); `rows_plan`: rows kernels' blocks x threads/rows"
+              " per block and shared memory; `ours_auto`: the default choice. `torch` runs cuDNN with its default TF32"
               " (~1e-3 errors), `torch_fp32` with TF32 off; `max_abs_diff` is against the latter.",
               "torch: " + (f"{torch.__version__} nn.RNN on CUDA (cuDNN)" if torch else "not available"), ""]
     try:

@@ -13,6 +13,7 @@ import numpy as np
 from numba import cuda
 
 from ._cuda_device import (
+    activate,
     backward_finish,
     backward_item,
     derivative,
@@ -20,6 +21,8 @@ from ._cuda_device import (
     forward_item,
     group_sum,
     load_columns,
+    row_dot,
+    rows_dz,
     stage_dz,
     stage_states,
     step_dz,
@@ -166,6 +169,104 @@ def kernels_for(dtype: np.dtype) -> dict:
             else:
                 grid.sync()
 
+    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64))
+    def forward_rows(p, u_mat, h0, h_last, outputs, rows):
+        """All steps for ``rows`` batch rows per block; blocks never wait for each other.
+
+        Dynamic shared memory: all of U (``w[k * units + u]``), then two buffers of the
+        rows' state (the step's input and output), then two of the state times the
+        recurrent dropout mask (the product's input; used only with a mask). One block
+        barrier per step. ``first`` (in ``p``) is read only when there is a mask.
+        """
+        xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
+        batch, units = h0.shape
+        steps = xw.shape[0] // batch
+        span = rows * units
+        shared = cuda.shared.array(0, dt)
+        w = shared[:units * units]
+        state = shared[units * units:units * units + 2 * span]
+        dropped = shared[units * units + 2 * span:units * units + 4 * span] if has_rdrop else state
+        load_columns(u_mat, units, 0, units, True, units, w)  # ends with a block barrier
+        r0 = cuda.blockIdx.x * rows
+        pairs = min(rows, batch - r0) * units
+        for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+            b = r0 + i // units
+            u = i % units
+            state[i] = h0[b, u]
+            if has_rdrop:
+                dropped[i] = h0[b, u] * rdrop[b, u]
+        cuda.syncthreads()
+        for s in range(steps):
+            t = steps - 1 - s if go_backwards else s
+            cur = (s % 2) * span
+            nxt = span - cur
+            for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+                r = i // units
+                u = i - r * units
+                b = r0 + r
+                if not has_mask or mask[b, t]:
+                    z = xw[b * steps + t, u]
+                    value = activate(z + row_dot(dropped, cur + r * units, w, u, units, zero), act)
+                else:
+                    value = state[cur + i]
+                state[nxt + i] = value
+                if has_rdrop:
+                    dropped[nxt + i] = value * rdrop[b, u]
+                if has_mask and s < first[b]:
+                    value = zero  # no unmasked step yet: the output is 0, the state is carried
+                if keep_all:
+                    outputs[b * steps + s, u] = value
+                elif s == steps - 1:
+                    outputs[b, u] = value
+            cuda.syncthreads()
+        last = (steps % 2) * span
+        for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+            h_last[r0 + i // units, i % units] = state[last + i]
+
+    @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64))
+    def backward_rows(p, u_mat, dh0, dh_last, dz, rows):
+        """All backward steps for ``rows`` batch rows per block (see ``forward_rows``).
+
+        Dynamic shared memory: U transposed (``w[k * units + u] = U[u, k]``), two buffers
+        of the rows' ``dz`` (the step's and the next one's) and the rows' state gradient.
+        Each thread keeps the pairs (row, unit) it owns: after its product for step ``s``
+        it computes ``dz`` of step ``s - 1`` for the same pairs, so one barrier per step.
+        ``dh0`` of zero rows stands for a zero state gradient.
+        """
+        grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+        batch, units = dh_last.shape
+        steps = grad.shape[0] // batch
+        span = rows * units
+        shared = cuda.shared.array(0, dt)
+        w = shared[:units * units]
+        staged = shared[units * units:units * units + 2 * span]
+        dh = shared[units * units + 2 * span:units * units + 3 * span]
+        load_columns(u_mat, units, 0, units, False, units, w)  # ends with a block barrier
+        r0 = cuda.blockIdx.x * rows
+        pairs = min(rows, batch - r0) * units
+        for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+            b = r0 + i // units
+            u = i % units
+            dh[i] = dh0[b, u] if dh0.shape[0] else zero
+            rows_dz(b, u, i, steps - 1, steps, p, dh, staged, 0, dz, zero)
+        cuda.syncthreads()
+        for j in range(steps):
+            s = steps - 1 - j
+            t = steps - 1 - s if go_backwards else s
+            cur = (j % 2) * span
+            for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+                r = i // units
+                u = i - r * units
+                b = r0 + r
+                if not has_mask or mask[b, t]:
+                    acc = row_dot(staged, cur + r * units, w, u, units, zero)
+                    dh[i] = acc * rdrop[b, u] if has_rdrop else acc
+                if s > 0:
+                    rows_dz(b, u, i, s - 1, steps, p, dh, staged, span - cur, dz, zero)
+            cuda.syncthreads()
+        for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+            dh_last[r0 + i // units, i % units] = dh[i]
+
     @cuda.jit(_signature(a2, a2, b1[:, :], b1, b1, a2))
     def previous_states(outputs, h0, mask, has_mask, go_backwards, h_prev):
         """State entering every step, stored at input-time rows of ``h_prev`` (B * T, U)."""
@@ -201,7 +302,8 @@ def kernels_for(dtype: np.dtype) -> dict:
 
     return {"first_unmasked": first_unmasked, "forward_step": forward_step,
             "forward_persistent": forward_persistent, "backward_step": backward_step,
-            "backward_persistent": backward_persistent, "previous_states": previous_states,
+            "backward_persistent": backward_persistent, "forward_rows": forward_rows,
+            "backward_rows": backward_rows, "previous_states": previous_states,
             "derivative_in_place": derivative_in_place, "column_sum": column_sum}
 
 

@@ -157,7 +157,13 @@ def forward_item(b, u, s, p, u_mat, h_cur, h_next, outputs, zero):
 @cuda.jit(device=True)
 def output_grad(b, k, s, steps, first, dout, dout_mode, zero):
     """Gradient arriving at output ``(b, s, k)`` (``zero`` before the row's first unmasked step)."""
-    if s < first[b]:
+    return output_grad_after(b, k, s, steps, first[b], dout, dout_mode, zero)
+
+
+@cuda.jit(device=True)
+def output_grad_after(b, k, s, steps, first_b, dout, dout_mode, zero):
+    """:func:`output_grad` given the row's first unmasked step ``first_b``."""
+    if s < first_b:
         return zero
     if dout_mode == DOUT_SEQUENCE:
         return dout[b * steps + s, k]
@@ -322,3 +328,40 @@ def group_sum(partial, lanes, scratch):
         cuda.syncthreads()
         offset //= 2
     return scratch[i]
+
+
+# ---------------------------------------------------------------------------- batch rows per block
+@cuda.jit(device=True)
+def row_dot(v, v0, w, u, units, zero):
+    """``sum_k v[v0 + k] * w[k * units + u]`` in four interleaved partial sums (shorter FMA chains)."""
+    a0 = zero
+    a1 = zero
+    a2 = zero
+    a3 = zero
+    whole = units - units % 4
+    for k in range(0, whole, 4):
+        a0 += v[v0 + k] * w[k * units + u]
+        a1 += v[v0 + k + 1] * w[(k + 1) * units + u]
+        a2 += v[v0 + k + 2] * w[(k + 2) * units + u]
+        a3 += v[v0 + k + 3] * w[(k + 3) * units + u]
+    for k in range(whole, units):
+        a0 += v[v0 + k] * w[k * units + u]
+    return (a0 + a1) + (a2 + a3)
+
+
+@cuda.jit(device=True)
+def rows_dz(b, u, i, s, steps, p, dh, staged, off, dz, zero):
+    """``dz`` of row ``b``, unit ``u`` at processing step ``s`` from the state gradient ``dh[i]``
+    (``i``: the rows kernel's flat index of the pair), stored in ``dz`` and ``staged[off + i]``; at a
+    masked step ``dz`` is 0 and the output's gradient is added to ``dh[i]`` (the carry)."""
+    grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+    t = steps - 1 - s if go_backwards else s
+    row = b * steps + t
+    arriving = output_grad_after(b, u, s, steps, first[b] if has_mask else 0, dout, dout_mode, zero)
+    if has_mask and not mask[b, t]:
+        dz[row, u] = zero
+        dh[i] += arriving
+    else:
+        value = (dh[i] + arriving) * grad[row, u]
+        dz[row, u] = value
+        staged[off + i] = value

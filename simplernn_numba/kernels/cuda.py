@@ -58,9 +58,13 @@ from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE, NO_DOUT
 #: (see :func:`persistent_plan`). The defaults come from an H200 (``benchmarks/gpu_check.sh``):
 #: the persistent kernel ran 3-17x faster than launches per step at 1-64 rows and level with
 #: them at 128 rows (128,200,512,512: 16 ms against 15 and 24 ms in two runs).
+#: ``rows``: ``"auto"`` or True runs the rows kernels (see :func:`rows_plan`) whenever all of U
+#: fits in one block's shared memory, False never; ``rows_per_block``: ``"auto"`` (the batch
+#: spread over the multiprocessors) or a number; ``rows_max_threads``: threads of a rows block.
 DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
                   "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 128,
-                  "persistent_lanes": 32, "single_block_max_macs": 2**18}
+                  "persistent_lanes": 32, "single_block_max_macs": 2**18, "rows": "auto",
+                  "rows_per_block": "auto", "rows_max_threads": 1024}
 CONFIG = dict(DEFAULT_CONFIG)
 
 #: Dynamic shared memory a block may use without an opt-in (bytes).
@@ -113,6 +117,7 @@ class _Placeholders:
         self.vector = cuda.device_array(0, dtype)
         self.matrix = cuda.device_array((0, 0), dtype)
         self.mask = cuda.device_array((0, 0), np.bool_)
+        self.first = cuda.device_array(0, np.int32)
 
 
 @functools.cache
@@ -246,6 +251,92 @@ def _grid_plan(batch: int, units: int, itemsize: int, threads: int, sms: int) ->
     return None
 
 
+class RowsPlan(NamedTuple):
+    """Launch of a rows kernel: ``blocks`` x ``threads``, ``rows`` batch rows per block,
+    ``shared_bytes`` of dynamic shared memory."""
+
+    blocks: int
+    threads: int
+    rows: int
+    shared_bytes: int
+
+
+def rows_plan(kernel, batch: int, units: int, itemsize: int, buffers: int) -> RowsPlan | None:
+    """How to run the rows ``kernel`` (``forward_rows``/``backward_rows``), or None.
+
+    Batch rows are independent, so each block runs every step for its own rows, with all
+    of U and its rows' ``buffers`` state-sized buffers in shared memory, one block barrier
+    a step and no grid synchronisation. Rule: ``CONFIG["rows"]`` False -> None; rows per
+    block as ``CONFIG["rows_per_block"]`` (``"auto"``: the batch spread over the
+    multiprocessors, one block each), halved while the block's shared memory exceeds what
+    the device allows (more than 48 KiB needs an opt-in, see :func:`_allow_shared`); None
+    when not even one row fits. One thread per (row, unit) pair up to
+    ``CONFIG["rows_max_threads"]`` and the kernel's register limit; fewer threads loop.
+    """
+    if CONFIG["rows"] is False or batch == 0:
+        return None
+    rows = CONFIG["rows_per_block"]
+    if rows == "auto":
+        rows = -(-batch // _multiprocessors())
+    rows = max(1, min(int(rows), batch))
+
+    def shared_bytes(n):
+        return (units * units + buffers * n * units) * itemsize
+
+    while rows > 1 and not _allow_shared(kernel, shared_bytes(rows)):
+        rows = -(-rows // 2)
+    if not _allow_shared(kernel, shared_bytes(rows)):
+        return None
+    threads = min(rows * units, CONFIG["rows_max_threads"])
+    if not simulator_enabled():
+        threads = min(threads, next(iter(kernel.overloads.values())).max_threads_per_block)
+    return RowsPlan(-(-batch // rows), threads, rows, shared_bytes(rows))
+
+
+def _multiprocessors() -> int:
+    """The current GPU's multiprocessor count (1 under the simulator)."""
+    return 1 if simulator_enabled() else cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+#: Dynamic shared memory each compiled kernel has been allowed (bytes), by kernel.
+_SHARED_ALLOWED: dict = {}
+
+
+def _allow_shared(kernel, nbytes: int) -> bool:
+    """Whether ``kernel`` may launch with ``nbytes`` of dynamic shared memory.
+
+    Up to :data:`SHARED_MEMORY_LIMIT` always; beyond it (on a real GPU) up to the device's
+    opt-in maximum (227 KiB on an H100), after raising the kernel's
+    ``CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`` to that maximum once.
+    """
+    if nbytes <= SHARED_MEMORY_LIMIT:
+        return True
+    if simulator_enabled():
+        return False
+    allowed = _SHARED_ALLOWED.get(kernel)
+    if allowed is None:
+        allowed = SHARED_MEMORY_LIMIT
+        try:
+            from numba.cuda.cudadrv.driver import binding, driver
+
+            most = int(cuda.get_current_device().MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            function = next(iter(kernel.overloads.values()))._codelibrary.get_cufunc()
+            attribute = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+            try:  # numba-cuda loads kernels through the library API (CUkernel handles)
+                driver.cuKernelSetAttribute(attribute, most, function.handle, function.device.id)
+            except Exception:
+                driver.cuFuncSetAttribute(function.handle, attribute, most)
+            allowed = most
+        except Exception:  # an older driver or binding: stay within the default limit
+            pass
+        _SHARED_ALLOWED[kernel] = allowed
+    return nbytes <= allowed
+
+
+def _launch_rows(kernel, plan: RowsPlan, *args) -> None:
+    kernel[plan.blocks, plan.threads, 0, plan.shared_bytes](*args, plan.rows)
+
+
 def _launch_persistent(kernel, plan: PersistentPlan, *args) -> None:
     """Cooperative launch of a persistent kernel following ``plan``."""
     kernel[plan.blocks, plan.threads, 0, plan.shared_bytes](*args, plan.cols, plan.lanes, plan.ld,
@@ -307,13 +398,21 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     xw = cuda.device_array((batch * steps, units), dtype)
     _gemm(x.reshape(batch * steps, features), to_device(kernel), xw, a_scale=input_dropout,
           steps=steps, bias=to_device(bias))
-    first = _first_unmasked(kernels, mask, batch, go_backwards)
+    rows = rows_plan(kernels["forward_rows"], batch, units, dtype.itemsize,
+                     buffers=2 if recurrent_dropout is None else 4)
+    first = (_first_unmasked(kernels, mask, batch, go_backwards) if mask is not None or not rows
+             else none.first)
     params = (xw, none.matrix if recurrent_dropout is None else recurrent_dropout,
               recurrent_dropout is not None, none.mask if mask is None else mask, mask is not None,
               first, bool(go_backwards), act, bool(return_sequences))
+    outputs = cuda.device_array((batch * steps, units) if return_sequences else (batch, units), dtype)
+    if rows:
+        final_state = cuda.device_array((batch, units), dtype)
+        _launch_rows(kernels["forward_rows"], rows, params, u_flat, to_device(initial_state),
+                     final_state, outputs)
+        return _host_or_device((outputs.reshape(*out_shape), final_state), on_device)
     h_a = _copy(to_device(initial_state))
     h_b = cuda.device_array((batch, units), dtype)
-    outputs = cuda.device_array((batch * steps, units) if return_sequences else (batch, units), dtype)
     plan = persistent_plan(kernels["forward_persistent"], batch, units, dtype.itemsize)
     if plan:
         _launch_persistent(kernels["forward_persistent"], plan, params, u_flat, h_a, h_b, outputs)
@@ -375,24 +474,31 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         dout = to_device(d_outputs)
         dout_mode = DOUT_SEQUENCE if dout.ndim == 3 else DOUT_LAST
         dout = dout.reshape(rows, units) if dout.ndim == 3 else dout
-    first = _first_unmasked(kernels, mask, batch, go_backwards)
+    rows_run = rows_plan(kernels["backward_rows"], batch, units, dtype.itemsize, buffers=3)
+    first = (_first_unmasked(kernels, mask, batch, go_backwards) if mask is not None or not rows_run
+             else none.first)
     params = (grad, dout, dout_mode, none.matrix if recurrent_dropout is None else recurrent_dropout,
               recurrent_dropout is not None, none.mask if mask is None else mask, mask is not None,
               first, bool(go_backwards))
-    dh_a = (cuda.to_device(np.zeros((batch, units), dtype)) if d_state is None
-            else _copy(to_device(d_state)))
-    dh_b = cuda.device_array((batch, units), dtype)
     dz = cuda.device_array((rows, units), dtype)
-    plan = persistent_plan(kernels["backward_persistent"], batch, units, dtype.itemsize) if batch else None
     u_flat = u_mat.reshape(units * units)
-    if plan:
-        _launch_persistent(kernels["backward_persistent"], plan, params, u_flat, dh_a, dh_b, dz)
-    elif batch:
-        step = _per_step("backward_step", dtype, batch, units)
-        for j in range(steps):
-            dh_cur, dh_next = (dh_a, dh_b) if j % 2 == 0 else (dh_b, dh_a)
-            step(params, u_flat, dh_cur, dh_next, dz, steps - 1 - j)
-    grads["initial_state"] = dh_b if steps % 2 == 1 and batch else dh_a
+    if rows_run:  # reads d_state in place (the placeholder: zeros)
+        grads["initial_state"] = cuda.device_array((batch, units), dtype)
+        _launch_rows(kernels["backward_rows"], rows_run, params, u_flat,
+                     none.matrix if d_state is None else to_device(d_state), grads["initial_state"], dz)
+    else:
+        dh_a = (cuda.to_device(np.zeros((batch, units), dtype)) if d_state is None
+                else _copy(to_device(d_state)))
+        dh_b = cuda.device_array((batch, units), dtype)
+        plan = persistent_plan(kernels["backward_persistent"], batch, units, dtype.itemsize) if batch else None
+        if plan:
+            _launch_persistent(kernels["backward_persistent"], plan, params, u_flat, dh_a, dh_b, dz)
+        elif batch:
+            step = _per_step("backward_step", dtype, batch, units)
+            for j in range(steps):
+                dh_cur, dh_next = (dh_a, dh_b) if j % 2 == 0 else (dh_b, dh_a)
+                step(params, u_flat, dh_cur, dh_next, dz, steps - 1 - j)
+        grads["initial_state"] = dh_b if steps % 2 == 1 and batch else dh_a
 
     _gemm(dz, kernel_d, grads["inputs"], b_trans=True, c_scale=input_dropout, steps=steps)
     _gemm(x_flat, dz, grads["kernel"], a_trans=True, a_scale=input_dropout, steps=steps)

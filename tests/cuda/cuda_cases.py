@@ -30,7 +30,8 @@ def kernels():
     from simplernn_numba.kernels import cuda as kernels
 
     kernels.CONFIG.update(threads_per_block=4, max_blocks=2, tile=2, micro=2,
-                          tiled_step_min_batch=10**9, persistent=False, persistent_lanes=2)
+                          tiled_step_min_batch=10**9, persistent=False, persistent_lanes=2,
+                          rows=False, rows_max_threads=4)
     yield kernels
     kernels.reset_config()
 

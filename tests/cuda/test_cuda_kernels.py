@@ -99,6 +99,55 @@ def test_persistent_kernels_match_reference(kernels, rng, monkeypatch, threads, 
     _check(kernels, rng, problem, np.float64, go_backwards=True)
 
 
+@pytest.mark.parametrize("rows,threads,shape", [
+    (1, 4, SHAPE),  # one row per block, 5 pairs on 4 threads
+    (2, 3, SHAPE),  # the last block holds one row of two
+    (3, 64, SHAPE),  # every pair its own thread, idle threads
+    (1, 1, TINY),
+])
+@pytest.mark.parametrize("dtype,masked,dropout,go_backwards,return_sequences", [
+    (np.float64, True, True, True, True),
+    (np.float64, True, False, False, False),
+    (np.float32, False, True, False, True),
+    (np.float32, False, False, True, False),
+])
+def test_rows_kernels_match_reference(kernels, rng, rows, threads, shape, dtype, masked, dropout,
+                                      go_backwards, return_sequences):
+    """Batch rows per block, all of U in shared memory (``rows_plan``), forward and backward."""
+    kernels.CONFIG.update(rows=True, rows_per_block=rows, rows_max_threads=threads)
+    kernel = kernels.kernels_for(np.dtype(dtype))["forward_rows"]
+    plan = kernels.rows_plan(kernel, shape["batch"], shape["units"], np.dtype(dtype).itemsize, 4)
+    assert (plan.rows, plan.threads) == (min(rows, shape["batch"]),
+                                         min(threads, plan.rows * shape["units"]))
+    problem = make_problem(rng, **shape, dtype=dtype, masked=masked, dropout=dropout)
+    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)
+
+
+def test_rows_kernels_on_fully_masked_rows_and_units_not_multiple_of_four(kernels, rng):
+    kernels.CONFIG.update(rows=True, rows_per_block=2, rows_max_threads=8)
+    problem = make_problem(rng, batch=3, steps=5, features=2, units=7, masked=True, dropout=True)
+    problem.mask[1] = False
+    problem.mask[2, :3] = False
+    _check(kernels, rng, problem, np.float64)
+    _check(kernels, rng, problem, np.float64, go_backwards=True, with_state=False)
+
+
+def test_rows_plan_rule(kernels, monkeypatch):
+    """Rows per block halve until U and the rows' buffers fit in shared memory; None when one
+    row does not; the threads are one per (row, unit) pair up to the cap."""
+    kernels.CONFIG.update(rows=True, rows_per_block=16, rows_max_threads=1024)
+    kernel = kernels.kernels_for(np.dtype(np.float32))["forward_rows"]
+    plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
+    assert plan == (3, 1024, 16, (64 * 64 + 2 * 16 * 64) * 4)
+    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 5 * 64) * 4)
+    plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
+    assert (plan.blocks, plan.rows, plan.threads) == (10, 4, 256)  # 16 -> 8 -> 4
+    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 64) * 4 - 1)
+    assert kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2) is None
+    kernels.CONFIG["rows"] = False
+    assert kernels.rows_plan(kernel, batch=40, units=32, itemsize=4, buffers=2) is None
+
+
 def test_persistent_plan_rule(kernels):
     """Lanes halve until every dot product of a step has a group of threads; rows are padded so
     that consecutive groups start on different banks; the states are staged when they fit."""

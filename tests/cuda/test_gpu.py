@@ -2,8 +2,9 @@
 
 The persistent cooperative kernels synchronise the whole grid between steps,
 which the simulator cannot check (it runs one block): here they are compared
-with the per-step kernels at realistic sizes, and everything with cuDNN
-(``torch.nn.RNN``) when torch sees the GPU.
+with the per-step kernels at realistic sizes; the rows kernels run with more
+than 48 KiB of shared memory (an opt-in the simulator does not have); and
+everything is compared with cuDNN (``torch.nn.RNN``) when torch sees the GPU.
 """
 
 import numpy as np
@@ -26,8 +27,10 @@ def gpu_kernels():
     kernels.reset_config()
 
 
-def _run(kernels, problem, persistent, go_backwards=False):
-    kernels.CONFIG["persistent"] = persistent
+def _run(kernels, problem, path, go_backwards=False):
+    """Forward and backward on ``path``: "rows", "persistent" (or True), "step" (or False)."""
+    kernels.CONFIG["rows"] = path == "rows"
+    kernels.CONFIG["persistent"] = path in ("persistent", True)
     out, state = kernels.forward(*problem.arrays(), **problem.options(), go_backwards=go_backwards)
     d_out = np.random.default_rng(0).normal(size=out.shape).astype(out.dtype)
     grads = kernels.backward(*problem.arrays(), out, d_out, state, **problem.options(),
@@ -62,7 +65,7 @@ def test_persistent_and_per_step_match_float64(gpu_kernels, batch, steps, featur
     problem = make_problem(np.random.default_rng(units), batch=batch, steps=steps, features=features,
                            units=units, dtype=np.float32, masked=True, dropout=True, scale=0.1)
     kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
-    gpu_kernels.CONFIG["persistent"] = True
+    gpu_kernels.CONFIG.update(persistent=True, rows=False)
     plan = gpu_kernels.persistent_plan(kernel, batch, units, 4)
     assert plan is not None and (plan.blocks == 1) == (blocks == 1)
     exact = _float64(problem)
@@ -75,11 +78,37 @@ def test_persistent_and_per_step_match_float64(gpu_kernels, batch, steps, featur
         _assert_near(ours[2], grads)
 
 
-@pytest.mark.parametrize("persistent", [True, False])
-def test_realistic_shape_matches_reference_float64(gpu_kernels, persistent):
+@pytest.mark.parametrize("batch,steps,features,units,dtype,rows_per_block", [
+    (1, 60, 16, 64, np.float32, "auto"), (16, 30, 32, 100, np.float32, "auto"),
+    (64, 20, 32, 128, np.float32, "auto"),  # 64 KiB + states: shared memory beyond 48 KiB (opt-in)
+    (3, 20, 16, 200, np.float32, "auto"), (40, 12, 8, 48, np.float32, 8),
+    (5, 20, 16, 128, np.float64, 2), (300, 6, 8, 32, np.float32, "auto"),
+])
+def test_rows_kernels_match_float64(gpu_kernels, batch, steps, features, units, dtype, rows_per_block):
+    """Batch rows per block with all of U in shared memory, against float64 and the per-step path."""
+    gpu_kernels.CONFIG.update(rows=True, rows_per_block=rows_per_block)
+    kernel = gpu_kernels.kernels_for(np.dtype(dtype))["forward_rows"]
+    plan = gpu_kernels.rows_plan(kernel, batch, units, np.dtype(dtype).itemsize, 4)
+    assert plan is not None, "all of U should fit in one block's shared memory here"
+    problem = make_problem(np.random.default_rng(units), batch=batch, steps=steps, features=features,
+                           units=units, dtype=dtype, masked=True, dropout=True, scale=0.1)
+    problem.mask[0, :] = False
+    exact = _float64(problem)
+    for go_backwards in (False, True):
+        out, state = reference.forward(*exact.arrays(), **exact.options(), go_backwards=go_backwards)
+        d_out = np.random.default_rng(0).normal(size=out.shape)
+        grads = reference.backward(*exact.arrays(), out, d_out, state, **exact.options(),
+                                   go_backwards=go_backwards)
+        ours = _run(gpu_kernels, problem, "rows", go_backwards=go_backwards)
+        _assert_near(ours[:2], (out, state), rel=1e-4 if dtype == np.float32 else 1e-10)
+        _assert_near(ours[2], grads, rel=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("path", ["rows", "persistent", "step"])
+def test_realistic_shape_matches_reference_float64(gpu_kernels, path):
     problem = make_problem(np.random.default_rng(1), batch=6, steps=40, features=24, units=96,
                            masked=True, dropout=True, scale=0.15)
-    out, state, grads = _run(gpu_kernels, problem, persistent)
+    out, state, grads = _run(gpu_kernels, problem, path)
     assert_close((out, state), reference.forward(*problem.arrays(), **problem.options()), np.float64)
     d_out = np.random.default_rng(0).normal(size=out.shape)
     ref = reference.backward(*problem.arrays(), out, d_out, state, **problem.options())
@@ -87,6 +116,10 @@ def test_realistic_shape_matches_reference_float64(gpu_kernels, persistent):
 
 
 def test_auto_rule(gpu_kernels):
+    rows = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_rows"]
+    assert gpu_kernels.rows_plan(rows, 1, 64, 4, 2).blocks == 1
+    assert gpu_kernels.rows_plan(rows, 64, 128, 4, 2).blocks == 64  # 64 KiB of U: opted in
+    assert gpu_kernels.rows_plan(rows, 8, 512, 4, 2) is None  # 1 MiB of U
     kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
     assert gpu_kernels.persistent_plan(kernel, 1, 64, 4).blocks == 1
     assert gpu_kernels.persistent_plan(kernel, 8, 256, 4).blocks > 1
@@ -98,7 +131,7 @@ def test_large_grid_stride_and_tiles(gpu_kernels):
     problem = make_problem(np.random.default_rng(2), batch=70, steps=9, features=130, units=200,
                            masked=True, dropout=True, scale=0.1)
     gpu_kernels.CONFIG.update(max_blocks=3)
-    out, state, grads = _run(gpu_kernels, problem, False)
+    out, state, grads = _run(gpu_kernels, problem, "step")
     assert_close((out, state), reference.forward(*problem.arrays(), **problem.options()), np.float64)
     d_out = np.random.default_rng(0).normal(size=out.shape)
     ref = reference.backward(*problem.arrays(), out, d_out, state, **problem.options())
@@ -156,6 +189,6 @@ def test_tiled_and_simple_steps_match_float64(gpu_kernels, batch, units):
     grads = reference.backward(*exact.arrays(), out, d_out, state, **exact.options())
     for min_batch in (1, 10**9):
         gpu_kernels.CONFIG["tiled_step_min_batch"] = min_batch
-        ours = _run(gpu_kernels, problem, False)
+        ours = _run(gpu_kernels, problem, "step")
         _assert_near(ours[:2], (out, state))
         _assert_near(ours[2], grads)
