@@ -265,7 +265,8 @@ def main() -> int:
               " inputs and weights already on the GPU (`ours_host`: NumPy in and out);"
               " `cpu` is our CPU kernel on host arrays; `plan`: persistent blocks x threads/lanes"
               " (s: states staged in shared memory); `rows_plan`: rows kernels' blocks x threads/rows"
-              " per block and shared memory; `ours_auto`: the default choice. `torch` runs cuDNN with its default TF32"
+              " per block and shared memory; `ours_auto`: the default choice."
+              " `torch` runs cuDNN with its default TF32"
               " (~1e-3 errors), `torch_fp32` with TF32 off; `max_abs_diff` is against the latter.",
               "torch: " + (f"{torch.__version__} nn.RNN on CUDA (cuDNN)" if torch else "not available"), ""]
     try:

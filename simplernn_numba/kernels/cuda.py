@@ -490,7 +490,8 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         dh_a = (cuda.to_device(np.zeros((batch, units), dtype)) if d_state is None
                 else _copy(to_device(d_state)))
         dh_b = cuda.device_array((batch, units), dtype)
-        plan = persistent_plan(kernels["backward_persistent"], batch, units, dtype.itemsize) if batch else None
+        plan = (persistent_plan(kernels["backward_persistent"], batch, units, dtype.itemsize)
+                if batch else None)
         if plan:
             _launch_persistent(kernels["backward_persistent"], plan, params, u_flat, dh_a, dh_b, dz)
         elif batch:
