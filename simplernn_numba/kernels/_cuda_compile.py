@@ -23,6 +23,7 @@ from ._cuda_device import (
     load_columns,
     row_dot,
     rows_dz,
+    rows_dz_inputs,
     stage_dz,
     stage_states,
     step_dz,
@@ -174,9 +175,11 @@ def kernels_for(dtype: np.dtype) -> dict:
         """All steps for ``rows`` batch rows per block; blocks never wait for each other.
 
         Dynamic shared memory: all of U (``w[k * units + u]``), then two buffers of the
-        rows' state (the step's input and output), then two of the state times the
-        recurrent dropout mask (the product's input; used only with a mask). One block
-        barrier per step. ``first`` (in ``p``) is read only when there is a mask.
+        rows' state (the step's input and output), then, with a recurrent dropout mask,
+        two of the state times the mask (the product's input). One block barrier per
+        step. Each thread loads its first pair's ``xw`` for the next step before the
+        barrier (the load's latency overlaps the wait). ``first`` (in ``p``) is read
+        only when there is a mask.
         """
         xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
         batch, units = h0.shape
@@ -184,34 +187,43 @@ def kernels_for(dtype: np.dtype) -> dict:
         span = rows * units
         shared = cuda.shared.array(0, dt)
         w = shared[:units * units]
-        state = shared[units * units:units * units + 2 * span]
-        dropped = shared[units * units + 2 * span:units * units + 4 * span] if has_rdrop else state
+        state = shared[units * units:]  # [2 * span states][2 * span dropped states if has_rdrop]
+        src = 2 * span if has_rdrop else 0  # where the product reads its input
         load_columns(u_mat, units, 0, units, True, units, w)  # ends with a block barrier
         r0 = cuda.blockIdx.x * rows
         pairs = min(rows, batch - r0) * units
-        for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+        tid = cuda.threadIdx.x
+        for i in range(tid, pairs, cuda.blockDim.x):
             b = r0 + i // units
             u = i % units
             state[i] = h0[b, u]
             if has_rdrop:
-                dropped[i] = h0[b, u] * rdrop[b, u]
+                state[src + i] = h0[b, u] * rdrop[b, u]
+        own = tid < pairs  # the thread's first pair: row r0 + tid // units, unit tid % units
+        own_row = (r0 + tid // units) * steps
+        own_u = tid % units
+        t = steps - 1 if go_backwards else 0
+        z_next = xw[own_row + t, own_u] if own else zero
         cuda.syncthreads()
         for s in range(steps):
             t = steps - 1 - s if go_backwards else s
             cur = (s % 2) * span
             nxt = span - cur
-            for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+            z_own = z_next
+            if own and s + 1 < steps:
+                z_next = xw[own_row + (t - 1 if go_backwards else t + 1), own_u]
+            for i in range(tid, pairs, cuda.blockDim.x):
                 r = i // units
                 u = i - r * units
                 b = r0 + r
                 if not has_mask or mask[b, t]:
-                    z = xw[b * steps + t, u]
-                    value = activate(z + row_dot(dropped, cur + r * units, w, u, units, zero), act)
+                    z = z_own if i == tid else xw[b * steps + t, u]
+                    value = activate(z + row_dot(state, src + cur + r * units, w, u, units, zero), act)
                 else:
                     value = state[cur + i]
                 state[nxt + i] = value
                 if has_rdrop:
-                    dropped[nxt + i] = value * rdrop[b, u]
+                    state[src + nxt + i] = value * rdrop[b, u]
                 if has_mask and s < first[b]:
                     value = zero  # no unmasked step yet: the output is 0, the state is carried
                 if keep_all:
@@ -220,7 +232,7 @@ def kernels_for(dtype: np.dtype) -> dict:
                     outputs[b, u] = value
             cuda.syncthreads()
         last = (steps % 2) * span
-        for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
+        for i in range(tid, pairs, cuda.blockDim.x):
             h_last[r0 + i // units, i % units] = state[last + i]
 
     @cuda.jit(_signature(backward_params, a1, a2, a2, a2, i64))
@@ -248,7 +260,8 @@ def kernels_for(dtype: np.dtype) -> dict:
             b = r0 + i // units
             u = i % units
             dh[i] = dh0[b, u] if dh0.shape[0] else zero
-            rows_dz(b, u, i, steps - 1, steps, p, dh, staged, 0, dz, zero)
+            row, masked, arriving, derivative_value = rows_dz_inputs(b, u, steps - 1, steps, p, zero)
+            rows_dz(u, i, row, masked, arriving, derivative_value, dh, staged, 0, dz, zero)
         cuda.syncthreads()
         for j in range(steps):
             s = steps - 1 - j
@@ -258,11 +271,13 @@ def kernels_for(dtype: np.dtype) -> dict:
                 r = i // units
                 u = i - r * units
                 b = r0 + r
+                if s > 0:  # loads for the next step first: their latency overlaps the product
+                    row, masked, arriving, derivative_value = rows_dz_inputs(b, u, s - 1, steps, p, zero)
                 if not has_mask or mask[b, t]:
                     acc = row_dot(staged, cur + r * units, w, u, units, zero)
                     dh[i] = acc * rdrop[b, u] if has_rdrop else acc
                 if s > 0:
-                    rows_dz(b, u, i, s - 1, steps, p, dh, staged, span - cur, dz, zero)
+                    rows_dz(u, i, row, masked, arriving, derivative_value, dh, staged, span - cur, dz, zero)
             cuda.syncthreads()
         for i in range(cuda.threadIdx.x, pairs, cuda.blockDim.x):
             dh_last[r0 + i // units, i % units] = dh[i]

@@ -8,6 +8,8 @@ work of one ``(batch row, unit)`` pair at one step, forward and backward.
 
 import math
 
+import numba
+import numpy as np
 from numba import cuda
 
 from .. import activations as A
@@ -331,37 +333,58 @@ def group_sum(partial, lanes, scratch):
 
 
 # ---------------------------------------------------------------------------- batch rows per block
+#: Unsigned index constants: Numba adds a negative-index fix-up to every load through a signed
+#: index (a shift, an and and an add in 64 bits); unsigned arithmetic has none.
+_U1, _U2, _U3, _U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+
+
 @cuda.jit(device=True)
 def row_dot(v, v0, w, u, units, zero):
-    """``sum_k v[v0 + k] * w[k * units + u]`` in four interleaved partial sums (shorter FMA chains)."""
+    """``sum_k v[v0 + k] * w[k * units + u]`` in four interleaved partial sums (shorter FMA chains),
+    indexed in unsigned arithmetic with running offsets (no multiplies, no index fix-ups)."""
     a0 = zero
     a1 = zero
     a2 = zero
     a3 = zero
-    whole = units - units % 4
-    for k in range(0, whole, 4):
-        a0 += v[v0 + k] * w[k * units + u]
-        a1 += v[v0 + k + 1] * w[(k + 1) * units + u]
-        a2 += v[v0 + k + 2] * w[(k + 2) * units + u]
-        a3 += v[v0 + k + 3] * w[(k + 3) * units + u]
-    for k in range(whole, units):
-        a0 += v[v0 + k] * w[k * units + u]
+    n = numba.uint64(units)
+    vi = numba.uint64(v0)
+    wi = numba.uint64(u)
+    stop = vi + n - n % _U4
+    while vi < stop:
+        a0 += v[vi] * w[wi]
+        a1 += v[vi + _U1] * w[wi + n]
+        a2 += v[vi + _U2] * w[wi + _U2 * n]
+        a3 += v[vi + _U3] * w[wi + _U3 * n]
+        vi += _U4
+        wi += _U4 * n
+    while vi < numba.uint64(v0) + n:
+        a0 += v[vi] * w[wi]
+        vi += _U1
+        wi += n
     return (a0 + a1) + (a2 + a3)
 
 
 @cuda.jit(device=True)
-def rows_dz(b, u, i, s, steps, p, dh, staged, off, dz, zero):
-    """``dz`` of row ``b``, unit ``u`` at processing step ``s`` from the state gradient ``dh[i]``
-    (``i``: the rows kernel's flat index of the pair), stored in ``dz`` and ``staged[off + i]``; at a
-    masked step ``dz`` is 0 and the output's gradient is added to ``dh[i]`` (the carry)."""
+def rows_dz_inputs(b, u, s, steps, p, zero):
+    """What ``dz`` of row ``b``, unit ``u`` at processing step ``s`` needs besides the state
+    gradient: (flat row ``b * T + t``, masked, gradient arriving at the output, activation
+    derivative). Loaded ahead of the step's product so that their latency overlaps it."""
     grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
     t = steps - 1 - s if go_backwards else s
     row = b * steps + t
     arriving = output_grad_after(b, u, s, steps, first[b] if has_mask else 0, dout, dout_mode, zero)
-    if has_mask and not mask[b, t]:
+    return row, has_mask and not mask[b, t], arriving, grad[row, u]
+
+
+@cuda.jit(device=True)
+def rows_dz(u, i, row, masked, arriving, derivative_value, dh, staged, off, dz, zero):
+    """Store ``dz`` of flat row ``row``, unit ``u`` (inputs from :func:`rows_dz_inputs`) given the
+    state gradient ``dh[i]`` (``i``: the rows kernel's pair), in ``dz`` and ``staged[off + i]``;
+    at a masked step ``dz`` is 0 and the output's gradient is added to ``dh[i]`` (the carry)."""
+    if masked:
         dz[row, u] = zero
         dh[i] += arriving
     else:
-        value = (dh[i] + arriving) * grad[row, u]
+        value = (dh[i] + arriving) * derivative_value
         dz[row, u] = value
         staged[off + i] = value

@@ -137,11 +137,15 @@ def test_rows_plan_rule(kernels, monkeypatch):
     row does not; the threads are one per (row, unit) pair up to the cap."""
     kernels.CONFIG.update(rows=True, rows_per_block=16, rows_max_threads=1024)
     kernel = kernels.kernels_for(np.dtype(np.float32))["forward_rows"]
+    # on a GPU, also at most the threads the kernel's registers allow in one block
+    most = (1024 if kernels.simulator_enabled()
+            else next(iter(kernel.overloads.values())).max_threads_per_block)
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
-    assert plan == (3, 1024, 16, (64 * 64 + 2 * 16 * 64) * 4)
+    assert plan == (3, min(1024, most), 16, (64 * 64 + 2 * 16 * 64) * 4)
     monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 5 * 64) * 4)
+    monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= kernels.SHARED_MEMORY_LIMIT)
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
-    assert (plan.blocks, plan.rows, plan.threads) == (10, 4, 256)  # 16 -> 8 -> 4
+    assert (plan.blocks, plan.rows, plan.threads) == (10, 4, min(256, most))  # 16 -> 8 -> 4
     monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 64) * 4 - 1)
     assert kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2) is None
     kernels.CONFIG["rows"] = False
