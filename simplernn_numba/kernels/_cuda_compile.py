@@ -25,6 +25,7 @@ from ._cuda_device import (
     rows_dz,
     rows_dz_inputs,
     stage_dz,
+    stage_inputs,
     stage_states,
     step_dz,
 )
@@ -43,6 +44,7 @@ def kernels_for(dtype: np.dtype) -> dict:
     a1, a2 = dt[:], dt[:, :]
     forward_params = numba.types.Tuple((a2, a2, b1, b1[:, :], b1, i32[:], b1, i64, b1))
     backward_params = numba.types.Tuple((a2, a2, i64, a2, b1, b1[:, :], b1, i32[:], b1))
+    projection_params = numba.types.Tuple((a2, a1, a1, b1, a2, b1))
 
     @cuda.jit(_signature(b1[:, :], b1, b1, i32[:]))
     def first_unmasked(mask, has_mask, go_backwards, first):
@@ -170,28 +172,39 @@ def kernels_for(dtype: np.dtype) -> dict:
             else:
                 grid.sync()
 
-    @cuda.jit(_signature(forward_params, a1, a2, a2, a2, i64))
-    def forward_rows(p, u_mat, h0, h_last, outputs, rows):
-        """All steps for ``rows`` batch rows per block; blocks never wait for each other.
+    @cuda.jit(_signature(forward_params, projection_params, a1, a2, a2, a2, i64, b1))
+    def forward_rows(p, projection, u_mat, h0, h_last, outputs, rows, kernel_shared):
+        """All steps for ``rows`` batch rows per block, input projection included; blocks
+        never wait for each other. ``p[0]`` (``xw``) is not read: ``projection`` = (x as
+        (B * T, F), kernel as (F * U), bias, has_bias, input dropout mask, has it).
 
-        Dynamic shared memory: all of U (``w[k * units + u]``), then two buffers of the
-        rows' state (the step's input and output), then, with a recurrent dropout mask,
-        two of the state times the mask (the product's input). One block barrier per
-        step. Each thread loads its first pair's ``xw`` for the next step before the
-        barrier (the load's latency overlaps the wait). ``first`` (in ``p``) is read
-        only when there is a mask.
+        Dynamic shared memory: U (``w[k * units + u]``); the kernel (F * U) if
+        ``kernel_shared`` (else it is read from global memory); two buffers of the rows'
+        inputs (this step's, and the next one's, copied during this step so that the
+        loads' latency overlaps the products); two of the rows' state (the step's input
+        and output); with a recurrent dropout mask, two of the state times the mask (the
+        product's input). One block barrier a step. ``first`` (in ``p``) is read only
+        when there is a mask.
         """
         xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
+        x, kernel, bias, has_bias, idrop, has_idrop = projection
         batch, units = h0.shape
-        steps = xw.shape[0] // batch
+        steps = x.shape[0] // batch
+        features = x.shape[1]
         span = rows * units
         shared = cuda.shared.array(0, dt)
         w = shared[:units * units]
-        state = shared[units * units:]  # [2 * span states][2 * span dropped states if has_rdrop]
+        wx_size = features * units if kernel_shared else 0
+        wx = shared[units * units:units * units + wx_size]
+        inputs = shared[units * units + wx_size:units * units + wx_size + 2 * rows * features]
+        state = shared[units * units + wx_size + 2 * rows * features:]  # states, then dropped states
         src = 2 * span if has_rdrop else 0  # where the product reads its input
+        for i in range(cuda.threadIdx.x, wx_size, cuda.blockDim.x):
+            wx[i] = kernel[i]
         load_columns(u_mat, units, 0, units, True, units, w)  # ends with a block barrier
         r0 = cuda.blockIdx.x * rows
-        pairs = min(rows, batch - r0) * units
+        count = min(rows, batch - r0)
+        pairs = count * units
         tid = cuda.threadIdx.x
         for i in range(tid, pairs, cuda.blockDim.x):
             b = r0 + i // units
@@ -199,26 +212,32 @@ def kernels_for(dtype: np.dtype) -> dict:
             state[i] = h0[b, u]
             if has_rdrop:
                 state[src + i] = h0[b, u] * rdrop[b, u]
-        own = tid < pairs  # the thread's first pair: row r0 + tid // units, unit tid % units
-        own_row = (r0 + tid // units) * steps
-        own_u = tid % units
-        t = steps - 1 if go_backwards else 0
-        z_next = xw[own_row + t, own_u] if own else zero
+        stage_inputs(x, idrop, has_idrop, r0, count, steps - 1 if go_backwards else 0, steps, features,
+                     inputs)
+        own_r = tid // units  # the thread's first pair (no division per step for it)
+        own_u = tid - own_r * units
         cuda.syncthreads()
         for s in range(steps):
             t = steps - 1 - s if go_backwards else s
             cur = (s % 2) * span
             nxt = span - cur
-            z_own = z_next
-            if own and s + 1 < steps:
-                z_next = xw[own_row + (t - 1 if go_backwards else t + 1), own_u]
+            x_cur = (s % 2) * rows * features
+            if s + 1 < steps:
+                stage_inputs(x, idrop, has_idrop, r0, count, t - 1 if go_backwards else t + 1, steps,
+                             features, inputs[rows * features - x_cur:])
             for i in range(tid, pairs, cuda.blockDim.x):
-                r = i // units
-                u = i - r * units
+                r = own_r if i == tid else i // units
+                u = own_u if i == tid else i - r * units
                 b = r0 + r
                 if not has_mask or mask[b, t]:
-                    z = z_own if i == tid else xw[b * steps + t, u]
-                    value = activate(z + row_dot(state, src + cur + r * units, w, u, units, zero), act)
+                    if kernel_shared:
+                        z = row_dot(inputs, x_cur + r * features, wx, u, units, features, zero)
+                    else:
+                        z = row_dot(inputs, x_cur + r * features, kernel, u, units, features, zero)
+                    if has_bias:
+                        z += bias[u]
+                    z += row_dot(state, src + cur + r * units, w, u, units, units, zero)
+                    value = activate(z, act)
                 else:
                     value = state[cur + i]
                 state[nxt + i] = value
@@ -274,7 +293,7 @@ def kernels_for(dtype: np.dtype) -> dict:
                 if s > 0:  # loads for the next step first: their latency overlaps the product
                     row, masked, arriving, derivative_value = rows_dz_inputs(b, u, s - 1, steps, p, zero)
                 if not has_mask or mask[b, t]:
-                    acc = row_dot(staged, cur + r * units, w, u, units, zero)
+                    acc = row_dot(staged, cur + r * units, w, u, units, units, zero)
                     dh[i] = acc * rdrop[b, u] if has_rdrop else acc
                 if s > 0:
                     rows_dz(u, i, row, masked, arriving, derivative_value, dh, staged, span - cur, dz, zero)

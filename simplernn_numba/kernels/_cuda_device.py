@@ -339,17 +339,19 @@ _U1, _U2, _U3, _U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
 
 
 @cuda.jit(device=True)
-def row_dot(v, v0, w, u, units, zero):
-    """``sum_k v[v0 + k] * w[k * units + u]`` in four interleaved partial sums (shorter FMA chains),
-    indexed in unsigned arithmetic with running offsets (no multiplies, no index fix-ups)."""
+def row_dot(v, v0, w, u, stride, length, zero):
+    """``sum_k v[v0 + k] * w[k * stride + u]`` over ``k < length``, in four interleaved partial
+    sums (shorter FMA chains), indexed in unsigned arithmetic with running offsets (no
+    multiplies, no negative-index fix-ups per load)."""
     a0 = zero
     a1 = zero
     a2 = zero
     a3 = zero
-    n = numba.uint64(units)
+    n = numba.uint64(stride)
     vi = numba.uint64(v0)
     wi = numba.uint64(u)
-    stop = vi + n - n % _U4
+    end = vi + numba.uint64(length)
+    stop = end - numba.uint64(length) % _U4
     while vi < stop:
         a0 += v[vi] * w[wi]
         a1 += v[vi + _U1] * w[wi + n]
@@ -357,11 +359,22 @@ def row_dot(v, v0, w, u, units, zero):
         a3 += v[vi + _U3] * w[wi + _U3 * n]
         vi += _U4
         wi += _U4 * n
-    while vi < numba.uint64(v0) + n:
+    while vi < end:
         a0 += v[vi] * w[wi]
         vi += _U1
         wi += n
     return (a0 + a1) + (a2 + a3)
+
+
+@cuda.jit(device=True)
+def stage_inputs(x, idrop, has_idrop, r0, count, t, steps, features, staged):
+    """Copy input rows ``r0 .. r0 + count`` at time ``t`` (times the input dropout mask) from
+    the flat ``x`` (B * T, F) to ``staged[r * features + f]`` (whole block, no barrier)."""
+    for e in range(cuda.threadIdx.x, count * features, cuda.blockDim.x):
+        r = e // features
+        f = e - r * features
+        value = x[(r0 + r) * steps + t, f]
+        staged[e] = value * idrop[r0 + r, f] if has_idrop else value
 
 
 @cuda.jit(device=True)

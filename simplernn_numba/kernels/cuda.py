@@ -253,44 +253,52 @@ def _grid_plan(batch: int, units: int, itemsize: int, threads: int, sms: int) ->
 
 class RowsPlan(NamedTuple):
     """Launch of a rows kernel: ``blocks`` x ``threads``, ``rows`` batch rows per block,
-    ``shared_bytes`` of dynamic shared memory."""
+    ``shared_bytes`` of dynamic shared memory; ``kernel_shared``: the input kernel is in it."""
 
     blocks: int
     threads: int
     rows: int
     shared_bytes: int
+    kernel_shared: bool
 
 
-def rows_plan(kernel, batch: int, units: int, itemsize: int, buffers: int) -> RowsPlan | None:
+def rows_plan(kernel, batch: int, units: int, itemsize: int, buffers: int,
+              features: int = 0) -> RowsPlan | None:
     """How to run the rows ``kernel`` (``forward_rows``/``backward_rows``), or None.
 
     Batch rows are independent, so each block runs every step for its own rows, with all
-    of U and its rows' ``buffers`` state-sized buffers in shared memory, one block barrier
-    a step and no grid synchronisation. Rule: ``CONFIG["rows"]`` False -> None; rows per
-    block as ``CONFIG["rows_per_block"]`` (``"auto"``: the batch spread over the
-    multiprocessors, one block each), halved while the block's shared memory exceeds what
-    the device allows (more than 48 KiB needs an opt-in, see :func:`_allow_shared`); None
-    when not even one row fits. One thread per (row, unit) pair up to
-    ``CONFIG["rows_max_threads"]`` and the kernel's register limit; fewer threads loop.
+    of U, its rows' ``buffers`` state-sized buffers and (forward: ``features`` > 0) two
+    rows of inputs in shared memory, one block barrier a step and no grid synchronisation.
+    Rule: ``CONFIG["rows"]`` False -> None; rows per block as ``CONFIG["rows_per_block"]``
+    (``"auto"``: the batch spread over the multiprocessors, one block each), halved while
+    the block's shared memory exceeds what the device allows (more than 48 KiB needs an
+    opt-in, see :func:`_allow_shared`); first with the input kernel (F x U) in shared
+    memory too, then without it (read from global memory); None when not even one row
+    fits. One thread per (row, unit) pair up to ``CONFIG["rows_max_threads"]`` and the
+    kernel's register limit; fewer threads loop.
     """
     if CONFIG["rows"] is False or batch == 0:
         return None
-    rows = CONFIG["rows_per_block"]
-    if rows == "auto":
-        rows = -(-batch // _multiprocessors())
-    rows = max(1, min(int(rows), batch))
+    start = CONFIG["rows_per_block"]
+    if start == "auto":
+        start = -(-batch // _multiprocessors())
+    start = max(1, min(int(start), batch))
 
-    def shared_bytes(n):
-        return (units * units + buffers * n * units) * itemsize
+    def shared_bytes(n, kernel_shared):
+        words = units * (units + (features if kernel_shared else 0)) + n * (2 * features + buffers * units)
+        return words * itemsize
 
-    while rows > 1 and not _allow_shared(kernel, shared_bytes(rows)):
-        rows = -(-rows // 2)
-    if not _allow_shared(kernel, shared_bytes(rows)):
-        return None
-    threads = min(rows * units, CONFIG["rows_max_threads"])
-    if not simulator_enabled():
-        threads = min(threads, next(iter(kernel.overloads.values())).max_threads_per_block)
-    return RowsPlan(-(-batch // rows), threads, rows, shared_bytes(rows))
+    for kernel_shared in (True, False) if features else (False,):
+        rows = start
+        while rows > 1 and not _allow_shared(kernel, shared_bytes(rows, kernel_shared)):
+            rows = -(-rows // 2)
+        if _allow_shared(kernel, shared_bytes(rows, kernel_shared)):
+            threads = min(rows * units, CONFIG["rows_max_threads"])
+            if not simulator_enabled():
+                threads = min(threads, next(iter(kernel.overloads.values())).max_threads_per_block)
+            return RowsPlan(-(-batch // rows), threads, rows, shared_bytes(rows, kernel_shared),
+                            kernel_shared)
+    return None
 
 
 def _multiprocessors() -> int:
@@ -331,10 +339,6 @@ def _allow_shared(kernel, nbytes: int) -> bool:
             pass
         _SHARED_ALLOWED[kernel] = allowed
     return nbytes <= allowed
-
-
-def _launch_rows(kernel, plan: RowsPlan, *args) -> None:
-    kernel[plan.blocks, plan.threads, 0, plan.shared_bytes](*args, plan.rows)
 
 
 def _launch_persistent(kernel, plan: PersistentPlan, *args) -> None:
@@ -395,11 +399,14 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
                   initial_state=initial_state, mask=mask, input_dropout=input_dropout,
                   recurrent_dropout=recurrent_dropout)
     mask, input_dropout, recurrent_dropout = map(to_device, (mask, input_dropout, recurrent_dropout))
-    xw = cuda.device_array((batch * steps, units), dtype)
-    _gemm(x.reshape(batch * steps, features), to_device(kernel), xw, a_scale=input_dropout,
-          steps=steps, bias=to_device(bias))
     rows = rows_plan(kernels["forward_rows"], batch, units, dtype.itemsize,
-                     buffers=2 if recurrent_dropout is None else 4)
+                     buffers=2 if recurrent_dropout is None else 4, features=features)
+    if rows:  # the projection runs inside the rows kernel
+        xw = none.matrix
+    else:
+        xw = cuda.device_array((batch * steps, units), dtype)
+        _gemm(x.reshape(batch * steps, features), to_device(kernel), xw, a_scale=input_dropout,
+              steps=steps, bias=to_device(bias))
     first = (_first_unmasked(kernels, mask, batch, go_backwards) if mask is not None or not rows
              else none.first)
     params = (xw, none.matrix if recurrent_dropout is None else recurrent_dropout,
@@ -408,8 +415,12 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     outputs = cuda.device_array((batch * steps, units) if return_sequences else (batch, units), dtype)
     if rows:
         final_state = cuda.device_array((batch, units), dtype)
-        _launch_rows(kernels["forward_rows"], rows, params, u_flat, to_device(initial_state),
-                     final_state, outputs)
+        projection = (x.reshape(batch * steps, features), to_device(kernel).reshape(features * units),
+                      none.vector if bias is None else to_device(bias), bias is not None,
+                      none.matrix if input_dropout is None else input_dropout, input_dropout is not None)
+        kernels["forward_rows"][rows.blocks, rows.threads, 0, rows.shared_bytes](
+            params, projection, u_flat, to_device(initial_state), final_state, outputs, rows.rows,
+            rows.kernel_shared)
         return _host_or_device((outputs.reshape(*out_shape), final_state), on_device)
     h_a = _copy(to_device(initial_state))
     h_b = cuda.device_array((batch, units), dtype)
@@ -484,8 +495,9 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     u_flat = u_mat.reshape(units * units)
     if rows_run:  # reads d_state in place (the placeholder: zeros)
         grads["initial_state"] = cuda.device_array((batch, units), dtype)
-        _launch_rows(kernels["backward_rows"], rows_run, params, u_flat,
-                     none.matrix if d_state is None else to_device(d_state), grads["initial_state"], dz)
+        kernels["backward_rows"][rows_run.blocks, rows_run.threads, 0, rows_run.shared_bytes](
+            params, u_flat, none.matrix if d_state is None else to_device(d_state), grads["initial_state"],
+            dz, rows_run.rows)
     else:
         dh_a = (cuda.to_device(np.zeros((batch, units), dtype)) if d_state is None
                 else _copy(to_device(d_state)))

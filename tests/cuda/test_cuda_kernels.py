@@ -123,6 +123,23 @@ def test_rows_kernels_match_reference(kernels, rng, rows, threads, shape, dtype,
     _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_rows_kernel_reads_the_input_kernel_from_global_memory_when_it_does_not_fit(
+        kernels, rng, monkeypatch, use_bias):
+    kernels.CONFIG.update(rows=True, rows_per_block=1, rows_max_threads=4)
+    batch, units, features = SHAPE["batch"], SHAPE["units"], SHAPE["features"]
+    without = (units * units + 2 * features + 4 * units) * 8  # one row, dropout buffers
+    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", without)
+    kernel = kernels.kernels_for(np.dtype(np.float64))["forward_rows"]
+    plan = kernels.rows_plan(kernel, batch, units, 8, 4, features=features)
+    assert (plan.rows, plan.kernel_shared, plan.shared_bytes) == (1, False, without)
+    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", without + features * units * 8)
+    assert kernels.rows_plan(kernel, batch, units, 8, 4, features=features).kernel_shared
+    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", without)
+    problem = make_problem(rng, **SHAPE, masked=True, dropout=True, use_bias=use_bias)
+    _check(kernels, rng, problem, np.float64, go_backwards=True)
+
+
 def test_rows_kernels_on_fully_masked_rows_and_units_not_multiple_of_four(kernels, rng):
     kernels.CONFIG.update(rows=True, rows_per_block=2, rows_max_threads=8)
     problem = make_problem(rng, batch=3, steps=5, features=2, units=7, masked=True, dropout=True)
@@ -141,7 +158,7 @@ def test_rows_plan_rule(kernels, monkeypatch):
     most = (1024 if kernels.simulator_enabled()
             else next(iter(kernel.overloads.values())).max_threads_per_block)
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
-    assert plan == (3, min(1024, most), 16, (64 * 64 + 2 * 16 * 64) * 4)
+    assert plan == (3, min(1024, most), 16, (64 * 64 + 2 * 16 * 64) * 4, False)
     monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 5 * 64) * 4)
     monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= kernels.SHARED_MEMORY_LIMIT)
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
