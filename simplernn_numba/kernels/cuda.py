@@ -8,12 +8,18 @@ when ``x`` was on the GPU and NumPy arrays otherwise.
 
 Layout of the work:
 
-- everything that is not sequential in time is a tiled shared-memory GEMM over
-  all ``B * T`` rows at once (``gemm`` of :mod:`._cuda_compile`): the input
+- when all of ``recurrent_kernel`` fits in one block's shared memory, the rows
+  kernels (``forward_rows``/``backward_rows``, see :func:`rows_plan`) run every
+  step in one launch: each block owns some batch rows, which never depend on other
+  rows, so blocks never synchronise with each other; U, the rows' state and (forward)
+  the inputs of the step and the next one stay in shared memory, and the forward
+  kernel computes the input projection itself. One block barrier a step;
+- otherwise, everything that is not sequential in time is a tiled shared-memory
+  GEMM over all ``B * T`` rows at once (``gemm`` of :mod:`._cuda_compile`): the input
   projection ``x @ kernel + bias`` in the forward pass; the pre-activations, ``dX``,
-  ``dW``, ``dU`` in the backward pass (``db`` is a column sum). Dropout masks are
-  applied while tiles are loaded, never materialised;
-- the sequential ``h @ recurrent_kernel`` part runs either as one launch per
+  ``dW``, ``dU`` in the backward pass (the backward rows path too; ``db`` is a column
+  sum). Dropout masks are applied while tiles are loaded, never materialised;
+- and the sequential ``h @ recurrent_kernel`` part runs either as one launch per
   step (a grid-stride loop over ``(batch, unit)`` pairs, or shared-memory tiles
   of ``(batch, unit)`` for large batches, see :func:`_per_step`), or as one
   persistent kernel that keeps ``recurrent_kernel`` in shared memory for all

@@ -130,6 +130,7 @@ def test_rows_kernel_reads_the_input_kernel_from_global_memory_when_it_does_not_
     batch, units, features = SHAPE["batch"], SHAPE["units"], SHAPE["features"]
     without = (units * units + 2 * features + 4 * units) * 8  # one row, dropout buffers
     monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", without)
+    monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= kernels.SHARED_MEMORY_LIMIT)  # no opt-in
     kernel = kernels.kernels_for(np.dtype(np.float64))["forward_rows"]
     plan = kernels.rows_plan(kernel, batch, units, 8, 4, features=features)
     assert (plan.rows, plan.kernel_shared, plan.shared_bytes) == (1, False, without)
@@ -160,7 +161,7 @@ def test_rows_plan_rule(kernels, monkeypatch):
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
     assert plan == (3, min(1024, most), 16, (64 * 64 + 2 * 16 * 64) * 4, False)
     monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 5 * 64) * 4)
-    monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= kernels.SHARED_MEMORY_LIMIT)
+    monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= kernels.SHARED_MEMORY_LIMIT)  # no opt-in
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
     assert (plan.blocks, plan.rows, plan.threads) == (10, 4, min(256, most))  # 16 -> 8 -> 4
     monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 64) * 4 - 1)

@@ -83,6 +83,7 @@ def test_persistent_and_per_step_match_float64(gpu_kernels, batch, steps, featur
     (64, 20, 32, 128, np.float32, "auto"),  # 64 KiB + states: shared memory beyond 48 KiB (opt-in)
     (3, 20, 16, 200, np.float32, "auto"), (40, 12, 8, 48, np.float32, 8),
     (5, 20, 16, 128, np.float64, 2), (300, 6, 8, 32, np.float32, "auto"),
+    (2, 10, 2000, 100, np.float32, "auto"),  # the input kernel (800 KB) read from global memory
 ])
 def test_rows_kernels_match_float64(gpu_kernels, batch, steps, features, units, dtype, rows_per_block):
     """Batch rows per block with all of U in shared memory, against float64 and the per-step path."""
