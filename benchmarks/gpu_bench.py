@@ -41,6 +41,18 @@ def median_ms(fn, sync, min_time=0.3, max_reps=30) -> float:
     return statistics.median(times)
 
 
+def queued_ms(fn, sync, calls=20) -> float:
+    """Milliseconds per call over ``calls`` calls queued without synchronising in between: the
+    GPU's time per call when it exceeds the host's (else the host's)."""
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) / calls * 1e3
+
+
 def torch_cuda():
     try:
         import torch
@@ -71,21 +83,27 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
     row["ours_step"] = median_ms(lambda: ours(False), sync)
     kernels.CONFIG.update(persistent=True, rows=True)
     plan = kernels.persistent_plan(compiled["forward_persistent"], batch, units, 4) if persistent else None
-    rows = kernels.rows_plan(compiled["forward_rows"], batch, units, 4, 2)
+    rows = kernels.rows_plan(compiled["forward_rows"], batch, units, 4, 2, features=features)
     row["ours_persistent"] = median_ms(lambda: ours(True), sync) if plan else None
     row["ours_rows"] = median_ms(lambda: ours(False, True), sync) if rows else None
+    for lanes in (4, 16) if rows else ():
+        kernels.CONFIG["rows_lanes"] = lanes
+        row[f"rows_lanes{lanes}"] = median_ms(lambda: ours(False, True), sync)
+    kernels.CONFIG["rows_lanes"] = kernels.DEFAULT_CONFIG["rows_lanes"]
     row["plan"] = f"{plan.blocks}x{plan.threads}/{plan.lanes}{'s' if plan.stage else ''}" if plan else "-"
-    row["rows_plan"] = (f"{rows.blocks}x{rows.threads}/{rows.rows} {rows.shared_bytes // 1024}K"
+    row["rows_plan"] = (f"{rows.blocks}x{rows.threads}/{rows.rows} {rows.shared_bytes // 1024}K l{rows.lanes}"
                         if rows else "-")
     kernels.reset_config()
     row["ours_auto"] = median_ms(lambda: kernels.forward(*dev), sync)
+    row["auto_queued"] = queued_ms(lambda: kernels.forward(*dev), sync)
     row["ours_host"] = median_ms(lambda: kernels.forward(x, w, u, b, h0), lambda: None)
     out, state = kernels.forward(*dev)
     if train:
         d_out = cuda.to_device(rng.normal(size=(batch, steps, units)).astype(np.float32))
         row["ours_train"] = median_ms(
             lambda: kernels.backward(*dev, *kernels.forward(*dev)[:1], d_out, None), sync)
-    row["cpu"] = median_ms(lambda: cpu.forward(x, w, u, b, h0), lambda: None, max_reps=10)
+    if cpu is not None:
+        row["cpu"] = median_ms(lambda: cpu.forward(x, w, u, b, h0), lambda: None, max_reps=10)
     if torch is not None:
         rnn = torch.nn.RNN(features, units, batch_first=True).cuda()
         with torch.no_grad():
@@ -241,8 +259,8 @@ def fmt(v) -> str:
 
 
 def table(rows, torch_present: bool) -> str:
-    cols = ["shape", "plan", "rows_plan", "ours_step", "ours_persistent", "ours_rows", "ours_auto",
-            "ours_host", "ours_train", "cpu"]
+    cols = ["shape", "plan", "rows_plan", "ours_step", "ours_persistent", "ours_rows", "rows_lanes4",
+            "rows_lanes16", "ours_auto", "auto_queued", "ours_host", "ours_train", "cpu"]
     if torch_present:
         cols += ["torch", "torch_fp32", "torch_train", "max_abs_diff"]
     lines = ["| B,T,F,U | " + " | ".join(cols[1:]) + (" | auto/torch |" if torch_present else " |"),
@@ -261,6 +279,8 @@ def main() -> int:
     parser.add_argument("--out", default=os.path.join(os.environ["OUT"], "gpu_bench.md")
                         if os.environ.get("OUT") else None)
     parser.add_argument("--no-train", action="store_true", help="forward only")
+    parser.add_argument("--quick", action="store_true",
+                        help="forward only, no CPU column, the grid of perf_anchors.md first")
     parser.add_argument("--no-persistent", action="store_true",
                         help="never run the persistent kernels (after a failed --probe)")
     parser.add_argument("--probe", action="store_true", help="only the persistent-vs-per-step check")
@@ -293,7 +313,9 @@ def main() -> int:
               " inputs and weights already on the GPU (`ours_host`: NumPy in and out);"
               " `cpu` is our CPU kernel on host arrays; `plan`: persistent blocks x threads/lanes"
               " (s: states staged in shared memory); `rows_plan`: rows kernels' blocks x threads/rows"
-              " per block and shared memory; `ours_auto`: the default choice."
+              " per block, shared memory and lanes; `rows_lanesN`: N threads per (row, unit) pair;"
+              " `ours_auto`: the default choice; `auto_queued`: 20 calls queued without"
+              " synchronising (the GPU's time per call when it exceeds the host's)."
               " `torch` runs cuDNN with its default TF32"
               " (~1e-3 errors), `torch_fp32` with TF32 off; `max_abs_diff` is against the latter.",
               "torch: " + (f"{torch.__version__} nn.RNN on CUDA (cuDNN)" if torch else "not available"), ""]
@@ -305,11 +327,12 @@ def main() -> int:
     header += [overheads, ""]
     start = time.perf_counter()
     rows = []
-    for shape in SMALL_BATCH[:3] + ANCHORS + SMALL_BATCH[3:]:
+    for shape in ANCHORS + SMALL_BATCH if args.quick else SMALL_BATCH[:3] + ANCHORS + SMALL_BATCH[3:]:
         if time.perf_counter() - start > args.budget_s:
             print(f"budget of {args.budget_s} s spent; skipping {shape}", file=sys.stderr)
             continue
-        rows.append(bench_shape(shape, kernels, cpu, torch, train=not args.no_train,
+        rows.append(bench_shape(shape, kernels, None if args.quick else cpu, torch,
+                                train=not (args.no_train or args.quick),
                                 persistent=not args.no_persistent))
         print(rows[-1], flush=True)
         report = "\n".join(header) + "\n" + table(rows, torch is not None) + "\n"

@@ -3,6 +3,7 @@
 # benchmark against torch.nn.RNN on CUDA (cuDNN) and our CPU kernels, write Markdown to $OUT.
 #
 #   bash benchmarks/gpu_check.sh     # finishes within BUDGET_S (default 470 s); skips without a GPU
+#   BENCH_ARGS=--quick bash benchmarks/gpu_check.sh   # benchmark: forward only, no CPU column
 #
 # The lent GPU machines (no package index) hold numba-cuda 0.30 with numpy 2.5, which cannot compile
 # (np.row_stack is gone): first, on a machine with pip, fetch numpy 2.4 for their Python 3.12 into .whl/
@@ -111,7 +112,8 @@ echo "pytest exit status: ${PIPESTATUS[0]}"
 BENCH=$(( $(left) - 10 ))
 stamp "5. benchmark (at most $BENCH s)"
 if [ "$BENCH" -gt 20 ]; then
+  # shellcheck disable=SC2086  # BENCH_ARGS: extra words for gpu_bench.py, e.g. --quick
   boxed "$BENCH" python benchmarks/gpu_bench.py --budget-s $(( BENCH - 40 > 10 ? BENCH - 40 : 10 )) \
-    "${NO_PERSISTENT[@]}" --out "$OUT_DIR/gpu_bench.md"
+    "${NO_PERSISTENT[@]}" ${BENCH_ARGS:-} --out "$OUT_DIR/gpu_bench.md"
 fi
 stamp "done; reports in $OUT_DIR"

@@ -20,12 +20,13 @@ from ._cuda_device import (
     forward_finish,
     forward_item,
     group_sum,
+    input_value,
+    lane_sum,
     load_columns,
     row_dot,
     rows_dz,
     rows_dz_inputs,
     stage_dz,
-    stage_inputs,
     stage_states,
     step_dz,
 )
@@ -172,19 +173,23 @@ def kernels_for(dtype: np.dtype) -> dict:
             else:
                 grid.sync()
 
-    @cuda.jit(_signature(forward_params, projection_params, a1, a2, a2, a2, i64, b1))
-    def forward_rows(p, projection, u_mat, h0, h_last, outputs, rows, kernel_shared):
+    @cuda.jit(_signature(forward_params, projection_params, a1, a2, a2, a2, i64, b1, i64, i64))
+    def forward_rows(p, projection, u_mat, h0, h_last, outputs, rows, kernel_shared, lanes, ld):
         """All steps for ``rows`` batch rows per block, input projection included; blocks
         never wait for each other. ``p[0]`` (``xw``) is not read: ``projection`` = (x as
         (B * T, F), kernel as (F * U), bias, has_bias, input dropout mask, has it).
 
-        Dynamic shared memory: U (``w[k * units + u]``); the kernel (F * U) if
+        Dynamic shared memory: U (``w[k * ld + u]``); the kernel (``wx[f * ld + u]``) if
         ``kernel_shared`` (else it is read from global memory); two buffers of the rows'
-        inputs (this step's, and the next one's, copied during this step so that the
-        loads' latency overlaps the products); two of the rows' state (the step's input
-        and output); with a recurrent dropout mask, two of the state times the mask (the
-        product's input). One block barrier a step. ``first`` (in ``p``) is read only
-        when there is a mask.
+        inputs (this step's, and the next one's, loaded at the start of this step and
+        stored at its end, so that the loads' latency overlaps the products); two of the
+        rows' state (the step's input and output); with a recurrent dropout mask, two of
+        the state times the mask (the product's input). One block barrier a step.
+
+        Each (row, unit) pair is computed by ``lanes`` consecutive threads (1, or a power
+        of two on a real GPU: warp shuffles sum their parts; the plan then gives every
+        pair its group in one pass); ``ld >= units`` spreads the groups of a warp over the
+        shared-memory banks. ``first`` (in ``p``) is read only when there is a mask.
         """
         xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards, act, keep_all = p
         x, kernel, bias, has_bias, idrop, has_idrop = projection
@@ -193,62 +198,78 @@ def kernels_for(dtype: np.dtype) -> dict:
         features = x.shape[1]
         span = rows * units
         shared = cuda.shared.array(0, dt)
-        w = shared[:units * units]
-        wx_size = features * units if kernel_shared else 0
-        wx = shared[units * units:units * units + wx_size]
-        inputs = shared[units * units + wx_size:units * units + wx_size + 2 * rows * features]
-        state = shared[units * units + wx_size + 2 * rows * features:]  # states, then dropped states
+        w = shared[:units * ld]
+        wx_size = features * ld if kernel_shared else 0
+        wx = shared[units * ld:units * ld + wx_size]
+        inputs = shared[units * ld + wx_size:units * ld + wx_size + 2 * rows * features]
+        state = shared[units * ld + wx_size + 2 * rows * features:]  # states, then dropped states
         src = 2 * span if has_rdrop else 0  # where the product reads its input
-        for i in range(cuda.threadIdx.x, wx_size, cuda.blockDim.x):
-            wx[i] = kernel[i]
-        load_columns(u_mat, units, 0, units, True, units, w)  # ends with a block barrier
+        tid = cuda.threadIdx.x
+        for i in range(tid, wx_size // ld * units, cuda.blockDim.x):
+            f = i // units
+            wx[f * ld + i - f * units] = kernel[i]
+        load_columns(u_mat, units, 0, units, True, ld, w)  # ends with a block barrier
         r0 = cuda.blockIdx.x * rows
         count = min(rows, batch - r0)
         pairs = count * units
-        tid = cuda.threadIdx.x
+        n_inputs = count * features
         for i in range(tid, pairs, cuda.blockDim.x):
             b = r0 + i // units
             u = i % units
             state[i] = h0[b, u]
             if has_rdrop:
                 state[src + i] = h0[b, u] * rdrop[b, u]
-        stage_inputs(x, idrop, has_idrop, r0, count, steps - 1 if go_backwards else 0, steps, features,
-                     inputs)
-        own_r = tid // units  # the thread's first pair (no division per step for it)
-        own_u = tid - own_r * units
+        t = steps - 1 if go_backwards else 0
+        for e in range(tid, n_inputs, cuda.blockDim.x):
+            inputs[e] = input_value(x, idrop, has_idrop, r0, e, t, steps, features)
+        group = tid // lanes  # the thread's first pair, and its lane there
+        lane = tid - group * lanes
+        own_r = group // units
+        own_u = group - own_r * units
+        x_next = zero
         cuda.syncthreads()
         for s in range(steps):
             t = steps - 1 - s if go_backwards else s
+            t_next = t - 1 if go_backwards else t + 1
             cur = (s % 2) * span
             nxt = span - cur
             x_cur = (s % 2) * rows * features
-            if s + 1 < steps:
-                stage_inputs(x, idrop, has_idrop, r0, count, t - 1 if go_backwards else t + 1, steps,
-                             features, inputs[rows * features - x_cur:])
-            for i in range(tid, pairs, cuda.blockDim.x):
-                r = own_r if i == tid else i // units
-                u = own_u if i == tid else i - r * units
+            x_nxt = rows * features - x_cur
+            if s + 1 < steps and tid < n_inputs:
+                x_next = input_value(x, idrop, has_idrop, r0, tid, t_next, steps, features)
+            for i in range(group, pairs, cuda.blockDim.x // lanes):
+                r = own_r if i == group else i // units
+                u = own_u if i == group else i - r * units
                 b = r0 + r
                 if not has_mask or mask[b, t]:
                     if kernel_shared:
-                        z = row_dot(inputs, x_cur + r * features, wx, u, units, features, zero)
+                        z = row_dot(inputs, x_cur + r * features, wx, u, ld, features, lane, lanes, zero)
                     else:
-                        z = row_dot(inputs, x_cur + r * features, kernel, u, units, features, zero)
+                        z = row_dot(inputs, x_cur + r * features, kernel, u, units, features, lane, lanes,
+                                    zero)
+                    z += row_dot(state, src + cur + r * units, w, u, ld, units, lane, lanes, zero)
+                    if lanes > 1:
+                        z = lane_sum(z, lanes)
                     if has_bias:
                         z += bias[u]
-                    z += row_dot(state, src + cur + r * units, w, u, units, units, zero)
                     value = activate(z, act)
                 else:
                     value = state[cur + i]
-                state[nxt + i] = value
-                if has_rdrop:
-                    state[src + nxt + i] = value * rdrop[b, u]
-                if has_mask and s < first[b]:
-                    value = zero  # no unmasked step yet: the output is 0, the state is carried
-                if keep_all:
-                    outputs[b * steps + s, u] = value
-                elif s == steps - 1:
-                    outputs[b, u] = value
+                if lane == 0:
+                    state[nxt + i] = value
+                    if has_rdrop:
+                        state[src + nxt + i] = value * rdrop[b, u]
+                    if has_mask and s < first[b]:
+                        value = zero  # no unmasked step yet: the output is 0, the state is carried
+                    if keep_all:
+                        outputs[b * steps + s, u] = value
+                    elif s == steps - 1:
+                        outputs[b, u] = value
+            if s + 1 < steps:
+                if tid < n_inputs:
+                    inputs[x_nxt + tid] = x_next
+                for e in range(tid + cuda.blockDim.x, n_inputs, cuda.blockDim.x):
+                    inputs[x_nxt + e] = input_value(x, idrop, has_idrop, r0, e, t_next, steps, features)
             cuda.syncthreads()
         last = (steps % 2) * span
         for i in range(tid, pairs, cuda.blockDim.x):
@@ -293,7 +314,7 @@ def kernels_for(dtype: np.dtype) -> dict:
                 if s > 0:  # loads for the next step first: their latency overlaps the product
                     row, masked, arriving, derivative_value = rows_dz_inputs(b, u, s - 1, steps, p, zero)
                 if not has_mask or mask[b, t]:
-                    acc = row_dot(staged, cur + r * units, w, u, units, units, zero)
+                    acc = row_dot(staged, cur + r * units, w, u, units, units, 0, 1, zero)
                     dh[i] = acc * rdrop[b, u] if has_rdrop else acc
                 if s > 0:
                     rows_dz(u, i, row, masked, arriving, derivative_value, dh, staged, span - cur, dz, zero)

@@ -339,42 +339,54 @@ _U1, _U2, _U3, _U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
 
 
 @cuda.jit(device=True)
-def row_dot(v, v0, w, u, stride, length, zero):
-    """``sum_k v[v0 + k] * w[k * stride + u]`` over ``k < length``, in four interleaved partial
-    sums (shorter FMA chains), indexed in unsigned arithmetic with running offsets (no
-    multiplies, no negative-index fix-ups per load)."""
+def row_dot(v, v0, w, u, stride, length, lane, lanes, zero):
+    """``sum_k v[v0 + k] * w[k * stride + u]`` over ``k = lane, lane + lanes, ... < length``, in
+    four interleaved partial sums (shorter FMA chains), indexed in unsigned arithmetic with
+    running offsets (no multiplies, no negative-index fix-ups per load)."""
     a0 = zero
     a1 = zero
     a2 = zero
     a3 = zero
-    n = numba.uint64(stride)
-    vi = numba.uint64(v0)
-    wi = numba.uint64(u)
-    end = vi + numba.uint64(length)
-    stop = end - numba.uint64(length) % _U4
-    while vi < stop:
+    dv = numba.uint64(lanes)
+    dw = dv * numba.uint64(stride)
+    vi = numba.uint64(v0) + numba.uint64(lane)
+    wi = numba.uint64(u) + numba.uint64(lane) * numba.uint64(stride)
+    end = numba.uint64(v0) + numba.uint64(length)
+    while vi + _U3 * dv < end:
         a0 += v[vi] * w[wi]
-        a1 += v[vi + _U1] * w[wi + n]
-        a2 += v[vi + _U2] * w[wi + _U2 * n]
-        a3 += v[vi + _U3] * w[wi + _U3 * n]
-        vi += _U4
-        wi += _U4 * n
+        a1 += v[vi + dv] * w[wi + dw]
+        a2 += v[vi + _U2 * dv] * w[wi + _U2 * dw]
+        a3 += v[vi + _U3 * dv] * w[wi + _U3 * dw]
+        vi += _U4 * dv
+        wi += _U4 * dw
     while vi < end:
         a0 += v[vi] * w[wi]
-        vi += _U1
-        wi += n
+        vi += dv
+        wi += dw
     return (a0 + a1) + (a2 + a3)
 
 
 @cuda.jit(device=True)
-def stage_inputs(x, idrop, has_idrop, r0, count, t, steps, features, staged):
-    """Copy input rows ``r0 .. r0 + count`` at time ``t`` (times the input dropout mask) from
-    the flat ``x`` (B * T, F) to ``staged[r * features + f]`` (whole block, no barrier)."""
-    for e in range(cuda.threadIdx.x, count * features, cuda.blockDim.x):
-        r = e // features
-        f = e - r * features
-        value = x[(r0 + r) * steps + t, f]
-        staged[e] = value * idrop[r0 + r, f] if has_idrop else value
+def lane_sum(value, lanes):
+    """Sum of ``value`` over the ``lanes`` consecutive threads of an aligned group (a power of two
+    up to 32, all of the group active), returned to every lane: warp shuffles, no shared memory.
+    Real GPUs only: the simulator has no shuffles (``rows_plan`` gives it one lane)."""
+    mask = cuda.activemask()
+    offset = lanes // 2
+    while offset > 0:
+        value += cuda.shfl_xor_sync(mask, value, offset)
+        offset //= 2
+    return value
+
+
+@cuda.jit(device=True)
+def input_value(x, idrop, has_idrop, r0, e, t, steps, features):
+    """Element ``e`` of the flat (rows, F) block of inputs for rows ``r0 ..`` at time ``t``
+    (times the input dropout mask); ``x`` is (B * T, F)."""
+    r = e // features
+    f = e - r * features
+    value = x[(r0 + r) * steps + t, f]
+    return value * idrop[r0 + r, f] if has_idrop else value
 
 
 @cuda.jit(device=True)

@@ -66,11 +66,12 @@ from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE, NO_DOUT
 #: them at 128 rows (128,200,512,512: 16 ms against 15 and 24 ms in two runs).
 #: ``rows``: ``"auto"`` or True runs the rows kernels (see :func:`rows_plan`) whenever all of U
 #: fits in one block's shared memory, False never; ``rows_per_block``: ``"auto"`` (the batch
-#: spread over the multiprocessors) or a number; ``rows_max_threads``: threads of a rows block.
+#: spread over the multiprocessors) or a number; ``rows_max_threads``: threads of a rows block;
+#: ``rows_lanes``: threads per (row, unit) pair in the forward rows kernel (a power of two).
 DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
                   "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 128,
                   "persistent_lanes": 32, "single_block_max_macs": 2**18, "rows": "auto",
-                  "rows_per_block": "auto", "rows_max_threads": 1024}
+                  "rows_per_block": "auto", "rows_max_threads": 1024, "rows_lanes": 1}
 CONFIG = dict(DEFAULT_CONFIG)
 
 #: Dynamic shared memory a block may use without an opt-in (bytes).
@@ -259,17 +260,20 @@ def _grid_plan(batch: int, units: int, itemsize: int, threads: int, sms: int) ->
 
 class RowsPlan(NamedTuple):
     """Launch of a rows kernel: ``blocks`` x ``threads``, ``rows`` batch rows per block,
-    ``shared_bytes`` of dynamic shared memory; ``kernel_shared``: the input kernel is in it."""
+    ``shared_bytes`` of dynamic shared memory; ``kernel_shared``: the input kernel is in it;
+    ``lanes`` threads per (row, unit) pair; ``ld``: row stride of the weights in shared memory."""
 
     blocks: int
     threads: int
     rows: int
     shared_bytes: int
     kernel_shared: bool
+    lanes: int
+    ld: int
 
 
 def rows_plan(kernel, batch: int, units: int, itemsize: int, buffers: int,
-              features: int = 0) -> RowsPlan | None:
+              features: int = 0, lanes: int = 1) -> RowsPlan | None:
     """How to run the rows ``kernel`` (``forward_rows``/``backward_rows``), or None.
 
     Batch rows are independent, so each block runs every step for its own rows, with all
@@ -280,8 +284,11 @@ def rows_plan(kernel, batch: int, units: int, itemsize: int, buffers: int,
     the block's shared memory exceeds what the device allows (more than 48 KiB needs an
     opt-in, see :func:`_allow_shared`); first with the input kernel (F x U) in shared
     memory too, then without it (read from global memory); None when not even one row
-    fits. One thread per (row, unit) pair up to ``CONFIG["rows_max_threads"]`` and the
-    kernel's register limit; fewer threads loop.
+    fits. ``lanes`` threads per (row, unit) pair (forward only; 1 under the simulator,
+    which has no warp shuffles; halved while the pairs' groups exceed the block), one
+    group per pair up to ``CONFIG["rows_max_threads"]`` and the kernel's register limit;
+    fewer threads loop. With more than one lane the weights' row stride ``ld`` is padded
+    so that the groups of a warp read different banks.
     """
     if CONFIG["rows"] is False or batch == 0:
         return None
@@ -289,21 +296,31 @@ def rows_plan(kernel, batch: int, units: int, itemsize: int, buffers: int,
     if start == "auto":
         start = -(-batch // _multiprocessors())
     start = max(1, min(int(start), batch))
+    most = CONFIG["rows_max_threads"]
+    if not simulator_enabled():
+        most = min(most, next(iter(kernel.overloads.values())).max_threads_per_block)
+    else:
+        lanes = 1
 
-    def shared_bytes(n, kernel_shared):
-        words = units * (units + (features if kernel_shared else 0)) + n * (2 * features + buffers * units)
+    def shared_bytes(n, kernel_shared, ld):
+        words = ld * (units + (features if kernel_shared else 0)) + n * (2 * features + buffers * units)
         return words * itemsize
 
     for kernel_shared in (True, False) if features else (False,):
         rows = start
-        while rows > 1 and not _allow_shared(kernel, shared_bytes(rows, kernel_shared)):
+        while True:
+            group = lanes
+            while group > 1 and rows * units * group > most:
+                group //= 2
+            ld = units if group == 1 else units + (32 // group - units) % 32
+            fits = _allow_shared(kernel, shared_bytes(rows, kernel_shared, ld))
+            if fits or rows == 1:
+                break
             rows = -(-rows // 2)
-        if _allow_shared(kernel, shared_bytes(rows, kernel_shared)):
-            threads = min(rows * units, CONFIG["rows_max_threads"])
-            if not simulator_enabled():
-                threads = min(threads, next(iter(kernel.overloads.values())).max_threads_per_block)
-            return RowsPlan(-(-batch // rows), threads, rows, shared_bytes(rows, kernel_shared),
-                            kernel_shared)
+        if fits:
+            threads = min(rows * units * group, most) // group * group
+            return RowsPlan(-(-batch // rows), threads, rows, shared_bytes(rows, kernel_shared, ld),
+                            kernel_shared, group, ld)
     return None
 
 
@@ -406,7 +423,8 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
                   recurrent_dropout=recurrent_dropout)
     mask, input_dropout, recurrent_dropout = map(to_device, (mask, input_dropout, recurrent_dropout))
     rows = rows_plan(kernels["forward_rows"], batch, units, dtype.itemsize,
-                     buffers=2 if recurrent_dropout is None else 4, features=features)
+                     buffers=2 if recurrent_dropout is None else 4, features=features,
+                     lanes=CONFIG["rows_lanes"])
     if rows:  # the projection runs inside the rows kernel
         xw = none.matrix
     else:
@@ -426,7 +444,7 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
                       none.matrix if input_dropout is None else input_dropout, input_dropout is not None)
         kernels["forward_rows"][rows.blocks, rows.threads, 0, rows.shared_bytes](
             params, projection, u_flat, to_device(initial_state), final_state, outputs, rows.rows,
-            rows.kernel_shared)
+            rows.kernel_shared, rows.lanes, rows.ld)
         return _host_or_device((outputs.reshape(*out_shape), final_state), on_device)
     h_a = _copy(to_device(initial_state))
     h_b = cuda.device_array((batch, units), dtype)

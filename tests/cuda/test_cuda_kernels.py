@@ -159,7 +159,7 @@ def test_rows_plan_rule(kernels, monkeypatch):
     most = (1024 if kernels.simulator_enabled()
             else next(iter(kernel.overloads.values())).max_threads_per_block)
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
-    assert plan == (3, min(1024, most), 16, (64 * 64 + 2 * 16 * 64) * 4, False)
+    assert plan == (3, min(1024, most), 16, (64 * 64 + 2 * 16 * 64) * 4, False, 1, 64)
     monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 5 * 64) * 4)
     monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= kernels.SHARED_MEMORY_LIMIT)  # no opt-in
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
@@ -168,6 +168,30 @@ def test_rows_plan_rule(kernels, monkeypatch):
     assert kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2) is None
     kernels.CONFIG["rows"] = False
     assert kernels.rows_plan(kernel, batch=40, units=32, itemsize=4, buffers=2) is None
+
+
+def test_rows_plan_lanes_rule(kernels, monkeypatch):
+    """(As on a real GPU.) Lanes halve while the pairs' groups exceed the block; with more than
+    one lane the weights' row stride is padded to 32 / lanes modulo 32, so that the groups of a
+    warp start on different banks; the shared memory counts the padded rows."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(kernels, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(kernels, "_multiprocessors", lambda: 132)
+    monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= 227 * 1024)
+    kernel = SimpleNamespace(overloads={"sig": SimpleNamespace(max_threads_per_block=640)})
+    kernels.CONFIG.update(rows=True, rows_per_block="auto", rows_max_threads=1024)
+    plan = kernels.rows_plan(kernel, batch=1, units=64, itemsize=4, buffers=2, features=16, lanes=8)
+    assert (plan.rows, plan.lanes, plan.ld, plan.threads) == (1, 8, 68, 512)  # 68 = 64 + 4
+    assert plan.shared_bytes == (68 * (64 + 16) + 2 * 16 + 2 * 64) * 4 and plan.kernel_shared
+    plan = kernels.rows_plan(kernel, batch=1, units=100, itemsize=4, buffers=2, features=16, lanes=32)
+    assert (plan.lanes, plan.ld, plan.threads) == (4, 104, 400)  # 100 * 8 > 640: 32 -> 4 lanes
+    plan = kernels.rows_plan(kernel, batch=1, units=33, itemsize=4, buffers=2, features=16, lanes=32)
+    assert (plan.lanes, plan.ld, plan.threads) == (16, 34, 528)  # 33 * 32 > 640
+    plan = kernels.rows_plan(kernel, batch=300, units=64, itemsize=4, buffers=2, features=16, lanes=4)
+    assert (plan.rows, plan.lanes, plan.ld, plan.blocks) == (3, 2, 80, 100)  # 3 rows of 64: 2 lanes
+    plan = kernels.rows_plan(kernel, batch=1, units=64, itemsize=4, buffers=3)
+    assert (plan.lanes, plan.ld) == (1, 64)  # the backward kernel: one lane, no padding
 
 
 def test_persistent_plan_rule(kernels):

@@ -85,9 +85,12 @@ def test_persistent_and_per_step_match_float64(gpu_kernels, batch, steps, featur
     (5, 20, 16, 128, np.float64, 2), (300, 6, 8, 32, np.float32, "auto"),
     (2, 10, 2000, 100, np.float32, "auto"),  # the input kernel (800 KB) read from global memory
 ])
-def test_rows_kernels_match_float64(gpu_kernels, batch, steps, features, units, dtype, rows_per_block):
-    """Batch rows per block with all of U in shared memory, against float64 and the per-step path."""
-    gpu_kernels.CONFIG.update(rows=True, rows_per_block=rows_per_block)
+@pytest.mark.parametrize("lanes", [1, 8])
+def test_rows_kernels_match_float64(gpu_kernels, batch, steps, features, units, dtype, rows_per_block,
+                                    lanes):
+    """Batch rows per block with all of U in shared memory, against float64; forward with one
+    thread per (row, unit) pair or a group of ``lanes`` (warp shuffles, real GPUs only)."""
+    gpu_kernels.CONFIG.update(rows=True, rows_per_block=rows_per_block, rows_lanes=lanes)
     kernel = gpu_kernels.kernels_for(np.dtype(dtype))["forward_rows"]
     plan = gpu_kernels.rows_plan(kernel, batch, units, np.dtype(dtype).itemsize, 4)
     assert plan is not None, "all of U should fit in one block's shared memory here"
