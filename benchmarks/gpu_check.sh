@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/gpu_check.sh     # finishes within BUDGET_S (default 470 s); skips without a GPU
 #   BENCH_ARGS=--quick bash benchmarks/gpu_check.sh   # benchmark: forward only, no CPU column
+#   GPU_TESTS=tests/cuda/test_gpu.py bash benchmarks/gpu_check.sh   # only the real-GPU tests
 #
 # The lent GPU machines (no package index) hold numba-cuda 0.30 with numpy 2.5, which cannot compile
 # (np.row_stack is gone): first, on a machine with pip, fetch numpy 2.4 for their Python 3.12 into .whl/
@@ -105,7 +106,8 @@ if ! boxed 90 python benchmarks/gpu_bench.py --probe; then
 fi
 
 stamp "4. tests/cuda on the GPU (at most $(cap 150) s)"
-boxed 150 python -m pytest tests/cuda -q -rs -p no:cacheprovider -o addopts="" "${DESELECT[@]}" \
+# shellcheck disable=SC2086  # GPU_TESTS: the test paths (default tests/cuda)
+boxed 150 python -m pytest ${GPU_TESTS:-tests/cuda} -q -rs -p no:cacheprovider -o addopts="" "${DESELECT[@]}" \
   --junitxml="$OUT_DIR/gpu_tests.xml" 2>&1 | tail -40
 echo "pytest exit status: ${PIPESTATUS[0]}"
 
