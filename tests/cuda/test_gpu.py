@@ -85,7 +85,7 @@ def test_persistent_and_per_step_match_float64(gpu_kernels, batch, steps, featur
     (5, 20, 16, 128, np.float64, 2), (300, 6, 8, 32, np.float32, "auto"),
     (2, 10, 2000, 100, np.float32, "auto"),  # the input kernel (800 KB) read from global memory
 ])
-@pytest.mark.parametrize("lanes", [1, 8])
+@pytest.mark.parametrize("lanes", [1, 4, 8])
 def test_rows_kernels_match_float64(gpu_kernels, batch, steps, features, units, dtype, rows_per_block,
                                     lanes):
     """Batch rows per block with all of U in shared memory, against float64; forward with one
