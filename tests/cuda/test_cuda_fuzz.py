@@ -6,6 +6,7 @@ simulator runs every GPU thread in Python. Run with
 """
 
 import numpy as np
+import pytest
 from cuda_cases import kernels  # noqa: F401  (fixture)
 from fuzz_strategies import problems, split
 from hypothesis import HealthCheck, given, settings
@@ -29,11 +30,16 @@ def assert_close_normwise(ours, ref, dtype):
     np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol + rtol * scale, equal_nan=True)
 
 
+@pytest.mark.parametrize("path", ["rows", "step"])
 @CUDA_SETTINGS
 @given(problem=problems(max_batch=3, max_steps=5, max_features=4, max_units=6),
        d_output_kind=st.sampled_from(["sequence", "last", "none"]), with_d_state=st.booleans())
-def test_cuda_forward_and_backward_match_reference(kernels, problem, d_output_kind,  # noqa: F811
+def test_cuda_forward_and_backward_match_reference(kernels, path, problem, d_output_kind,  # noqa: F811
                                                    with_d_state):
+    """``rows``: the rows kernels, two batch rows per block on three threads (blocks, partial
+    blocks and threads looping over pairs); ``step``: one launch per step."""
+    if path == "rows":
+        kernels.CONFIG.update(rows=True, rows_per_block=2, rows_max_threads=3)
     arrays, options = split(problem)
     dtype = arrays[0].dtype
     with np.errstate(all="ignore"):
