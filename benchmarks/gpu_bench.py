@@ -83,10 +83,11 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
     row["ours_step"] = median_ms(lambda: ours(False), sync)
     kernels.CONFIG.update(persistent=True, rows=True)
     plan = kernels.persistent_plan(compiled["forward_persistent"], batch, units, 4) if persistent else None
-    rows = kernels.rows_plan(compiled["forward_rows"], batch, units, 4, 2, features=features)
+    rows = kernels.rows_plan(compiled["forward_rows"], batch, units, 4, 2, features=features,
+                             lanes=kernels.CONFIG["rows_lanes"])
     row["ours_persistent"] = median_ms(lambda: ours(True), sync) if plan else None
     row["ours_rows"] = median_ms(lambda: ours(False, True), sync) if rows else None
-    for lanes in (4, 16) if rows else ():
+    for lanes in (1, 16) if rows else ():
         kernels.CONFIG["rows_lanes"] = lanes
         row[f"rows_lanes{lanes}"] = median_ms(lambda: ours(False, True), sync)
     kernels.CONFIG["rows_lanes"] = kernels.DEFAULT_CONFIG["rows_lanes"]
@@ -259,7 +260,7 @@ def fmt(v) -> str:
 
 
 def table(rows, torch_present: bool) -> str:
-    cols = ["shape", "plan", "rows_plan", "ours_step", "ours_persistent", "ours_rows", "rows_lanes4",
+    cols = ["shape", "plan", "rows_plan", "ours_step", "ours_persistent", "ours_rows", "rows_lanes1",
             "rows_lanes16", "ours_auto", "auto_queued", "ours_host", "ours_train", "cpu"]
     if torch_present:
         cols += ["torch", "torch_fp32", "torch_train", "max_abs_diff"]
