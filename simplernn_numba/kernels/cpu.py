@@ -48,7 +48,7 @@ from .. import activations as A
 from .._threading import parallel_section
 from . import _workspace
 from ._products import TILE_SHAPES, gradient_products, padded_units, tile_shape, tiled_product
-from ._tanh import tanh_inplace
+from ._tanh import tanh_inplace, tanh_value
 
 #: NumPy's floating-point error semantics (x / 0 -> inf or nan, never an exception): Numba's
 #: default "python" model guards every division with a branch, which stops loops vectorising.
@@ -179,18 +179,42 @@ def _last_outputs(state, seen, outputs, lo, hi):
 
 
 @njit(cache=True, inline="always", error_model=_ERRORS)
-def _load_inputs(v, x, xw, input_dropout, h, recurrent_dropout, b, t):
-    """Fill a row ``v`` of the step's product operand: ``[x_t (* dropout), h (* dropout)]``, or
-    just ``h``."""
-    offset = v.shape[0] - h.shape[0]
-    if xw is None:
-        for f in range(offset):
-            v[f] = x[b, t, f] if input_dropout is None else x[b, t, f] * input_dropout[b, f]
-    for k in range(h.shape[0]):
-        v[offset + k] = h[k] if recurrent_dropout is None else h[k] * recurrent_dropout[b, k]
+def _load_step_inputs(v, x, input_dropout, b, t):
+    """``v[:F] = x[b, t]`` (times the input dropout mask): the input part of a fused step's operand."""
+    for f in range(x.shape[2]):
+        v[f] = x[b, t, f] if input_dropout is None else x[b, t, f] * input_dropout[b, f]
 
 
-@njit(cache=True, error_model=_ERRORS)
+@njit(cache=True, inline="always", fastmath={"contract"}, error_model=_ERRORS)
+def _finish_row(z, r, xw, bias, b, t, act, state, outputs, slot, keep, operands, offset,
+                recurrent_dropout):
+    """Finish row ``b``'s unmasked step from its product ``z[r]``: add the input projection
+    ``xw[b, t]`` (absent in fused mode) and the bias, activate, and write the new state to
+    ``state[b]``, to ``outputs[b, slot]`` (with ``keep``) and, times the recurrent dropout mask,
+    to ``operands[r, offset:]`` for the next step's product. With ``tanh`` it is one pass that
+    LLVM vectorises; other activations go through :func:`activate` on ``z[r]``."""
+    units = state.shape[1]
+    zr = z[r, :units]
+    if act == A.TANH:
+        for u in range(units):
+            zr[u] = tanh_value(zr[u] + bias[u] if xw is None else zr[u] + (xw[b, t, u] + bias[u]))
+    else:
+        for u in range(units):
+            zr[u] += bias[u] if xw is None else xw[b, t, u] + bias[u]
+        activate(zr, act)
+    sr = state[b]
+    for u in range(units):
+        sr[u] = zr[u]
+    if keep:
+        out = outputs[b, slot]
+        for u in range(units):
+            out[u] = zr[u]
+    op = operands[r, offset:]
+    for u in range(units):
+        op[u] = zr[u] if recurrent_dropout is None else zr[u] * recurrent_dropout[b, u]
+
+
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
 def _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
           go_backwards, act, xw, outputs, final_state, shape, lo, hi):
     """Run batch rows ``lo:hi`` through every timestep, all of them together.
@@ -201,11 +225,13 @@ def _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
     ``outputs`` itself (each step reads its slot before writing it). ``U'`` is ``U`` padded
     with zero columns to whole tiles of ``TILE_SHAPES[shape]`` (:func:`tiled_product`; the
     rows are padded here). ``outputs`` is (B, T, U), or (B, 1, U) for the last output only;
-    ``final_state`` (B, U) doubles as the running state.
+    ``final_state`` (B, U) doubles as the running state. The operands' state part is written
+    when a row's step finishes (a masked step leaves it, like the state, as it was).
     """
     steps = x.shape[1]
     width, padded = w.shape
     units = final_state.shape[1]
+    offset = width - units
     keep_all = outputs.shape[1] == steps
     rows = hi - lo
     tile_rows = TILE_SHAPES[shape][0]
@@ -213,24 +239,28 @@ def _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
     z = np.empty((operands.shape[0], padded), w.dtype)
     seen = np.zeros(rows, np.bool_)
     for r in range(rows):
-        final_state[lo + r] = initial_state[lo + r]
+        b = lo + r
+        for u in range(units):
+            h = initial_state[b, u]
+            final_state[b, u] = h
+            operands[r, offset + u] = h if recurrent_dropout is None else h * recurrent_dropout[b, u]
     for s in range(steps):
         t = steps - 1 - s if go_backwards else s
         slot = s if keep_all else 0
-        for r in range(rows):
-            _load_inputs(operands[r], x, xw, input_dropout, final_state[lo + r], recurrent_dropout,
-                         lo + r, t)
+        if xw is None:
+            for r in range(rows):
+                _load_step_inputs(operands[r], x, input_dropout, lo + r, t)
         tiled_product(w, operands, z, shape)
         for r in range(rows):
-            zr = z[r, :units]
-            if xw is None:
-                for u in range(units):
-                    zr[u] += bias[u]
-            else:
-                for u in range(units):
-                    zr[u] += xw[lo + r, t, u] + bias[u]
-            seen[r] = _commit(zr, final_state[lo + r], outputs[lo + r, slot], mask, lo + r, t,
-                              seen[r], act, keep_all)
+            b = lo + r
+            if mask is not None and not mask[b, t]:
+                if keep_all:
+                    for u in range(units):
+                        outputs[b, slot, u] = final_state[b, u] if seen[r] else 0
+                continue
+            seen[r] = True
+            _finish_row(z, r, xw, bias, b, t, act, final_state, outputs, slot, keep_all, operands,
+                        offset, recurrent_dropout)
     if not keep_all:
         _last_outputs(final_state, seen, outputs, lo, hi)
 
