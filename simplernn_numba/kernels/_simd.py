@@ -1,4 +1,4 @@
-"""A 32-byte SIMD vector value for Numba CPU kernels: loads, stores, broadcasts and FMAs.
+"""A 32-byte SIMD vector value for Numba CPU kernels: loads, stores, broadcasts, FMAs and sums.
 
 Numba has no vector type, and LLVM does not turn a tile of scalar accumulators into
 vector registers by itself (an outer-product tile of 64 scalars compiled to scalar FMAs).
@@ -131,3 +131,11 @@ def vfma(typingctx, a, b, c):
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
         return builder.call(fma, args)
     return a(a, b, c), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """``a + b`` lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+    return a(a, b), codegen

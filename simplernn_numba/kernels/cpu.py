@@ -18,9 +18,9 @@ batch row, where one BLAS GEMM does it first. When the recurrent kernel does not
 BLAS GEMM over the batch instead (``_ROWS_WEIGHT_BYTES``; the backward pass
 makes the same choice, and computes its input and weight gradients after the loop without BLAS
 on the per-row path, :mod:`._products`). On one path a row's result does not depend on the other rows
-(each element of a tiled product is one FMA per term, in order, whatever the tile); the path
-depends on the batch size (lanes from ``LANES_MIN_BATCH`` rows), so two batch sizes can differ
-by rounding.
+(each element of a tiled product is one FMA per term, in order, for every tile of several rows);
+the path and the tile depend on the batch size (lanes from ``LANES_MIN_BATCH`` rows; one-row tiles,
+which sum in two chains, for a run of one row), so two batch sizes can differ by rounding.
 ``tanh`` is vectorisable (:mod:`._tanh`): a rational approximation for
 float32 (max abs error about 1e-7, float32 rounding level) and an ``expm1``
 -based evaluation for float64 (within 3 ulp of libm). See
