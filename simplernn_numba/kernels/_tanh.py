@@ -27,7 +27,6 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 _FLAGS = dict(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
-_JIT_OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
 
 _CLAMP32 = 7.90531110763549805
 _P32 = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
@@ -98,25 +97,24 @@ def tanh_f64(x):
     return math.copysign(-t / (t + 2.0), x)
 
 
-def tanh_value(v):
-    """``tanh(v)`` for a float32 or float64 scalar (compiled: :func:`tanh_f32` or :func:`tanh_f64`
-    by type; inlined, so the caller's fastmath flags apply: compile callers with ``contract``)."""
-
-
-@overload(tanh_value, inline="always", jit_options=_JIT_OPTIONS)
-def _tanh_value_impl(v):
-    if v == types.float32:
-        return lambda v: tanh_f32(v)
-    return lambda v: tanh_f64(v)
+@njit(**_FLAGS)
+def tanh_value(v, itemsize):
+    """``tanh(v)``: :func:`tanh_f32` where ``itemsize`` is 4, else :func:`tanh_f64`. Callers pass
+    an array's ``itemsize``, a constant once compiled, so one branch is left; the function is
+    inlined (the caller's fastmath flags apply: compile callers with ``contract``), so a loop
+    calling it vectorises."""
+    return tanh_f32(v) if itemsize == 4 else tanh_f64(v)
 
 
 def tanh_inplace(z):
     """``z[:] = tanh(z)`` for a 1-D float32 or float64 array (compiled)."""
 
 
-@overload(tanh_inplace, jit_options=_JIT_OPTIONS)
+@overload(tanh_inplace, jit_options=dict(cache=True, error_model="numpy", fastmath={"contract"}))
 def _tanh_inplace_impl(z):
+    element = tanh_f32 if z.dtype == types.float32 else tanh_f64
+
     def impl(z):
         for i in range(z.shape[0]):
-            z[i] = tanh_value(z[i])
+            z[i] = element(z[i])
     return impl
