@@ -226,8 +226,9 @@ def _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
     ``outputs`` itself (each step reads its slot before writing it). ``U'`` is ``U`` padded
     with zero columns to whole tiles of ``TILE_SHAPES[shape]`` (:func:`tiled_product`; the
     rows are padded here). ``outputs`` is (B, T, U), or (B, 1, U) for the last output only;
-    ``final_state`` (B, U) doubles as the running state. The operands' state part is written
-    when a row's step finishes (a masked step leaves it, like the state, as it was).
+    ``final_state`` (B, U) doubles as the running state; ``act`` is None for tanh. The operands'
+    state part is written when a row's step finishes (a masked step leaves it, like the state,
+    as it was).
     """
     steps = x.shape[1]
     width, padded = w.shape
@@ -245,7 +246,7 @@ def _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
             h = initial_state[b, u]
             final_state[b, u] = h
             operands[r, offset + u] = h if recurrent_dropout is None else h * recurrent_dropout[b, u]
-    if act == A.TANH:  # the default: a loop of its own, compiled for tanh alone
+    if act is None:  # tanh (see :func:`_rows_act`): the step loop compiled for tanh alone
         _steps(x, w, bias, mask, input_dropout, recurrent_dropout, go_backwards, A.TANH, xw,
                outputs, final_state, shape, lo, operands, z, seen)
     else:
@@ -355,10 +356,11 @@ def _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
 @njit(cache=True, inline="always")
 def _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
               go_backwards, act, xw, outputs, final_state, shape, lo, hi):
-    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``)."""
+    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``).
+    ``act`` is an activation code, or None for tanh (:func:`_rows_act`)."""
     if shape < 0:
         _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-               go_backwards, act, outputs, final_state, lo, hi)
+               go_backwards, A.TANH if act is None else act, outputs, final_state, lo, hi)
     else:
         _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
               go_backwards, act, xw, outputs, final_state, shape, lo, hi)
@@ -492,6 +494,15 @@ def _tiled_weights(kernel, recurrent_kernel, layout: str, batch: int, chunks: in
                                    padded_units(units, shape, itemsize))
 
 
+def _rows_act(activation) -> int | None:
+    """The ``act`` argument of the per-row recurrences: None for tanh, else the activation code.
+    None is a type of its own, so the tanh kernels (a step loop with tanh alone, :func:`_steps`)
+    and those of the other activations are compiled separately, each on first use, rather than
+    both into every compiled variant (which doubled the compile time of each)."""
+    act = A.code(activation)
+    return None if act == A.TANH else act
+
+
 def release_workspace() -> None:
     """Free the work arrays the CPU kernels keep between calls, every thread's (:mod:`._workspace`)."""
     _workspace.release()
@@ -565,7 +576,7 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
         shape, w = _tiled_weights(kernel, recurrent_kernel, "fused" if fused else "recurrent",
                                   batch, chunks)
     args = (x, w, bias, initial_state, mask, in_drop, recurrent_dropout, bool(go_backwards),
-            A.code(activation), xw, outputs, final_state, shape)
+            _rows_act(activation), xw, outputs, final_state, shape)
     if chunks > 1:
         with parallel_section():
             _recurrence_parallel(*args, chunks)
@@ -841,7 +852,8 @@ def _bptt_lanes(outputs, d_outputs, preact, use_preact, recurrent_kernel, initia
 @njit(cache=True, inline="always", error_model=_ERRORS)
 def _bptt_run(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, shape, lo, hi):
-    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``)."""
+    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``).
+    ``act`` is an activation code, or None for tanh (:func:`_rows_act`)."""
     if shape < 0:
         _bptt_lanes(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
                     use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
