@@ -113,7 +113,10 @@ def _warm_signature_count() -> int:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_no_recompilation_after_first_call(rng, dtype):
-    """New shapes, activations, go_backwards, return flags and input layouts reuse the compiled code."""
+    """New shapes, activations, go_backwards, return flags and input layouts reuse the compiled code.
+    Warmed first: tanh and one other activation (two compiled variants of the per-row kernels:
+    the tanh step loop is compiled for tanh alone, ``cpu._rows_act``), each on a batch of one
+    row and of several (a single row projects its inputs first: another path)."""
     def configs():  # (use_bias, masked, training): 4 of the 8 specialisations, to keep cold CI short
         yield from ((True, True, True), (True, False, False), (False, True, False), (False, False, True))
 
@@ -133,10 +136,12 @@ def test_no_recompilation_after_first_call(rng, dtype):
         layer(x, mask=mask, initial_state=h0, training=training)
 
     for combo in configs():
-        call(*combo)
+        for activation in ("tanh", "sigmoid"):
+            call(*combo, activation=activation)
+            call(*combo, batch=1, activation=activation)
     count = _warm_signature_count()
     for combo in configs():
-        for activation in ("relu", "gelu", "linear"):
+        for activation in ("relu", "gelu", "linear", "tanh"):
             call(*combo, batch=0, steps=1, units=1, activation=activation)
             call(*combo, batch=4, steps=7, units=16, activation=activation, go_backwards=True,
                  layout="F")
