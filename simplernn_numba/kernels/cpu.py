@@ -191,8 +191,9 @@ def _finish_row(z, r, xw, bias, b, t, act, state, outputs, slot, keep, operands,
     """Finish row ``b``'s unmasked step from its product ``z[r]``: add the input projection
     ``xw[b, t]`` (absent in fused mode) and the bias, activate, and write the new state to
     ``state[b]``, to ``outputs[b, slot]`` (with ``keep``) and, times the recurrent dropout mask,
-    to ``operands[r, offset:]`` for the next step's product. With ``tanh`` it is one pass that
-    LLVM vectorises; other activations go through :func:`activate` on ``z[r]``."""
+    to ``operands[r, offset:]`` for the next step's product. With ``tanh`` the additions and the
+    activation are one loop that LLVM vectorises, then three vectorised copies; other activations
+    go through :func:`activate` on ``z[r]``."""
     units = state.shape[1]
     zr = z[r, :units]
     if act == A.TANH:
@@ -852,8 +853,7 @@ def _bptt_lanes(outputs, d_outputs, preact, use_preact, recurrent_kernel, initia
 @njit(cache=True, inline="always", error_model=_ERRORS)
 def _bptt_run(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask, use_mask,
               recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, shape, lo, hi):
-    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``).
-    ``act`` is an activation code, or None for tanh (:func:`_rows_act`)."""
+    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``)."""
     if shape < 0:
         _bptt_lanes(outputs, d_outputs, preact, use_preact, recurrent_kernel, initial_state, mask,
                     use_mask, recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz,
