@@ -1,6 +1,6 @@
 """Forward inference through the public layer call over the ``shared/perf_anchors.md`` grid.
 
-Run ``python -m pytest benchmarks --benchmark-enable -m "not slow"`` for the quick part,
+Run ``python -m pytest benchmarks --benchmark-enable -n 0 -m "not slow"`` for the quick part,
 drop ``-m`` for the 128,200,512,512 case as well. Peers are timed side by side by
 ``python -m simplernn_numba.bench``; this suite tracks our own timings over time
 (``--benchmark-autosave`` / ``--benchmark-compare``).

@@ -1,7 +1,7 @@
 """Training step (forward + backward) through the public layer API over the ``perf_anchors.md`` grid.
 
 Ours is ``layer(x, training=True)`` then ``layer.backward(d_output)``. Run
-``python -m pytest benchmarks/test_train.py --benchmark-enable -m "not slow"``; peers
+``python -m pytest benchmarks/test_train.py --benchmark-enable -n 0 -m "not slow"``; peers
 (torch autograd, ``jax.vjp`` of ``lax.scan``) are timed side by side by
 ``python -m simplernn_numba.bench --train``.
 """
