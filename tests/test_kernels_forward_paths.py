@@ -61,14 +61,16 @@ def test_every_tile_shape_matches_reference(rng, monkeypatch, parallel, path, fe
 
 @pytest.mark.parametrize("units,batch,small,large", [(9, 5, False, True), (4, 8, False, False),
                                                      (9, 1, True, True)])
-def test_large_or_one_row_calls_project_inputs_with_one_gemm_except_on_the_lanes_path(
+def test_large_or_one_row_calls_project_inputs_first_except_on_the_lanes_path(
         rng, monkeypatch, units, batch, small, large):
     """Inference projects first above FUSED_MAX_WORK, and on one batch row whatever its size
-    (``small``/``large``: projected below/at the limit); lanes and training calls stay fused."""
-    project = cpu.input_projection
+    (``small``/``large``: projected below/at the limit); lanes and training calls stay fused.
+    Projecting first: the recurrence kernels get the input kernel (each run projects its rows)."""
     calls = []
-    monkeypatch.setattr(cpu, "input_projection",
-                        lambda *args, **kw: calls.append(1) or project(*args, **kw))
+    for name in ("_recurrence_serial", "_recurrence_parallel"):
+        kernel = getattr(cpu, name)
+        monkeypatch.setattr(cpu, name, lambda *args, kernel=kernel: calls.append(
+            args[2] is not None) or kernel(*args))
     problem = make_problem(rng, batch=batch, steps=6, features=5, units=units, dtype=np.float32)
     work = batch * 6 * (5 + units) * units
     ref, _ = reference.forward(*problem.arrays(), **problem.options())
@@ -77,13 +79,13 @@ def test_large_or_one_row_calls_project_inputs_with_one_gemm_except_on_the_lanes
         monkeypatch.setattr(cpu, "FUSED_MAX_WORK", limit)
         calls.clear()
         out, _ = cpu.forward(*problem.arrays(), **problem.options())
-        assert bool(calls) == expected
+        assert calls == [expected]
         np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
-    # a training call (a backward pass follows) stays fused: no BLAS next to the backward kernels
+    # a training call (a backward pass follows) stays fused
     calls.clear()
     out, _, _ = functional.run(cpu, *problem.arrays(), **problem.options(), go_backwards=False,
                                activation="tanh", return_sequences=True)
-    assert not calls
+    assert calls == [False]
     np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol)
 
 

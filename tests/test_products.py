@@ -70,6 +70,20 @@ def test_tile_shape_picks_the_least_padded_work():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [0, 1, 3, 4, 6, 9, 130])
+def test_product_matches_numpy_with_any_row_count(rng, dtype, rows):
+    """``product`` (the recurrence runs' input projection): rows past a multiple of 4 go through
+    a padded tile; the output's padding rows are scratch, the rows asked for are exact."""
+    lanes = WIDTH // np.dtype(dtype).itemsize
+    a = rng.standard_normal((rows, 37)).astype(dtype)
+    b = rng.standard_normal((37, 4 * lanes)).astype(dtype)
+    c = np.full((-(-rows // 4) * 4, 4 * lanes), np.nan, dtype)
+    _products.product(a, b, c)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c[:rows], a.astype(np.float64) @ b, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows,features,units", [(1, 1, 1), (7, 5, 6), (33, 3, 17), (64, 40, 8), (0, 3, 5)])
 def test_gradient_products_match_numpy(rng, dtype, rows, features, units):
     x, prev, dz, kernel = _problem(rng, rows, features, units, dtype)

@@ -186,6 +186,20 @@ def _blocked_product(a, b, c, lo, hi, T):
                         tile(b, a, c, r, u, 4, 2, k0, k1, False)
 
 
+@njit(**_FLAGS)
+def product(a, b, c):
+    """``c[:M] = a @ b`` on the calling thread by :func:`_blocked_product`: ``a`` (M, K), ``b``
+    (K, N) with ``N`` whole pairs of vectors, ``c`` (M', N) with ``M'`` >= ``M`` rounded up to a
+    multiple of 4 (the rows past ``M`` are scratch); last axes contiguous."""
+    rows = a.shape[0]
+    whole = rows // 4 * 4
+    _blocked_product(a, b, c, 0, whole, False)
+    if whole < rows:  # the last rows, fewer than a tile's: through a zero-padded quad
+        quad = np.zeros((4, a.shape[1]), a.dtype)
+        quad[:rows - whole] = a[whole:]
+        _blocked_product(quad, b, c[whole:], 0, 4, False)
+
+
 @njit(inline="always", cache=True)
 def _split(count, chunks, part):
     """Start of ``part`` when ``count`` rows are cut into ``chunks`` runs of whole quads of rows."""

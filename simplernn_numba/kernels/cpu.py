@@ -1,7 +1,8 @@
 """Numba CPU kernels for SimpleRNN.
 
 The input projection ``x @ kernel`` for all timesteps is one large matrix
-product (BLAS, written straight into the output buffer when it can be); only
+product per run of batch rows (below) or, with large recurrent kernels, one BLAS GEMM
+(written straight into the output buffer when it can be); only
 ``h_{t-1} @ recurrent_kernel`` is sequential. Each step of the recurrence is a
 register-tiled product of the rows' states with the recurrent kernel (tiles of
 rows by vectors of units held in vector registers, :func:`._products.tiled_product`;
@@ -14,7 +15,9 @@ through all timesteps, so there is no per-step synchronisation); small problems
 run on a serial kernel with no thread start-up cost. While ``[kernel;
 recurrent_kernel]`` fits in L2 the projection is fused into each step's product
 (one compiled call), except for inference calls above ``FUSED_MAX_WORK`` or on one
-batch row, where one BLAS GEMM does it first. When the recurrent kernel does not fit in L2 each step is one
+batch row, where each run projects its rows first (a register-tiled product on its own
+thread, :func:`._products.product`: not BLAS, whose threads keep spinning after a call
+and slow the parallel recurrence that follows). When the recurrent kernel does not fit in L2 each step is one
 BLAS GEMM over the batch instead (``_ROWS_WEIGHT_BYTES``; the backward pass
 makes the same choice, and computes its input and weight gradients after the loop without BLAS
 on the per-row path, :mod:`._products`). On one path a row's result does not depend on the other rows
@@ -47,7 +50,7 @@ from .. import _validate
 from .. import activations as A
 from .._threading import parallel_section
 from . import _workspace
-from ._products import TILE_SHAPES, gradient_products, padded_units, tile_shape, tiled_product
+from ._products import TILE_SHAPES, gradient_products, padded_units, product, tile_shape, tiled_product
 from ._tanh import tanh_inplace, tanh_value
 
 #: NumPy's floating-point error semantics (x / 0 -> inf or nan, never an exception): Numba's
@@ -62,11 +65,12 @@ SERIAL_WORK = 1 << 20
 #: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, about half of L2), and for an
 #: inference call below ``FUSED_MAX_WORK`` multiply-adds (B*T*(F+U)*U) or on the lanes path,
 #: each step is one product of ``[x_t, h_{t-1}]`` with ``[kernel; recurrent_kernel]``;
-#: otherwise ``x @ kernel`` is one BLAS GEMM first. Above that much work the GEMM's speed
-#: wins over the saved call (64,100,128,128 inference: 6.8 against 8.4 ms, interleaved; with
-#: the tiled products 6.0 against 8.5); a training call stays fused (:func:`forward_for_training`):
-#: after a BLAS call OpenBLAS's threads spin for a while and slow the Numba-parallel backward
-#: pass that follows (the same training step took 30.6 ms with the GEMM and 26.7 ms fused).
+#: otherwise each run of rows computes its ``x @ kernel`` first (:func:`_rows`). The limit was
+#: set when projecting first was one BLAS GEMM, which won above it (64,100,128,128 inference:
+#: 6.0 against 8.5 ms, interleaved); with the per-run projection the two measure the same there
+#: (4.5 ms median each). A training call stays fused (:func:`forward_for_training`): with
+#: the BLAS projection, OpenBLAS's spinning threads slowed the backward pass that follows
+#: (the same training step took 30.6 ms with the GEMM and 26.7 ms fused).
 #: An inference call on one batch row projects first whatever its size: its steps are a chain
 #: of dependent FMAs (one register tile), which the input columns would lengthen by F/U
 #: (1,1000,16,64: 0.46 against 0.56 ms; 1,1000,64,64: 0.62 against 0.83, interleaved).
@@ -189,7 +193,7 @@ def _load_step_inputs(v, x, input_dropout, b, t):
 def _finish_row(z, r, xw, bias, b, t, act, state, outputs, slot, keep, operands, offset,
                 recurrent_dropout):
     """Finish row ``b``'s unmasked step from its product ``z[r]``: add the input projection
-    ``xw[b, t]`` (absent in fused mode) and the bias, activate, and write the new state to
+    ``xw[r, t]`` (the run's own, absent in fused mode) and the bias, activate, and write the new state to
     ``state[b]``, to ``outputs[b, slot]`` (with ``keep``) and, times the recurrent dropout mask,
     to ``operands[r, offset:]`` for the next step's product. With ``tanh`` the additions and the
     activation are one loop that LLVM vectorises, then three vectorised copies; other activations
@@ -198,11 +202,11 @@ def _finish_row(z, r, xw, bias, b, t, act, state, outputs, slot, keep, operands,
     zr = z[r, :units]
     if act == A.TANH:
         for u in range(units):
-            zr[u] = tanh_value(zr[u] + bias[u] if xw is None else zr[u] + (xw[b, t, u] + bias[u]),
+            zr[u] = tanh_value(zr[u] + bias[u] if xw is None else zr[u] + (xw[r, t, u] + bias[u]),
                                zr.itemsize)
     else:
         for u in range(units):
-            zr[u] += bias[u] if xw is None else xw[b, t, u] + bias[u]
+            zr[u] += bias[u] if xw is None else xw[r, t, u] + bias[u]
         activate(zr, act)
     sr = state[b]
     for u in range(units):
@@ -217,14 +221,18 @@ def _finish_row(z, r, xw, bias, b, t, act, state, outputs, slot, keep, operands,
 
 
 @njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
-def _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-          go_backwards, act, xw, outputs, final_state, shape, lo, hi):
+def _rows(x, w, kernel, projections, bias, initial_state, mask, input_dropout, recurrent_dropout,
+          go_backwards, act, outputs, final_state, shape, lo, hi, run):
     """Run batch rows ``lo:hi`` through every timestep, all of them together.
 
-    Fused mode (``xw`` None): ``w`` is ``[kernel; recurrent_kernel]``, (F + U, U'), and each
-    step is one product of ``[x_t, h_{t-1}]`` (rows, F + U) with it. Otherwise ``w`` is the
-    recurrent kernel (U, U') and ``xw`` (B, T, U) holds the input projection; it may be
-    ``outputs`` itself (each step reads its slot before writing it). ``U'`` is ``U`` padded
+    Fused mode (``kernel`` None): ``w`` is ``[kernel; recurrent_kernel]``, (F + U, U'), and
+    each step is one product of ``[x_t, h_{t-1}]`` (rows, F + U) with it. Otherwise ``w`` is
+    the recurrent kernel (U, U') and ``kernel`` (F, U'): the run first computes its rows' input
+    projection for every timestep into ``projections[run]`` (at least ``(hi - lo) * T`` rows
+    rounded up to a multiple of 4, by U'; this run's own work array) as one product
+    (:func:`._products.product`, on this thread; a BLAS call before the parallel recurrence
+    would leave OpenBLAS's threads spinning on the cores the recurrence needs), and
+    ``input_dropout`` must be None (the caller applies it to ``x``). ``U'`` is ``U`` padded
     with zero columns to whole tiles of ``TILE_SHAPES[shape]`` (:func:`tiled_product`; the
     rows are padded here). ``outputs`` is (B, T, U), or (B, 1, U) for the last output only;
     ``final_state`` (B, U) doubles as the running state; ``act`` is None for tanh. The operands'
@@ -237,6 +245,11 @@ def _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
     offset = width - units
     keep_all = outputs.shape[1] == steps
     rows = hi - lo
+    xw = None
+    if kernel is not None:
+        projection = projections[run]
+        product(x[lo:hi].reshape(rows * steps, x.shape[2]), kernel, projection)
+        xw = projection[:rows * steps].reshape(rows, steps, padded)
     tile_rows = TILE_SHAPES[shape][0]
     operands = np.zeros((-(-rows // tile_rows) * tile_rows, width), w.dtype)
     z = np.empty((operands.shape[0], padded), w.dtype)
@@ -355,37 +368,39 @@ def _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
 
 
 @njit(cache=True, inline="always")
-def _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-              go_backwards, act, xw, outputs, final_state, shape, lo, hi):
-    """Rows ``lo:hi`` on the lanes path (``shape`` -1) or the tiled rows path (tile ``shape``).
-    ``act`` is an activation code, or None for tanh (:func:`_rows_act`)."""
+def _run_rows(x, w, kernel, projections, bias, initial_state, mask, input_dropout,
+              recurrent_dropout, go_backwards, act, outputs, final_state, shape, lo, hi, run):
+    """Rows ``lo:hi``, run number ``run``, on the lanes path (``shape`` -1) or the tiled rows
+    path (tile ``shape``). ``act`` is an activation code, or None for tanh (:func:`_rows_act`)."""
     if shape < 0:
         _lanes(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
                go_backwards, A.TANH if act is None else act, outputs, final_state, lo, hi)
     else:
-        _rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-              go_backwards, act, xw, outputs, final_state, shape, lo, hi)
+        _rows(x, w, kernel, projections, bias, initial_state, mask, input_dropout,
+              recurrent_dropout, go_backwards, act, outputs, final_state, shape, lo, hi, run)
 
 
 @njit(cache=True, error_model=_ERRORS)
-def _recurrence_serial(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-                       go_backwards, act, xw, outputs, final_state, shape):
+def _recurrence_serial(x, w, kernel, projections, bias, initial_state, mask, input_dropout,
+                       recurrent_dropout, go_backwards, act, outputs, final_state, shape):
     """All batch rows on the calling thread (no thread-pool start-up)."""
-    _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-              go_backwards, act, xw, outputs, final_state, shape, 0, outputs.shape[0])
+    _run_rows(x, w, kernel, projections, bias, initial_state, mask, input_dropout,
+              recurrent_dropout, go_backwards, act, outputs, final_state, shape, 0,
+              outputs.shape[0], 0)
 
 
 @njit(cache=True, parallel=True, error_model=_ERRORS)
-def _recurrence_parallel(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-                         go_backwards, act, xw, outputs, final_state, shape, chunks):
-    """Batch rows split into ``chunks`` runs of whole row pairs, spread over the threads."""
+def _recurrence_parallel(x, w, kernel, projections, bias, initial_state, mask, input_dropout,
+                         recurrent_dropout, go_backwards, act, outputs, final_state, shape, chunks):
+    """Batch rows split into ``chunks`` runs of whole row pairs, spread over the threads; run
+    ``c`` projects its inputs into ``projections[c]`` (see :func:`_rows`)."""
     batch = outputs.shape[0]
     pairs = (batch + 1) // 2
     for c in prange(chunks):
         lo = 2 * (c * pairs // chunks)
         hi = min(batch, 2 * ((c + 1) * pairs // chunks))
-        _run_rows(x, w, bias, initial_state, mask, input_dropout, recurrent_dropout,
-                  go_backwards, act, xw, outputs, final_state, shape, lo, hi)
+        _run_rows(x, w, kernel, projections, bias, initial_state, mask, input_dropout,
+                  recurrent_dropout, go_backwards, act, outputs, final_state, shape, lo, hi, c)
 
 
 @njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
@@ -485,12 +500,17 @@ def prepared_weights(kernel, recurrent_kernel, layout: str, columns: int | None 
     return result
 
 
+def _largest_run(batch: int, chunks: int) -> int:
+    """Rows in the largest run when ``batch`` rows are cut into ``chunks`` runs of row pairs."""
+    return min(batch, 2 * -(-((batch + 1) // 2) // chunks))
+
+
 def _tiled_weights(kernel, recurrent_kernel, layout: str, batch: int, chunks: int):
     """``(shape, weights)`` for the tiled rows path: the tile shape for the largest run of rows
     when ``batch`` rows are cut into ``chunks`` runs of row pairs, and the weights in ``layout``
     padded to whole tiles of it (:func:`prepared_weights`)."""
     units, itemsize = kernel.shape[1], kernel.itemsize
-    shape = tile_shape(min(batch, 2 * -(-((batch + 1) // 2) // chunks)), units, itemsize)
+    shape = tile_shape(_largest_run(batch, chunks), units, itemsize)
     return shape, prepared_weights(kernel, recurrent_kernel, layout,
                                    padded_units(units, shape, itemsize))
 
@@ -551,7 +571,6 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     units = kernel.shape[1]
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)
     final_state = np.empty((batch, units), x.dtype)
-    xw = None
     fits = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
     lanes = fits and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
     fused = lanes or (fits and (training or (batch > 1 and batch * steps * (features + units) * units
@@ -559,25 +578,29 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     chunks = 1
     if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
         chunks = _runs(batch // 2, lanes)
-    if fused:
-        in_drop = input_dropout
-    else:
+    bias = np.zeros(units, x.dtype) if bias is None else bias
+    if not fused and units * units * x.itemsize > _ROWS_WEIGHT_BYTES and batch >= GEMM_MIN_BATCH:
         in_place = return_sequences and not go_backwards
         xw = input_projection(x, kernel, input_dropout, outputs if in_place
                               else _workspace.arrays(x.dtype, (batch, steps, units))[0])
-        in_drop = None
-    bias = np.zeros(units, x.dtype) if bias is None else bias
-    if not fused and units * units * x.itemsize > _ROWS_WEIGHT_BYTES and batch >= GEMM_MIN_BATCH:
         _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_dropout,
                          bool(go_backwards), A.code(activation), xw, outputs, final_state)
         return (outputs if return_sequences else outputs[:, 0]), final_state
     if lanes:
         shape, w = -1, prepared_weights(kernel, recurrent_kernel, "fused")
     else:
-        shape, w = _tiled_weights(kernel, recurrent_kernel, "fused" if fused else "recurrent",
-                                  batch, chunks)
-    args = (x, w, bias, initial_state, mask, in_drop, recurrent_dropout, bool(go_backwards),
-            _rows_act(activation), xw, outputs, final_state, shape)
+        shape, w = _tiled_weights(kernel, recurrent_kernel, "fused", batch, chunks)
+    projection_kernel = projections = None
+    if not fused:  # each run projects its own rows (see :func:`_rows`)
+        projection_kernel, w = w[:features], w[features:]
+        projections = _workspace.arrays(
+            x.dtype, (chunks, -(-_largest_run(batch, chunks) * steps // 4) * 4, w.shape[1]))[0]
+        if input_dropout is not None:
+            x = x * input_dropout[:, None, :]
+            input_dropout = None
+    args = (x, w, projection_kernel, projections, bias, initial_state, mask, input_dropout,
+            recurrent_dropout, bool(go_backwards), _rows_act(activation), outputs, final_state,
+            shape)
     if chunks > 1:
         with parallel_section():
             _recurrence_parallel(*args, chunks)
