@@ -229,7 +229,7 @@ def _rows(x, w, kernel, projections, bias, initial_state, mask, input_dropout, r
     each step is one product of ``[x_t, h_{t-1}]`` (rows, F + U) with it. Otherwise ``w`` is
     the recurrent kernel (U, U') and ``kernel`` (F, U'): the run first computes its rows' input
     projection for every timestep into ``projections[run]`` (at least ``(hi - lo) * T`` rows
-    rounded up to a multiple of 4, by U'; this run's own work array) as one product
+    rounded up to a multiple of 6, by U'; this run's own work array) as one product
     (:func:`._products.product`, on this thread; a BLAS call before the parallel recurrence
     would leave OpenBLAS's threads spinning on the cores the recurrence needs), and
     ``input_dropout`` must be None (the caller applies it to ``x``). ``U'`` is ``U`` padded
@@ -594,7 +594,7 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     if not fused:  # each run projects its own rows (see :func:`_rows`)
         projection_kernel, w = w[:features], w[features:]
         projections = _workspace.arrays(
-            x.dtype, (chunks, -(-_largest_run(batch, chunks) * steps // 4) * 4, w.shape[1]))[0]
+            x.dtype, (chunks, -(-_largest_run(batch, chunks) * steps // 6) * 6, w.shape[1]))[0]
         if input_dropout is not None:
             x = x * input_dropout[:, None, :]
             input_dropout = None
