@@ -6,6 +6,9 @@ vectors of units (:data:`TILE_SHAPES`) whose eight partial results stay in vecto
 registers (:mod:`._simd`) while ``k`` runs: one vector load of ``w`` feeds every row of
 the tile, one broadcast of ``v`` every vector, and there is no reduction at the end.
 
+:func:`product` is a run's input projection ``x @ kernel`` for all its timesteps (many
+rows), by tiles of six rows and twelve accumulators, on the run's own thread.
+
 :func:`gradient_products` computes, after the backward recurrence, the input and
 weight gradients from the pre-activation gradients ``dz``::
 
