@@ -41,6 +41,25 @@ def test_paths_match_reference(rng, monkeypatch, parallel, path, dtype, batch, m
             np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_gemm_path_other_activations_match_reference(rng, monkeypatch, activation):
+    """The per-step GEMM path finishes rows with the activation chosen at run time (tanh has a
+    branch of its own in the row finish)."""
+    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 1)
+    problem = make_problem(rng, batch=5, steps=7, features=5, units=9, dtype=np.float64,
+                           masked=True, dropout=True)
+    for go_backwards in (False, True):
+        for return_sequences in (False, True):
+            kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
+                      activation=activation)
+            out, state = cpu.forward(*problem.arrays(), **problem.options(), **kw)
+            ref_out, ref_state = reference.forward(*problem.arrays(), **problem.options(), **kw)
+            np.testing.assert_allclose(out, ref_out, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("path,features,units", [("fused", 100, 42), ("rows", 5, 30)])
 def test_every_tile_shape_matches_reference(rng, monkeypatch, parallel, path, features, units):
