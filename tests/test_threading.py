@@ -13,6 +13,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -201,9 +202,27 @@ def test_object_lock_is_per_object_and_reentrant():
 
 def test_parallel_section_locks_only_on_workqueue(monkeypatch):
     monkeypatch.setattr(_threading, "_layer", "workqueue")
-    assert _threading.parallel_section() is _threading.WORKQUEUE_LOCK
+    with _threading.parallel_section():
+        assert _threading.WORKQUEUE_LOCK.locked()
+    assert not _threading.WORKQUEUE_LOCK.locked()
     monkeypatch.setattr(_threading, "_layer", "tbb")
-    assert _threading.parallel_section() is not _threading.WORKQUEUE_LOCK
+    with _threading.parallel_section():
+        assert not _threading.WORKQUEUE_LOCK.locked()
+
+
+def test_parallel_section_hands_out_iterations_one_at_a_time():
+    """Chunk size 1 inside (runs go to whichever thread comes free), the caller's restored after,
+    also when the launch raises."""
+    previous = numba.set_parallel_chunksize(3)
+    try:
+        with _threading.parallel_section():
+            assert numba.get_parallel_chunksize() == 1
+        assert numba.get_parallel_chunksize() == 3
+        with pytest.raises(RuntimeError), _threading.parallel_section():
+            raise RuntimeError
+        assert numba.get_parallel_chunksize() == 3
+    finally:
+        numba.set_parallel_chunksize(previous)
 
 
 def _tbb_installed() -> bool:

@@ -448,8 +448,10 @@ def _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_drop
 #: Runs of row pairs per thread of the parallel per-row recurrences (forward and backward).
 #: Each run goes through every timestep on its own, so more runs than threads cost little,
 #: and a thread whose core is slowed by other processes takes fewer of them (tbb hands them out
-#: as threads come free): 16,500,32,32 forward 1.20 -> 1.07-1.09 ms median and
-#: 64,100,128,128 4.77 -> 4.56-4.72 ms with 4 or 8 runs on 2 threads, interleaved.
+#: as threads come free: :func:`~simplernn_numba._threading.parallel_section` sets a chunk size
+#: of 1; Numba's default is an equal share per thread, fixed up front): 16,500,32,32 forward
+#: 1.20 -> 1.07-1.09 ms median and 64,100,128,128 4.77 -> 4.56-4.72 ms with 4 or 8 runs on 2
+#: threads, interleaved (measured before the chunk size was set, with the default scheduling).
 RUNS_PER_THREAD = 4
 
 
@@ -999,12 +1001,12 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         else:
             first = np.zeros(batch, np.int64)
         dz_step = np.empty((batch, units), dtype)
-        product = np.empty((batch, units), dtype)
+        step_product = np.empty((batch, units), dtype)
         for s in range(steps - 1, -2, -1):
             _bptt_step(s, outputs, d_seq, preact, use_preact, mask_arr, use_mask, rdrop, use_dropout,
-                       go_backwards, act, first, product, dh, dz_step, dz)
+                       go_backwards, act, first, step_product, dh, dz_step, dz)
             if s >= 0:
-                np.matmul(dz_step, recurrent_kernel_t, out=product)
+                np.matmul(dz_step, recurrent_kernel_t, out=step_product)
 
     flat_dz = dz.reshape(batch * steps, units)
     x_in = x if input_dropout is None else x * input_dropout[:, None, :]
