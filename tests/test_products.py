@@ -78,7 +78,8 @@ def test_product_matches_numpy_with_any_row_count(rng, dtype, rows):
     lanes = WIDTH // np.dtype(dtype).itemsize
     a = rng.standard_normal((rows, 37)).astype(dtype)
     b = rng.standard_normal((37, 4 * lanes)).astype(dtype)
-    c = np.full((-(-rows // 6) * 6, 4 * lanes), np.nan, dtype)
+    tile = _products.PRODUCT_TILE_ROWS
+    c = np.full((-(-rows // tile) * tile, 4 * lanes), np.nan, dtype)
     _products.product(a, b, c)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(c[:rows], a.astype(np.float64) @ b, **tol)

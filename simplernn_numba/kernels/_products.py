@@ -217,8 +217,11 @@ def six_row_tile(w, v, z, r, u):
         vstore(z, r + i, c1, b)
 
 
-#: Rows of ``a`` per block of :func:`product` (a block's rows stay in L1 while the tiles of
-#: every column pair pass over them).
+#: Rows of a tile of :func:`product` (:func:`six_row_tile`): its output has the rows rounded up
+#: to a multiple of this.
+PRODUCT_TILE_ROWS = 6
+#: Rows of ``a`` per block of :func:`product`, meant to stay in L1 while the tiles of every
+#: column pair pass over them (48 rows of K = 128 float32 are 24 KB); not tuned further.
 PRODUCT_ROW_BLOCK = 48
 
 
@@ -226,17 +229,17 @@ PRODUCT_ROW_BLOCK = 48
 def product(a, b, c):
     """``c[:M] = a @ b`` on the calling thread by :func:`six_row_tile` s: ``a`` (M, K), ``b``
     (K, N) with ``N`` whole pairs of vectors, ``c`` (M', N) with ``M'`` >= ``M`` rounded up to a
-    multiple of 6 (the rows past ``M`` are scratch); last axes contiguous. The input projection
-    of the CPU recurrences' runs of rows."""
+    multiple of :data:`PRODUCT_TILE_ROWS` (the rows past ``M`` are scratch); last axes
+    contiguous. The input projection of the CPU recurrences' runs of rows."""
     rows = a.shape[0]
-    whole = rows // 6 * 6
+    whole = rows // PRODUCT_TILE_ROWS * PRODUCT_TILE_ROWS
     step = 2 * (WIDTH // a.itemsize)
     for m0 in range(0, whole, PRODUCT_ROW_BLOCK):
         for u in range(0, c.shape[1], step):
-            for r in range(m0, min(m0 + PRODUCT_ROW_BLOCK, whole), 6):
+            for r in range(m0, min(m0 + PRODUCT_ROW_BLOCK, whole), PRODUCT_TILE_ROWS):
                 six_row_tile(b, a, c, r, u)
     if whole < rows:  # the last rows, fewer than a tile's: through a zero-padded block
-        last = np.zeros((6, a.shape[1]), a.dtype)
+        last = np.zeros((PRODUCT_TILE_ROWS, a.shape[1]), a.dtype)
         last[:rows - whole] = a[whole:]
         for u in range(0, c.shape[1], step):
             six_row_tile(b, last, c[whole:], 0, u)

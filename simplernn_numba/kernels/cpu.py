@@ -50,7 +50,15 @@ from .. import _validate
 from .. import activations as A
 from .._threading import parallel_section
 from . import _workspace
-from ._products import TILE_SHAPES, gradient_products, padded_units, product, tile_shape, tiled_product
+from ._products import (
+    PRODUCT_TILE_ROWS,
+    TILE_SHAPES,
+    gradient_products,
+    padded_units,
+    product,
+    tile_shape,
+    tiled_product,
+)
 from ._tanh import tanh_inplace, tanh_value
 
 #: NumPy's floating-point error semantics (x / 0 -> inf or nan, never an exception): Numba's
@@ -229,7 +237,7 @@ def _rows(x, w, kernel, projections, bias, initial_state, mask, input_dropout, r
     each step is one product of ``[x_t, h_{t-1}]`` (rows, F + U) with it. Otherwise ``w`` is
     the recurrent kernel (U, U') and ``kernel`` (F, U'): the run first computes its rows' input
     projection for every timestep into ``projections[run]`` (at least ``(hi - lo) * T`` rows
-    rounded up to a multiple of 6, by U'; this run's own work array) as one product
+    rounded up to a multiple of ``PRODUCT_TILE_ROWS``, by U'; this run's own work array) as one product
     (:func:`._products.product`, on this thread; a BLAS call before the parallel recurrence
     would leave OpenBLAS's threads spinning on the cores the recurrence needs), and
     ``input_dropout`` must be None (the caller applies it to ``x``). ``U'`` is ``U`` padded
@@ -465,7 +473,6 @@ def _runs(pairs: int, lanes: bool) -> int:
 #: Weight layouts the recurrence kernels take (see :func:`prepared_weights`).
 LAYOUTS = {
     "fused": lambda kernel, recurrent: np.concatenate((kernel, recurrent)),
-    "recurrent": lambda kernel, recurrent: recurrent,
     "recurrent_t": lambda kernel, recurrent: recurrent.T,
 }
 
@@ -478,8 +485,8 @@ _PREPARED_MAX = 16
 def prepared_weights(kernel, recurrent_kernel, layout: str, columns: int | None = None) -> np.ndarray:
     """The weights in one of the :data:`LAYOUTS`, C-contiguous, cached for immutable weights.
 
-    ``"fused"``: ``[kernel; recurrent_kernel]``, (F + U, U); ``"recurrent"``: the recurrent
-    kernel, (U, U); ``"recurrent_t"``: its transpose; with ``columns``, padded with zero
+    ``"fused"``: ``[kernel; recurrent_kernel]``, (F + U, U); ``"recurrent_t"``: the
+    recurrent kernel transposed, (U, U); with ``columns``, padded with zero
     columns to that many. Arrays that are writeable or views are prepared afresh on every call.
     """
     key = (id(kernel), id(recurrent_kernel), layout, columns)
@@ -595,8 +602,8 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     projection_kernel = projections = None
     if not fused:  # each run projects its own rows (see :func:`_rows`)
         projection_kernel, w = w[:features], w[features:]
-        projections = _workspace.arrays(
-            x.dtype, (chunks, -(-_largest_run(batch, chunks) * steps // 6) * 6, w.shape[1]))[0]
+        run_rows = -(-_largest_run(batch, chunks) * steps // PRODUCT_TILE_ROWS) * PRODUCT_TILE_ROWS
+        projections = _workspace.arrays(x.dtype, (chunks, run_rows, w.shape[1]))[0]
         if input_dropout is not None:
             x = x * input_dropout[:, None, :]
             input_dropout = None
