@@ -70,6 +70,19 @@ def _float64_from_bits(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _bits_of_float64(typingctx, value):
+    """Reinterpret a float64 as an int64 (an LLVM bitcast, which vectorises)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+#: 1.5 * 2**52: for an integer-valued float64 ``k`` with ``|k| < 2**51``, the low bits of
+#: ``k + _ROUND_BITS`` hold ``k`` as a two's-complement integer.
+_ROUND_BITS = 6755399441055744.0
+
+
 @njit(**_FLAGS)
 def tanh_f64(x):
     """float64 tanh within 3 ulp of libm, branch-free."""
@@ -77,7 +90,6 @@ def tanh_f64(x):
     a = 22.0 if a > 22.0 else a  # NaN stays NaN
     y = -2.0 * a
     kf = np.floor(y * _INV_LN2 + 0.5)
-    kf = kf if kf == kf else 0.0  # a NaN must not reach the integer conversion
     r = (y - kf * _LN2_HI) - kf * _LN2_LO  # |r| <= ln(2) / 2
     p = _E[11]
     p = p * r + _E[10]
@@ -92,7 +104,9 @@ def tanh_f64(x):
     p = p * r + _E[1]
     p = p * r + _E[0]
     p = r + r * r * p  # expm1(r)
-    scale = _float64_from_bits((np.int64(kf) + 1023) << 52)  # 2**k, -64 <= k <= 0
+    # 2**k, -64 <= k <= 0, built from k's bits: AVX2 has no vector float -> int64 conversion, so
+    # ``np.int64(kf)`` would be four scalar conversions per vector (a NaN gives a NaN ``p``)
+    scale = _float64_from_bits((_bits_of_float64(kf + _ROUND_BITS) + 1023) << 52)
     t = scale * p + (scale - 1.0)  # expm1(y) = 2**k * expm1(r) + 2**k - 1
     return math.copysign(-t / (t + 2.0), x)
 
