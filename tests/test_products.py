@@ -71,19 +71,22 @@ def test_tile_shape_picks_the_least_padded_work():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows", [0, 1, 4, 6, 9, 130])
-def test_product_matches_numpy_with_any_row_count(rng, dtype, rows):
-    """``product`` (the recurrence runs' input projection): rows past a multiple of 6 go through
-    a padded tile; the output's padding rows are scratch, the rows asked for are exact and the
+@pytest.mark.parametrize("vectors", [2, 4, 6, 8])
+def test_product_matches_numpy_with_any_row_count(rng, dtype, rows, vectors):
+    """``product`` (the recurrence runs' input projection): rows past a multiple of 4 go through
+    a padded tile, columns by tiles of three vectors and the rest (two or four vectors) by
+    tiles of two; the output's padding rows are scratch, the rows asked for are exact and the
     same bits as the recurrence's tiles give."""
     lanes = WIDTH // np.dtype(dtype).itemsize
+    width = vectors * lanes
     a = rng.standard_normal((rows, 37)).astype(dtype)
-    b = rng.standard_normal((37, 4 * lanes)).astype(dtype)
+    b = rng.standard_normal((37, width)).astype(dtype)
     tile = _products.PRODUCT_TILE_ROWS
-    c = np.full((-(-rows // tile) * tile, 4 * lanes), np.nan, dtype)
+    c = np.full((-(-rows // tile) * tile, width), np.nan, dtype)
     _products.product(a, b, c)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(c[:rows], a.astype(np.float64) @ b, **tol)
-    tiled = np.empty((-(-rows // 4) * 4, 4 * lanes), dtype)
+    tiled = np.empty((-(-rows // 4) * 4, width), dtype)
     tiled_product(b, np.concatenate((a, np.zeros((len(tiled) - rows, 37), dtype))), tiled, 0)
     np.testing.assert_array_equal(c[:rows], tiled[:rows])
 

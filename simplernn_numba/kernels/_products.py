@@ -7,7 +7,7 @@ registers (:mod:`._simd`) while ``k`` runs: one vector load of ``w`` feeds every
 the tile, one broadcast of ``v`` every vector, and there is no reduction at the end.
 
 :func:`product` is a run's input projection ``x @ kernel`` for all its timesteps (many
-rows), by tiles of six rows and twelve accumulators, on the run's own thread.
+rows), by tiles of four rows and twelve accumulators, on the run's own thread.
 
 :func:`gradient_products` computes, after the backward recurrence, the input and
 weight gradients from the pre-activation gradients ``dz``::
@@ -190,59 +190,79 @@ def _blocked_product(a, b, c, lo, hi, T):
 
 
 @njit(inline="always", **_FLAGS)
-def six_row_tile(w, v, z, r, u):
-    """``z[r:r + 6, u:u + 2 * lanes] = v[r:r + 6] @ w[:, u:u + 2 * lanes]``: twelve vector
-    accumulators, so each ``k`` is two loads of ``w`` and six broadcasts of ``v`` for twelve FMAs
-    (:func:`tile`: six for eight). Each element is one FMA per ``k`` in order from zero, as in
-    :func:`tile`, so the results are the same bits."""
+def wide_tile(w, v, z, r, u):
+    """``z[r:r + 4, u:u + 3 * lanes] = v[r:r + 4] @ w[:, u:u + 3 * lanes]``: twelve vector
+    accumulators, so each ``k`` is three loads of ``w`` and four broadcasts of ``v`` for twelve
+    FMAs (:func:`tile`: six for eight), and twelve independent chains of FMAs hide the FMA
+    latency that eight do not. Each element is one FMA per ``k`` in order from zero, as in
+    :func:`tile`, so the results are the same bits. (Six rows by two vectors, also twelve
+    accumulators, compiled to spills in float64: 20 against 45 GFLOP/s.)"""
     lanes = WIDTH // w.itemsize
-    c0, c1 = u, u + lanes
-    a0 = a1 = a2 = a3 = a4 = a5 = b0 = b1 = b2 = b3 = b4 = b5 = vzero(w)
+    c0, c1, c2 = u, u + lanes, u + 2 * lanes
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = d0 = d1 = d2 = d3 = vzero(w)
     for k in range(w.shape[0]):
-        w0, w1 = vload(w, k, c0), vload(w, k, c1)
+        w0, w1, w2 = vload(w, k, c0), vload(w, k, c1), vload(w, k, c2)
         x = vbroadcast(v, r, k)
-        a0, b0 = vfma(x, w0, a0), vfma(x, w1, b0)
+        a0, b0, d0 = vfma(x, w0, a0), vfma(x, w1, b0), vfma(x, w2, d0)
         x = vbroadcast(v, r + 1, k)
-        a1, b1 = vfma(x, w0, a1), vfma(x, w1, b1)
+        a1, b1, d1 = vfma(x, w0, a1), vfma(x, w1, b1), vfma(x, w2, d1)
         x = vbroadcast(v, r + 2, k)
-        a2, b2 = vfma(x, w0, a2), vfma(x, w1, b2)
+        a2, b2, d2 = vfma(x, w0, a2), vfma(x, w1, b2), vfma(x, w2, d2)
         x = vbroadcast(v, r + 3, k)
-        a3, b3 = vfma(x, w0, a3), vfma(x, w1, b3)
-        x = vbroadcast(v, r + 4, k)
-        a4, b4 = vfma(x, w0, a4), vfma(x, w1, b4)
-        x = vbroadcast(v, r + 5, k)
-        a5, b5 = vfma(x, w0, a5), vfma(x, w1, b5)
-    for i, (a, b) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5))):
+        a3, b3, d3 = vfma(x, w0, a3), vfma(x, w1, b3), vfma(x, w2, d3)
+    for i, (a, b, d) in enumerate(((a0, b0, d0), (a1, b1, d1), (a2, b2, d2), (a3, b3, d3))):
         vstore(z, r + i, c0, a)
         vstore(z, r + i, c1, b)
+        vstore(z, r + i, c2, d)
 
 
-#: Rows of a tile of :func:`product` (:func:`six_row_tile`): its output has the rows rounded up
+@njit(inline="always", cache=True)
+def wide_columns(columns, lanes):
+    """How many of ``columns`` (whole pairs of vectors of ``lanes``) :func:`wide_tile` s cover:
+    the most whole triples of vectors that leave an even number of vectors for 4x2 tiles."""
+    vectors = columns // lanes
+    triples = vectors // 3
+    if (vectors - 3 * triples) % 2:
+        triples -= 1
+    return 3 * triples * lanes
+
+
+@njit(inline="always", **_FLAGS)
+def four_row_tiles(w, v, z, lo, hi):
+    """``z[lo:hi] = v[lo:hi] @ w`` by :func:`wide_tile` s, the last columns by 4x2 :func:`tile` s:
+    ``hi - lo`` a multiple of 4, ``z``'s width of whole pairs of vectors."""
+    lanes = WIDTH // w.itemsize
+    wide = wide_columns(z.shape[1], lanes)
+    for u in range(0, wide, 3 * lanes):
+        for r in range(lo, hi, 4):
+            wide_tile(w, v, z, r, u)
+    for u in range(wide, z.shape[1], 2 * lanes):
+        for r in range(lo, hi, 4):
+            tile(w, v, z, r, u, 4, 2, 0, w.shape[0], False)
+
+
+#: Rows of a tile of :func:`product` (:func:`four_row_tiles`): its output has the rows rounded up
 #: to a multiple of this.
-PRODUCT_TILE_ROWS = 6
+PRODUCT_TILE_ROWS = 4
 #: Rows of ``a`` per block of :func:`product`, meant to stay in L1 while the tiles of every
-#: column pair pass over them (48 rows of K = 128 float32 are 24 KB); not tuned further.
+#: column triple pass over them (48 rows of K = 128 float32 are 24 KB); not tuned further.
 PRODUCT_ROW_BLOCK = 48
 
 
 @njit(**_FLAGS)
 def product(a, b, c):
-    """``c[:M] = a @ b`` on the calling thread by :func:`six_row_tile` s: ``a`` (M, K), ``b``
+    """``c[:M] = a @ b`` on the calling thread by :func:`four_row_tiles`: ``a`` (M, K), ``b``
     (K, N) with ``N`` whole pairs of vectors, ``c`` (M', N) with ``M'`` >= ``M`` rounded up to a
     multiple of :data:`PRODUCT_TILE_ROWS` (the rows past ``M`` are scratch); last axes
     contiguous. The input projection of the CPU recurrences' runs of rows."""
     rows = a.shape[0]
     whole = rows // PRODUCT_TILE_ROWS * PRODUCT_TILE_ROWS
-    step = 2 * (WIDTH // a.itemsize)
     for m0 in range(0, whole, PRODUCT_ROW_BLOCK):
-        for u in range(0, c.shape[1], step):
-            for r in range(m0, min(m0 + PRODUCT_ROW_BLOCK, whole), PRODUCT_TILE_ROWS):
-                six_row_tile(b, a, c, r, u)
+        four_row_tiles(b, a, c, m0, min(m0 + PRODUCT_ROW_BLOCK, whole))
     if whole < rows:  # the last rows, fewer than a tile's: through a zero-padded block
         last = np.zeros((PRODUCT_TILE_ROWS, a.shape[1]), a.dtype)
         last[:rows - whole] = a[whole:]
-        for u in range(0, c.shape[1], step):
-            six_row_tile(b, last, c[whole:], 0, u)
+        four_row_tiles(b, last, c[whole:], 0, PRODUCT_TILE_ROWS)
 
 
 @njit(inline="always", cache=True)
