@@ -2,7 +2,7 @@
 
 :func:`tiled_product` is the inner step of the CPU recurrences: ``z = v @ w`` for a
 few rows ``v`` by a weight matrix ``w`` (K, U) that stays in cache, as tiles of rows by
-vectors of units (:data:`TILE_SHAPES`) whose eight partial results stay in vector
+vectors of units (:data:`TILE_SHAPES`) whose eight or twelve partial results stay in vector
 registers (:mod:`._simd`) while ``k`` runs: one vector load of ``w`` feeds every row of
 the tile, one broadcast of ``v`` every vector, and there is no reduction at the end.
 
@@ -43,9 +43,11 @@ from ._simd import WIDTH, vadd, vbroadcast, vfma, vload, vstore, vzero
 _FLAGS = dict(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 
 
-#: Shapes of the tiles of :func:`tiled_product`, (rows, vectors of units): eight vector
-#: accumulators each. The one-row shape is :func:`row_tile` (two chains over ``k``), the others
-#: :func:`tile`.
+#: Shapes of the tiles of :func:`tiled_product`, (rows, vectors of units): the rows it is
+#: padded to and the vectors of units the weights are padded to. The one-row shape is
+#: :func:`row_tile` (two chains over ``k``), the two-row one :func:`tile` (eight accumulators)
+#: and the four-row one :func:`four_row_tiles` (4x3 tiles of twelve accumulators, the last
+#: columns 4x2).
 TILE_SHAPES = ((4, 2), (2, 4), (1, 4))
 
 
@@ -145,23 +147,6 @@ def padded_units(units: int, shape: int, itemsize: int) -> int:
     return -(-units // step) * step
 
 
-@njit(**_FLAGS)
-def tiled_product(w, v, z, shape):
-    """``z = v @ w`` by tiles of ``TILE_SHAPES[shape]``: ``w`` (K, U), ``v`` (rows, K),
-    ``z`` (rows, U), last axes contiguous, ``rows`` and ``U`` whole tiles (callers pad).
-    A row's result does not depend on the other rows; the two shapes of several rows give the
-    same bits (:func:`tile`), the one-row shape differs from them by rounding (:func:`row_tile`)."""
-    R, V = TILE_SHAPES[shape]
-    for u in range(0, z.shape[1], V * (WIDTH // w.itemsize)):
-        for r in range(0, z.shape[0], R):
-            if shape == 0:
-                tile(w, v, z, r, u, 4, 2, 0, w.shape[0], False)
-            elif shape == 1:
-                tile(w, v, z, r, u, 2, 4, 0, w.shape[0], False)
-            else:
-                row_tile(w, v, z, r, u)
-
-
 #: Blocking of :func:`_blocked_product`: ``K`` in blocks of ``K_BLOCK`` (a block of two
 #: vectors of ``b``'s columns, 16 KB in float32, stays in L1 while the row tiles pass over
 #: it), rows in blocks of ``ROW_BLOCK`` (their block of ``a``, 64 KB, stays in L2). Other
@@ -239,6 +224,25 @@ def four_row_tiles(w, v, z, lo, hi):
     for u in range(wide, z.shape[1], 2 * lanes):
         for r in range(lo, hi, 4):
             tile(w, v, z, r, u, 4, 2, 0, w.shape[0], False)
+
+
+@njit(**_FLAGS)
+def tiled_product(w, v, z, shape):
+    """``z = v @ w`` by tiles of ``TILE_SHAPES[shape]``: ``w`` (K, U), ``v`` (rows, K),
+    ``z`` (rows, U), last axes contiguous, ``rows`` and ``U`` whole tiles (callers pad).
+    A row's result does not depend on the other rows; the two shapes of several rows give the
+    same bits (each element one FMA per ``k`` in order), the one-row shape differs from them by
+    rounding (:func:`row_tile`)."""
+    if shape == 0:
+        four_row_tiles(w, v, z, 0, z.shape[0])
+        return
+    R, V = TILE_SHAPES[shape]
+    for u in range(0, z.shape[1], V * (WIDTH // w.itemsize)):
+        for r in range(0, z.shape[0], R):
+            if shape == 1:
+                tile(w, v, z, r, u, 2, 4, 0, w.shape[0], False)
+            else:
+                row_tile(w, v, z, r, u)
 
 
 #: Rows of a tile of :func:`product` (:func:`four_row_tiles`): its output has the rows rounded up
