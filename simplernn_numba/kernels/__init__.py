@@ -24,3 +24,7 @@ None; ``initial_state`` (B, U); ``mask`` (B, T) bool or None; ``input_dropout``
 1 / (1 - rate)) or None. ``outputs`` is (B, T, U) in processing order when
 ``return_sequences`` else the last output (B, U); ``final_state`` is (B, U).
 """
+
+from .._cache import install
+
+install()  # before any kernel module compiles or loads a cached function (see .._cache)

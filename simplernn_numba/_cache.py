@@ -1,0 +1,74 @@
+"""Numba's on-disk cache (``cache=True``) keyed on the whole package's source.
+
+Numba stamps a cached function with its own source file only, and documents that a change
+to a function in another file is not noticed. The CPU kernels compile in functions from
+other modules (:mod:`.kernels._products`, :mod:`.kernels._tanh`, :mod:`.kernels._simd`,
+:mod:`.activations`): after one of those changes (an edit, a ``git pull`` in an editable
+install) a cached kernel would keep the old code, and where the old code assumed another
+tile size than the Python side now allocates for, that is a write past a buffer, not only a
+stale result. :func:`install` puts cache locators first in Numba's list that, for functions
+defined in this package only, stamp the cache with a hash of every module of the package;
+:mod:`simplernn_numba.kernels` installs them before any of its modules is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+#: The package's directory: functions defined under it get the package-wide stamp.
+PACKAGE = Path(__file__).resolve().parent
+
+
+def source_stamp(root: Path = PACKAGE) -> str:
+    """SHA-256 of the paths and contents of every ``*.py`` file under ``root``."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+_package_stamp = functools.cache(source_stamp)
+
+
+def _in_package(py_file: str) -> bool:
+    try:
+        return Path(py_file).resolve().is_relative_to(PACKAGE)
+    except (OSError, ValueError):
+        return False
+
+
+def _package_locator(base: type) -> type:
+    """``base`` (one of Numba's source-file locators) for this package's functions only,
+    stamped with :func:`source_stamp` of the package instead of the function's file."""
+
+    class PackageLocator(base):
+        def get_source_stamp(self):
+            return _package_stamp()
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not _in_package(py_file):
+                return None
+            return super().from_function(py_func, py_file)
+
+    PackageLocator.__name__ = PackageLocator.__qualname__ = f"Package{base.__name__.lstrip('_')}"
+    return PackageLocator
+
+
+def install() -> bool:
+    """Put the package locators first in Numba's cache locator list (once); returns whether
+    they are in place (False where this Numba keeps its locators elsewhere)."""
+    try:
+        from numba.core import caching
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # public from 0.61 on
+        mixin = caching._SourceFileBackedLocatorMixin
+        classes = list(impl._locator_classes)
+    except (ImportError, AttributeError):
+        return False
+    if any(c.__module__ == __name__ for c in classes):
+        return True
+    impl._locator_classes = [_package_locator(c) for c in classes if issubclass(c, mixin)] + classes
+    return True

@@ -1,0 +1,55 @@
+"""Numba's on-disk cache of the package's kernels is keyed on the whole package's source
+(:mod:`simplernn_numba._cache`): a kernel compiles in functions from other modules, so a
+change to any of them must invalidate it."""
+
+import importlib.util
+
+from numba.core import caching
+
+from simplernn_numba import _cache
+from simplernn_numba.kernels import _products, cpu
+
+
+def _locators():
+    return (getattr(caching, "CacheImpl", None) or caching._CacheImpl)._locator_classes
+
+
+def test_kernels_are_stamped_with_the_whole_package():
+    stamp = _cache.source_stamp()
+    for kernel in (cpu._rows, cpu._recurrence_parallel, _products.product):
+        locator = kernel._cache._impl.locator
+        assert type(locator).__module__ == _cache.__name__
+        assert locator.get_source_stamp() == stamp
+
+
+def test_source_stamp_changes_with_any_module(tmp_path):
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "a.py").write_text("A = 1\n")
+    (tmp_path / "kernels" / "b.py").write_text("B = 1\n")
+    (tmp_path / "notes.txt").write_text("not source")
+    first = _cache.source_stamp(tmp_path)
+    assert _cache.source_stamp(tmp_path) == first
+    (tmp_path / "notes.txt").write_text("still not source")
+    assert _cache.source_stamp(tmp_path) == first
+    (tmp_path / "kernels" / "b.py").write_text("B = 2\n")
+    second = _cache.source_stamp(tmp_path)
+    assert second != first
+    (tmp_path / "kernels" / "b.py").rename(tmp_path / "kernels" / "c.py")
+    assert _cache.source_stamp(tmp_path) != second
+
+
+def test_functions_outside_the_package_keep_numbas_locators(tmp_path):
+    path = tmp_path / "outside.py"
+    path.write_text("from numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x + 1\n")
+    spec = importlib.util.spec_from_file_location("outside_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.f(1) == 2
+    assert type(module.f._cache._impl.locator).__module__ == caching.__name__
+
+
+def test_install_is_idempotent():
+    before = list(_locators())
+    assert _cache.install()
+    assert list(_locators()) == before
+    assert sum(c.__module__ == _cache.__name__ for c in before) >= 2
