@@ -212,10 +212,11 @@ def wide_columns(columns, lanes):
     return 3 * triples * lanes
 
 
-@njit(inline="always", **_FLAGS)
+@njit(**_FLAGS)
 def four_row_tiles(w, v, z, lo, hi):
     """``z[lo:hi] = v[lo:hi] @ w`` by :func:`wide_tile` s, the last columns by 4x2 :func:`tile` s:
-    ``hi - lo`` a multiple of 4, ``z``'s width of whole pairs of vectors."""
+    ``hi - lo`` a multiple of 4, ``z``'s width of whole pairs of vectors. Not inlined: its
+    callers (:func:`tiled_product`, :func:`product`) share one compiled copy per dtype."""
     lanes = WIDTH // w.itemsize
     wide = wide_columns(z.shape[1], lanes)
     for u in range(0, wide, 3 * lanes):
