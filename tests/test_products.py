@@ -76,7 +76,7 @@ def test_product_matches_numpy_with_any_row_count(rng, dtype, rows, vectors):
     """``product`` (the recurrence runs' input projection): rows past a multiple of 4 go through
     a padded tile, columns by tiles of three vectors and the rest (two or four vectors) by
     tiles of two; the output's padding rows are scratch, the rows asked for are exact and the
-    same bits as the recurrence's tiles give."""
+    same bits as the recurrence's two-row tiles give (a different tile code path)."""
     lanes = WIDTH // np.dtype(dtype).itemsize
     width = vectors * lanes
     a = rng.standard_normal((rows, 37)).astype(dtype)
@@ -86,9 +86,11 @@ def test_product_matches_numpy_with_any_row_count(rng, dtype, rows, vectors):
     _products.product(a, b, c)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(c[:rows], a.astype(np.float64) @ b, **tol)
-    tiled = np.empty((-(-rows // 4) * 4, width), dtype)
-    tiled_product(b, np.concatenate((a, np.zeros((len(tiled) - rows, 37), dtype))), tiled, 0)
-    np.testing.assert_array_equal(c[:rows], tiled[:rows])
+    # against the two-row tiles (eight accumulators, :func:`tile`), b padded to their width
+    padded = np.concatenate((b, np.zeros((37, -vectors % 4 * lanes), dtype)), axis=1)
+    tiled = np.empty((-(-rows // 2) * 2, padded.shape[1]), dtype)
+    tiled_product(padded, np.concatenate((a, np.zeros((len(tiled) - rows, 37), dtype))), tiled, 1)
+    np.testing.assert_array_equal(c[:rows], tiled[:rows, :width])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
