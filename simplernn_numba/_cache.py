@@ -34,8 +34,11 @@ _package_stamp = functools.cache(source_stamp)
 
 
 def _in_package(py_file: str) -> bool:
+    """``py_file`` is one of this package's modules, and the package is a directory whose
+    sources :func:`source_stamp` can read (not inside a zip: Numba's zip locator stamps the
+    archive itself)."""
     try:
-        return Path(py_file).resolve().is_relative_to(PACKAGE)
+        return PACKAGE.is_dir() and Path(py_file).resolve().is_relative_to(PACKAGE)
     except (OSError, ValueError):
         return False
 

@@ -48,6 +48,16 @@ def test_functions_outside_the_package_keep_numbas_locators(tmp_path):
     assert type(module.f._cache._impl.locator).__module__ == caching.__name__
 
 
+def test_only_a_package_directory_gets_the_package_stamp(tmp_path, monkeypatch):
+    """Inside a zip the sources cannot be listed (an empty stamp would never change): the
+    package's functions then keep Numba's locators, whose zip locator stamps the archive."""
+    module = str(_cache.PACKAGE / "kernels" / "cpu.py")
+    assert _cache._in_package(module)
+    assert not _cache._in_package(str(tmp_path / "outside.py"))
+    monkeypatch.setattr(_cache, "PACKAGE", tmp_path / "archive.zip" / "simplernn_numba")
+    assert not _cache._in_package(str(tmp_path / "archive.zip" / "simplernn_numba" / "cpu.py"))
+
+
 def test_install_is_idempotent():
     before = list(_locators())
     assert _cache.install()
