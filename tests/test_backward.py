@@ -105,6 +105,43 @@ def test_other_recurrence_paths_match_reference(monkeypatch, activation, path):
                 np.testing.assert_allclose(ours[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_per_step_gemm_path_without_mask_or_dropout_matches_reference(monkeypatch, activation, batch):
+    """Without a mask, recurrent dropout or pre-activations the per-step GEMM path takes one pass
+    per step (and the bias gradient with it), and in input order computes the recurrent-kernel
+    gradient from the outputs without gathering the previous states."""
+    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
+    steps_taken, gathered = [], []
+    step, gather = cpu._bptt_step_unmasked, cpu._previous_states
+    monkeypatch.setattr(cpu, "_bptt_step_unmasked", lambda *a: steps_taken.append(a[0]) or step(*a))
+    monkeypatch.setattr(cpu, "_previous_states", lambda *a: gathered.append(1) or gather(*a))
+    rng = np.random.default_rng(11)
+    for go_backwards, return_sequences, with_d_state in itertools.product([False, True], repeat=3):
+        steps_taken.clear()
+        gathered.clear()
+        problem, d_output, d_state, options = _config(
+            rng, activation, False, False, go_backwards, return_sequences, with_d_state, True,
+            batch=batch, steps=6)
+        ours = _backward(cpu, problem, d_output, d_state, options)
+        ref = _backward(reference, problem, d_output, d_state, options)
+        for key in KEYS:
+            np.testing.assert_allclose(ours[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
+        assert steps_taken == [5, 4, 3, 2, 1, 0]
+        assert len(gathered) == go_backwards  # reversed processing order: the states are gathered
+
+
+def test_recurrent_gradient_in_order_matches_gathered_previous_states():
+    rng = np.random.default_rng(12)
+    for batch, steps in ((1, 1), (3, 1), (1, 5), (4, 6)):
+        outputs, dz = rng.normal(size=(2, batch, steps, 3))
+        initial_state = rng.normal(size=(batch, 3))
+        prev = np.concatenate((initial_state[:, None], outputs[:, :-1]), axis=1)
+        expected = prev.reshape(-1, 3).T @ dz.reshape(-1, 3)
+        np.testing.assert_allclose(cpu._recurrent_gradient_in_order(outputs, initial_state, dz),
+                                   expected, rtol=1e-12, atol=1e-12)
+
+
 def test_fully_masked_row_passes_state_gradient_through():
     rng = np.random.default_rng(1)
     problem, d_output, d_state, options = _config(rng, "tanh", True, False, False, True, True, True)

@@ -60,6 +60,41 @@ def test_gemm_path_other_activations_match_reference(rng, monkeypatch, activatio
             np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_gemm_path_without_mask_or_dropout_writes_states_over_the_projection(
+        rng, monkeypatch, dtype, activation):
+    """Without a mask or recurrent dropout the per-step GEMM path writes each state over its
+    step's input projection and the next GEMM reads it there: the same bits as the general
+    path (taken here with a mask that masks nothing), and the reference's values."""
+    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 1)
+    in_place = []
+    step = cpu._gemm_step_in_place
+    monkeypatch.setattr(cpu, "_gemm_step_in_place", lambda *a: in_place.append(a[0]) or step(*a))
+    problem = make_problem(rng, batch=5, steps=7, features=5, units=9, dtype=dtype)
+    rtol, atol = tolerance(dtype)
+    every_step = np.ones((5, 7), bool)
+    for go_backwards in (False, True):
+        for return_sequences in (False, True):
+            kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
+                      activation=activation)
+            in_place.clear()
+            out, state = cpu.forward(*problem.arrays(), **kw)
+            # in place over the projection unless it is not the output (go_backwards, sequences)
+            expected = list(range(6, -1, -1) if go_backwards else range(7))
+            assert in_place == ([] if go_backwards and return_sequences else expected)
+            taken = list(in_place)
+            general_out, general_state = cpu.forward(*problem.arrays(), mask=every_step, **kw)
+            assert in_place == taken  # with a mask: the general path
+            np.testing.assert_array_equal(out, general_out)
+            np.testing.assert_array_equal(state, general_state)
+            ref_out, ref_state = reference.forward(*problem.arrays(), **kw)
+            np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol)
+            np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("path,features,units", [("fused", 100, 42), ("rows", 5, 30)])
 def test_every_tile_shape_matches_reference(rng, monkeypatch, parallel, path, features, units):

@@ -435,10 +435,47 @@ def _gemm_step(s, z, xw, bias, mask, recurrent_dropout, go_backwards, act, outpu
                 operand[b, u] = state[b, u] * recurrent_dropout[b, u]
 
 
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
+def _gemm_step_in_place(t, z, xw, bias, act):
+    """``xw[:, t] = act(z + xw[:, t] + bias)``: step ``t`` of the per-step GEMM path without a
+    mask or recurrent dropout, after ``z = h_{t-1} @ recurrent_kernel`` (B, U). The new state is
+    written over the step's input projection (which the next step's GEMM reads, and which may be
+    ``outputs`` itself), in one pass for tanh; the same values as :func:`_gemm_step`."""
+    for b in range(z.shape[0]):
+        zb, xb = z[b], xw[b, t]
+        if act == A.TANH:
+            for u in range(zb.shape[0]):
+                xb[u] = tanh_value(zb[u] + (xb[u] + bias[u]), zb.itemsize)
+        else:
+            for u in range(zb.shape[0]):
+                zb[u] += xb[u] + bias[u]
+            activate(zb, act)
+            for u in range(zb.shape[0]):
+                xb[u] = zb[u]
+
+
 def _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_dropout, go_backwards,
                      act, xw, outputs, final_state):
-    """The recurrence as one BLAS GEMM per step over the whole batch (large recurrent kernels)."""
+    """The recurrence as one BLAS GEMM per step over the whole batch (large recurrent kernels).
+
+    ``xw`` (B, T, U) is the input projection, ``outputs`` itself when every step's output is
+    returned in order; without a mask or recurrent dropout the states are written over it
+    (:func:`_gemm_step_in_place`), and each step's GEMM reads the previous step's slice of it.
+    """
     batch, units = final_state.shape
+    steps = xw.shape[1]
+    if mask is None and recurrent_dropout is None and steps and (xw is outputs or outputs.shape[1] == 1):
+        z = np.empty((batch, units), final_state.dtype)
+        operand = initial_state
+        for s in range(steps):
+            t = steps - 1 - s if go_backwards else s
+            np.matmul(operand, recurrent_kernel, out=z)
+            _gemm_step_in_place(t, z, xw, bias, act)
+            operand = xw[:, t]
+        final_state[:] = operand
+        if xw is not outputs:
+            outputs[:, 0] = operand
+        return
     final_state[:] = initial_state
     operand = final_state
     if recurrent_dropout is not None:
@@ -948,6 +985,34 @@ def _bptt_step(s, outputs, d_outputs, preact, use_preact, mask, use_mask, recurr
         dz_step[b] = dz[b, t]
 
 
+@njit(cache=True, error_model=_ERRORS)
+def _bptt_step_unmasked(s, t, dh, outputs, d_outputs, act, dz, d_bias):
+    """Step ``s`` (input time ``t``) of the per-step GEMM path without a mask, recurrent dropout or
+    pre-activations: ``dz[:, t] = (dh + d_outputs of step s) * act'(outputs[:, s])``, also added to
+    ``d_bias``. ``dh`` (B, U), the state gradient (the previous step's GEMM result), is changed in
+    place; the next GEMM reads ``dz[:, t]`` where it is."""
+    for b in range(dh.shape[0]):
+        _step_dz(b, s, t, dh[b], outputs, d_outputs, True, dz, False, act, dz)
+        row = dz[b, t]
+        for u in range(row.shape[0]):
+            d_bias[u] += row[u]
+
+
+def _recurrent_gradient_in_order(outputs, initial_state, dz):
+    """``sum_t h_{t-1}.T @ dz[:, t]`` (U, U) for states ``outputs`` (B, T, U) in input time order
+    and ``h_{-1} = initial_state`` (B, U), without gathering the previous states: flattened to
+    (B * T, U), each row of ``dz`` but the first pairs with the row of ``outputs`` before it, which
+    is right except at ``t = 0``, where the last state of the batch row before takes the place of
+    the initial state; those B - 1 terms are taken out and the initial states' put in."""
+    batch, steps, units = outputs.shape
+    flat_out = outputs.reshape(batch * steps, units)
+    flat_dz = dz.reshape(batch * steps, units)
+    gradient = flat_out[:-1].T @ flat_dz[1:]
+    gradient -= outputs[:-1, -1].T @ dz[1:, 0]
+    gradient += initial_state.T @ dz[:, 0]
+    return gradient
+
+
 def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_outputs, d_state=None,
              *, mask=None, input_dropout=None, recurrent_dropout=None, go_backwards=False,
              activation="tanh"):
@@ -977,7 +1042,11 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     prev, dz, preact = _workspace.arrays(dtype, sequence, sequence,
                                          sequence if use_preact else (1, 1, 1))
     flat_prev = prev.reshape(batch * steps, units)
-    if use_preact or not use_rows:
+    # the per-step GEMM path without a mask, recurrent dropout or pre-activations: one pass per
+    # step (:func:`_bptt_step_unmasked`), and in input order no previous states gathered
+    plain = not (use_rows or use_mask or use_dropout or use_preact)
+    shifted = plain and not go_backwards
+    if use_preact or not (use_rows or shifted):
         _previous_states(outputs, initial_state, mask_arr, use_mask, rdrop, use_dropout, go_backwards, prev)
     if use_preact:
         input_projection(x, kernel, input_dropout, out=preact)
@@ -1000,6 +1069,15 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
                 _bptt_rows(*args, chunks)
         else:
             _bptt_rows_serial(*args)
+    elif plain:
+        recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
+        d_bias = np.zeros(units, dtype)
+        step_product = np.empty((batch, units), dtype)
+        for s in range(steps - 1, -1, -1):
+            t = steps - 1 - s if go_backwards else s
+            _bptt_step_unmasked(s, t, dh, outputs, d_seq, act, dz, d_bias)
+            np.matmul(dz[:, t], recurrent_kernel_t, out=step_product)
+            dh, step_product = step_product, dh
     else:
         recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
         if use_mask:
@@ -1029,7 +1107,11 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         d_kernel, d_recurrent = d_weights[:features], d_weights[features:]
     else:
         d_x = flat_dz @ kernel.T
-        d_kernel, d_recurrent, d_bias = flat_x.T @ flat_dz, flat_prev.T @ flat_dz, flat_dz.sum(axis=0)
+        d_kernel = flat_x.T @ flat_dz
+        d_recurrent = (_recurrent_gradient_in_order(outputs, initial_state, dz) if shifted
+                       else flat_prev.T @ flat_dz)
+        if not plain:
+            d_bias = flat_dz.sum(axis=0)
     d_x = d_x.reshape(batch, steps, features)
     if input_dropout is not None:
         d_x *= input_dropout[:, None, :]
