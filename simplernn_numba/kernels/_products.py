@@ -147,26 +147,35 @@ def padded_units(units: int, shape: int, itemsize: int) -> int:
     return -(-units // step) * step
 
 
-#: Blocking of :func:`_blocked_product`: ``K`` in blocks of ``K_BLOCK`` (a block of two
-#: vectors of ``b``'s columns, 16 KB in float32, stays in L1 while the row tiles pass over
+#: Blocking of :func:`_blocked_product`: ``K`` in blocks of ``K_BLOCK`` (a block of three
+#: vectors of ``b``'s columns, 24 KB, stays in L1 while the row tiles pass over
 #: it), rows in blocks of ``ROW_BLOCK`` (their block of ``a``, 64 KB, stays in L2). Other
-#: sizes from 16 to 128 rows and 64 to 256 of ``K`` measured within 10% at 64,100,128,128.
+#: sizes from 16 to 128 rows and 64 to 256 of ``K`` measured within 10% at 64,100,128,128
+#: (with 4x2 tiles).
 K_BLOCK = 256
 ROW_BLOCK = 64
 
 
 @njit(**_FLAGS)
 def _blocked_product(a, b, c, lo, hi, T):
-    """``c[lo:hi] = a[lo:hi] @ b`` by 4x2 :func:`tile` s, blocked over rows and ``K``: ``a``
-    (M, K), or (K, M) given transposed with ``T``; ``b`` (K, N), ``c`` (M, N), last axes
-    contiguous; ``hi - lo`` a multiple of 4 and ``N`` of two vectors (callers pad)."""
-    step = 2 * (WIDTH // a.itemsize)
+    """``c[lo:hi] = a[lo:hi] @ b`` by :func:`wide_tile` s (the last columns by 4x2 :func:`tile` s,
+    as in :func:`four_row_tiles`), blocked over rows and ``K``: ``a`` (M, K), or (K, M) given
+    transposed with ``T``; ``b`` (K, N), ``c`` (M, N), last axes contiguous; ``hi - lo`` a
+    multiple of 4 and ``N`` of two vectors (callers pad)."""
+    lanes = WIDTH // a.itemsize
+    wide = wide_columns(c.shape[1], lanes)
     depth = b.shape[0]
     for m0 in range(lo, hi, ROW_BLOCK):
         m1 = min(m0 + ROW_BLOCK, hi)
         for k0 in range(0, max(depth, 1), K_BLOCK):  # K = 0: one empty block, zeros
             k1 = min(k0 + K_BLOCK, depth)
-            for u in range(0, c.shape[1], step):
+            for u in range(0, wide, 3 * lanes):
+                for r in range(m0, m1, 4):
+                    if T:
+                        wide_tile(b, a, c, r, u, k0, k1, True)
+                    else:
+                        wide_tile(b, a, c, r, u, k0, k1, False)
+            for u in range(wide, c.shape[1], 2 * lanes):
                 for r in range(m0, m1, 4):
                     if T:
                         tile(b, a, c, r, u, 4, 2, k0, k1, True)
@@ -175,25 +184,31 @@ def _blocked_product(a, b, c, lo, hi, T):
 
 
 @njit(inline="always", **_FLAGS)
-def wide_tile(w, v, z, r, u):
+def wide_tile(w, v, z, r, u, k0, k1, T):
     """``z[r:r + 4, u:u + 3 * lanes] = v[r:r + 4] @ w[:, u:u + 3 * lanes]``: twelve vector
     accumulators, so each ``k`` is three loads of ``w`` and four broadcasts of ``v`` for twelve
     FMAs (:func:`tile`: six for eight), and twelve independent chains of FMAs hide the FMA
-    latency that eight do not. Each element is one FMA per ``k`` in order from zero, as in
-    :func:`tile`, so the results are the same bits. (Six rows by two vectors, also twelve
-    accumulators, compiled to spills in float64: 20 against 45 GFLOP/s.)"""
+    latency that eight do not. ``k0``, ``k1`` and ``T`` as in :func:`tile`. Each element is one
+    FMA per ``k`` in order from zero, as in :func:`tile`, so the results are the same bits. (Six
+    rows by two vectors, also twelve accumulators, compiled to spills in float64: 20 against 45
+    GFLOP/s.)"""
     lanes = WIDTH // w.itemsize
     c0, c1, c2 = u, u + lanes, u + 2 * lanes
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = d0 = d1 = d2 = d3 = vzero(w)
-    for k in range(w.shape[0]):
+    if k0 > 0:
+        a0, b0, d0 = vload(z, r, c0), vload(z, r, c1), vload(z, r, c2)
+        a1, b1, d1 = vload(z, r + 1, c0), vload(z, r + 1, c1), vload(z, r + 1, c2)
+        a2, b2, d2 = vload(z, r + 2, c0), vload(z, r + 2, c1), vload(z, r + 2, c2)
+        a3, b3, d3 = vload(z, r + 3, c0), vload(z, r + 3, c1), vload(z, r + 3, c2)
+    for k in range(k0, k1):
         w0, w1, w2 = vload(w, k, c0), vload(w, k, c1), vload(w, k, c2)
-        x = vbroadcast(v, r, k)
+        x = _term(v, k, r, T)
         a0, b0, d0 = vfma(x, w0, a0), vfma(x, w1, b0), vfma(x, w2, d0)
-        x = vbroadcast(v, r + 1, k)
+        x = _term(v, k, r + 1, T)
         a1, b1, d1 = vfma(x, w0, a1), vfma(x, w1, b1), vfma(x, w2, d1)
-        x = vbroadcast(v, r + 2, k)
+        x = _term(v, k, r + 2, T)
         a2, b2, d2 = vfma(x, w0, a2), vfma(x, w1, b2), vfma(x, w2, d2)
-        x = vbroadcast(v, r + 3, k)
+        x = _term(v, k, r + 3, T)
         a3, b3, d3 = vfma(x, w0, a3), vfma(x, w1, b3), vfma(x, w2, d3)
     for i, (a, b, d) in enumerate(((a0, b0, d0), (a1, b1, d1), (a2, b2, d2), (a3, b3, d3))):
         vstore(z, r + i, c0, a)
@@ -221,7 +236,7 @@ def four_row_tiles(w, v, z, lo, hi):
     wide = wide_columns(z.shape[1], lanes)
     for u in range(0, wide, 3 * lanes):
         for r in range(lo, hi, 4):
-            wide_tile(w, v, z, r, u)
+            wide_tile(w, v, z, r, u, 0, w.shape[0], False)
     for u in range(wide, z.shape[1], 2 * lanes):
         for r in range(lo, hi, 4):
             tile(w, v, z, r, u, 4, 2, 0, w.shape[0], False)
