@@ -99,7 +99,9 @@ def test_product_matches_numpy_with_any_row_count(rng, dtype, rows, vectors):
 def test_gradient_products_match_numpy(rng, dtype, rows, features, units):
     # (600, 40, 64): K past two K_BLOCKs in the weight gradients, with columns in 4x3 and 4x2 tiles
     x, prev, dz, kernel = _problem(rng, rows, features, units, dtype)
-    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    # float32 sums of ``rows`` terms: rounding grows with the square root of their number
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(
+        rtol=1e-5, atol=1e-5 * max(rows, 1) ** 0.5)
     for chunks in (1, 2, 3, 5):
         d_inputs, d_weights, d_bias = gradient_products(x, prev, dz, kernel, chunks)
         assert d_inputs.dtype == d_weights.dtype == d_bias.dtype == np.dtype(dtype)
