@@ -95,9 +95,10 @@ def test_product_matches_numpy_with_any_row_count(rng, dtype, rows, vectors):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows,features,units", [(1, 1, 1), (7, 5, 6), (33, 3, 17), (64, 40, 8), (0, 3, 5),
-                                                 (600, 40, 64)])
+                                                 (600, 40, 64), (40, 40, 136)])
 def test_gradient_products_match_numpy(rng, dtype, rows, features, units):
-    # (600, 40, 64): K past two K_BLOCKs in the weight gradients, with columns in 4x3 and 4x2 tiles
+    # (600, 40, 64): K = rows in many blocks in the weight gradients, with columns in 4x3 and 4x2
+    # tiles; (40, 40, 136): K = units past one block in the input gradient
     x, prev, dz, kernel = _problem(rng, rows, features, units, dtype)
     # float32 sums of ``rows`` terms: rounding grows with the square root of their number
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(
