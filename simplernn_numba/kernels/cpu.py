@@ -755,7 +755,9 @@ def _previous_states(outputs, initial_state, mask, use_mask, recurrent_dropout, 
 
 @njit(cache=True, inline="always", fastmath={"contract"}, error_model=_ERRORS)
 def _step_dz(b, s, t, dh, outputs, d_outputs, seen, preact, use_preact, act, dz):
-    """Add ``d_outputs`` of step ``s`` to ``dh`` and write ``dz[b, t] = dh * act'``."""
+    """Add ``d_outputs`` of step ``s`` to ``dh`` and write ``dz[b, t] = dh * act'``. Inlined (a
+    call per row and step cost more than the row's work): its callers are compiled with
+    ``contract`` too, which the inlined code takes from them."""
     units = dh.shape[0]
     if seen:
         if d_outputs.shape[1] == outputs.shape[1]:
@@ -824,7 +826,7 @@ def _set_dh(dh, product, recurrent_dropout, use_dropout, b):
         dh[k] = product[k] * recurrent_dropout[b, k] if use_dropout else product[k]
 
 
-@njit(cache=True, error_model=_ERRORS)
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
 def _bptt_range(outputs, d_outputs, preact, use_preact, recurrent_t, initial_state, mask, use_mask,
                 recurrent_dropout, use_dropout, go_backwards, act, fill_prev, prev, dh, dz, shape,
                 lo, hi):
@@ -964,7 +966,7 @@ def _bptt_rows_serial(outputs, d_outputs, preact, use_preact, recurrent_kernel, 
               outputs.shape[0])
 
 
-@njit(cache=True, error_model=_ERRORS)
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
 def _bptt_step(s, outputs, d_outputs, preact, use_preact, mask, use_mask, recurrent_dropout, use_dropout,
                go_backwards, act, first, product, dh, dz_step, dz):
     """Step ``s`` of the per-step GEMM path, around ``product = dz_step @ recurrent_kernel.T``.
@@ -987,7 +989,7 @@ def _bptt_step(s, outputs, d_outputs, preact, use_preact, mask, use_mask, recurr
         dz_step[b] = dz[b, t]
 
 
-@njit(cache=True, error_model=_ERRORS)
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
 def _bptt_step_unmasked(s, t, dh, outputs, d_outputs, act, dz, d_bias):
     """Step ``s`` (input time ``t``) of the per-step GEMM path without a mask, recurrent dropout or
     pre-activations: ``dz[:, t] = (dh + d_outputs of step s) * act'(outputs[:, s])``, also added to
