@@ -100,9 +100,10 @@ def test_gradient_products_match_numpy(rng, dtype, rows, features, units):
     # (600, 40, 64): K = rows in many blocks in the weight gradients, with columns in 4x3 and 4x2
     # tiles; (40, 40, 136): K = units past one block in the input gradient
     x, prev, dz, kernel = _problem(rng, rows, features, units, dtype)
-    # float32 sums of ``rows`` terms: rounding grows with the square root of their number
+    # float32 sums of ``rows`` terms: past 64 rows the rounding grows with the square root of
+    # their number (600 rows: 6e-5 from the float64 products, NumPy's float32 4e-5)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(
-        rtol=1e-5, atol=1e-5 * max(rows, 1) ** 0.5)
+        rtol=1e-5, atol=1e-5 * max(1.0, rows / 64) ** 0.5)
     for chunks in (1, 2, 3, 5):
         d_inputs, d_weights, d_bias = gradient_products(x, prev, dz, kernel, chunks)
         assert d_inputs.dtype == d_weights.dtype == d_bias.dtype == np.dtype(dtype)

@@ -482,11 +482,11 @@ def _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_drop
         operand = final_state * recurrent_dropout
     z = np.empty((batch, units), final_state.dtype)
     seen = np.zeros(batch, np.bool_)
-    for s in range(xw.shape[1]):
+    for s in range(steps):
         np.matmul(operand, recurrent_kernel, out=z)
         _gemm_step(s, z, xw, bias, mask, recurrent_dropout, go_backwards, act, outputs, final_state,
                    operand, seen)
-    if outputs.shape[1] != xw.shape[1]:
+    if outputs.shape[1] != steps:
         _last_outputs(final_state, seen, outputs, 0, batch)
 
 
@@ -996,7 +996,7 @@ def _bptt_step_unmasked(s, t, dh, outputs, d_outputs, act, dz, d_bias):
     ``d_bias``. ``dh`` (B, U), the state gradient (the previous step's GEMM result), is changed in
     place; the next GEMM reads ``dz[:, t]`` where it is."""
     for b in range(dh.shape[0]):
-        _step_dz(b, s, t, dh[b], outputs, d_outputs, True, dz, False, act, dz)
+        _step_dz(b, s, t, dh[b], outputs, d_outputs, True, dz, False, act, dz)  # dz: unread preact
         row = dz[b, t]
         for u in range(row.shape[0]):
             d_bias[u] += row[u]
