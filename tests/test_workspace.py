@@ -24,6 +24,24 @@ def test_arrays_are_disjoint_aligned_and_reused():
     e[:] = 1.0  # an array handed out before release() keeps its memory
 
 
+def test_aligned_empty_starts_on_a_cache_line():
+    for shape, dtype in (((1000, 300), np.float32), ((7,), np.float64), ((1, 3), np.float32)):
+        a = _workspace.aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % 64 == 0
+
+
+def test_gradient_product_operands_are_aligned_copies():
+    from simplernn_numba.kernels._products import _padded
+    a = np.arange(12.0).reshape(3, 4)
+    assert _padded(a) is a  # already C-contiguous and whole: no copy
+    for copy in (_padded(a, rows=4), _padded(a.T), _padded(a, columns=8)):
+        assert copy.ctypes.data % 64 == 0 and copy.flags.c_contiguous
+    np.testing.assert_array_equal(_padded(a, rows=4, columns=8)[:3, :4], a)
+    assert not _padded(a, rows=4, columns=8)[3:].any() and not _padded(a, columns=8)[:, 4:].any()
+    np.testing.assert_array_equal(_padded(a.T), a.T)
+
+
 def test_small_requests_get_fresh_arrays():
     _workspace.release()
     a, b = _workspace.arrays(np.float64, (3, 5), (7,))

@@ -37,6 +37,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._simd import WIDTH, vadd, vbroadcast, vfma, vload, vstore, vzero
+from ._workspace import aligned_empty
 
 #: Reassociation lets LLVM keep vector partial sums, contraction gives FMAs; NaN/inf semantics
 #: are kept. NumPy's error model: no branch guarding each division (see :mod:`.cpu`).
@@ -326,11 +327,13 @@ def _gradient_products_parallel(dz, dz_cols, kernel_t, x, prev, d_inputs, d_kern
 
 def _padded(a: np.ndarray, rows: int = 1, columns: int = 1) -> np.ndarray:
     """``a`` C-contiguous with zeros added up to a multiple of ``rows`` rows and of ``columns``
-    columns (``a`` itself if it already is C-contiguous with such a shape)."""
+    columns (``a`` itself if it already is C-contiguous with such a shape; a copy starts on a
+    cache line, see :func:`._workspace.aligned_empty`)."""
     extra_rows, extra_columns = -a.shape[0] % rows, -a.shape[1] % columns
-    if extra_rows == extra_columns == 0:
-        return np.ascontiguousarray(a)
-    out = np.zeros((a.shape[0] + extra_rows, a.shape[1] + extra_columns), a.dtype)
+    if extra_rows == extra_columns == 0 and a.flags.c_contiguous:
+        return a
+    out = aligned_empty((a.shape[0] + extra_rows, a.shape[1] + extra_columns), a.dtype)
+    out[...] = 0
     out[:a.shape[0], :a.shape[1]] = a
     return out
 

@@ -508,9 +508,10 @@ def _runs(pairs: int, lanes: bool) -> int:
 
 
 #: Weight layouts the recurrence kernels take (see :func:`prepared_weights`).
+#: Each is the blocks stacked into rows.
 LAYOUTS = {
-    "fused": lambda kernel, recurrent: np.concatenate((kernel, recurrent)),
-    "recurrent_t": lambda kernel, recurrent: recurrent.T,
+    "fused": lambda kernel, recurrent: (kernel, recurrent),
+    "recurrent_t": lambda kernel, recurrent: (recurrent.T,),
 }
 
 #: Prepared weights of read-only weight arrays that own their data, such as a layer's
@@ -520,10 +521,11 @@ _PREPARED_MAX = 16
 
 
 def prepared_weights(kernel, recurrent_kernel, layout: str, columns: int | None = None) -> np.ndarray:
-    """The weights in one of the :data:`LAYOUTS`, C-contiguous, cached for immutable weights.
+    """The weights in one of the :data:`LAYOUTS`, C-contiguous and starting on a cache line
+    (:func:`._workspace.aligned_empty`), cached for immutable weights.
 
     ``"fused"``: ``[kernel; recurrent_kernel]``, (F + U, U); ``"recurrent_t"``: the
-    recurrent kernel transposed, (U, U); with ``columns``, padded with zero
+    recurrent kernel transposed, (U, U); with ``columns`` (at least U), padded with zero
     columns to that many. Arrays that are writeable or views are prepared afresh on every call.
     """
     key = (id(kernel), id(recurrent_kernel), layout, columns)
@@ -533,11 +535,14 @@ def prepared_weights(kernel, recurrent_kernel, layout: str, columns: int | None 
         return hit[2]
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {tuple(LAYOUTS)}; received {layout!r}.")
-    result = LAYOUTS[layout](kernel, recurrent_kernel)
-    if columns is not None and columns != result.shape[1]:
-        result = np.concatenate((result, np.zeros((result.shape[0], columns - result.shape[1]),
-                                                  result.dtype)), axis=1)
-    result = np.ascontiguousarray(result)
+    blocks = LAYOUTS[layout](kernel, recurrent_kernel)
+    rows, units = sum(block.shape[0] for block in blocks), blocks[0].shape[1]
+    result = _workspace.aligned_empty((rows, units if columns is None else columns), kernel.dtype)
+    result[:, units:] = 0
+    start = 0
+    for block in blocks:
+        result[start:start + block.shape[0], :units] = block
+        start += block.shape[0]
     if not immutable or kernel.base is not None or recurrent_kernel.base is not None:
         return result
     if len(_PREPARED) >= _PREPARED_MAX:
