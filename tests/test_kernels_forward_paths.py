@@ -95,6 +95,42 @@ def test_gemm_path_without_mask_or_dropout_writes_states_over_the_projection(
             np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_one_row_without_mask_or_recurrent_dropout_writes_states_into_the_outputs(
+        rng, monkeypatch, dtype, activation):
+    """An inference call on one batch row without a mask or recurrent dropout runs on
+    ``_one_row`` (each state written once, into its output slot, and read there by the next
+    step): the same bits as the per-row path (taken with a mask that masks nothing) and the
+    reference's values, with and without input dropout; a mask or recurrent dropout, or no
+    timesteps, take the per-row path."""
+    calls = []
+    one_row = cpu._one_row
+    monkeypatch.setattr(cpu, "_one_row", lambda *a: calls.append(a[6]) or one_row(*a))
+    problem = make_problem(rng, batch=1, steps=7, features=5, units=9, dtype=dtype, dropout=True)
+    rtol, atol = tolerance(dtype)
+    every_step = np.ones((1, 7), bool)
+    for go_backwards in (False, True):
+        for return_sequences in (False, True):
+            for input_dropout in (None, problem.input_dropout):
+                kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
+                          activation=activation, input_dropout=input_dropout)
+                calls.clear()
+                out, state = cpu.forward(*problem.arrays(), **kw)
+                assert calls == [go_backwards]
+                general_out, general_state = cpu.forward(*problem.arrays(), mask=every_step, **kw)
+                assert calls == [go_backwards]  # with a mask: the per-row path
+                np.testing.assert_array_equal(out, general_out)
+                np.testing.assert_array_equal(state, general_state)
+                ref_out, ref_state = reference.forward(*problem.arrays(), **kw)
+                np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol)
+                np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
+    calls.clear()
+    cpu.forward(*problem.arrays(), recurrent_dropout=problem.recurrent_dropout)
+    cpu.forward(problem.x[:, :0], *problem.arrays()[1:])
+    assert calls == []
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("path,features,units", [("fused", 100, 42), ("rows", 5, 30)])
 def test_every_tile_shape_matches_reference(rng, monkeypatch, parallel, path, features, units):
@@ -121,7 +157,7 @@ def test_large_or_one_row_calls_project_inputs_first_except_on_the_lanes_path(
     (``small``/``large``: projected below/at the limit); lanes and training calls stay fused.
     Projecting first: the recurrence kernels get the input kernel (each run projects its rows)."""
     calls = []
-    for name in ("_recurrence_serial", "_recurrence_parallel"):
+    for name in ("_recurrence_serial", "_recurrence_parallel", "_one_row"):
         kernel = getattr(cpu, name)
         monkeypatch.setattr(cpu, name, lambda *args, kernel=kernel: calls.append(
             args[2] is not None) or kernel(*args))
@@ -203,7 +239,7 @@ def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel, pat
                               problem.bias, problem.initial_state[lo:hi])
         if hi - lo > 1 or path == "lanes":
             np.testing.assert_array_equal(part, full[lo:hi])
-        else:  # one row projects its inputs first (a BLAS GEMM): equal to rounding
+        else:  # one row: one-row tiles, which sum in two chains (equal to rounding)
             np.testing.assert_allclose(part, full[lo:hi], rtol=1e-6, atol=1e-6)
 
 

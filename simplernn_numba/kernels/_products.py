@@ -50,6 +50,8 @@ _FLAGS = dict(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 #: and the four-row one :func:`four_row_tiles` (4x3 tiles of twelve accumulators, the last
 #: columns 4x2).
 TILE_SHAPES = ((4, 2), (2, 4), (1, 4))
+#: Index of the one-row shape in :data:`TILE_SHAPES`.
+ONE_ROW = len(TILE_SHAPES) - 1
 
 
 @njit(inline="always", **_FLAGS)
@@ -135,9 +137,9 @@ def tile_shape(rows: int, units: int, itemsize: int) -> int:
     padded work: rows rounded up to the tile's rows, units to its vectors (ties: more rows, which
     share each load of ``w``)."""
     if rows == 1:
-        return len(TILE_SHAPES) - 1
+        return ONE_ROW
     lanes = WIDTH // itemsize
-    return min(range(len(TILE_SHAPES) - 1), key=lambda i: (
+    return min(range(ONE_ROW), key=lambda i: (
         -(-rows // TILE_SHAPES[i][0]) * TILE_SHAPES[i][0]
         * -(-units // (TILE_SHAPES[i][1] * lanes)) * TILE_SHAPES[i][1], i))
 
