@@ -667,6 +667,8 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     units = kernel.shape[1]
     outputs = np.empty((batch, steps if return_sequences else 1, units), x.dtype)
     final_state = np.empty((batch, units), x.dtype)
+    if batch == 0:  # nothing to run (and no kernel compiled for it)
+        return (outputs if return_sequences else outputs[:, 0]), final_state
     fits = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
     lanes = fits and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
     fused = lanes or (fits and (training or (batch > 1 and batch * steps * (features + units) * units
