@@ -239,7 +239,7 @@ def test_rows_do_not_depend_on_batch_composition(rng, monkeypatch, parallel, pat
                               problem.bias, problem.initial_state[lo:hi])
         if hi - lo > 1 or path == "lanes":
             np.testing.assert_array_equal(part, full[lo:hi])
-        else:  # one row: one-row tiles, which sum in two chains (equal to rounding)
+        else:  # one row: 19 units are four vectors, a row_tile's two chains (equal to rounding)
             np.testing.assert_allclose(part, full[lo:hi], rtol=1e-6, atol=1e-6)
 
 

@@ -17,21 +17,24 @@ def _problem(rng, rows, features, units, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
     lanes = WIDTH // np.dtype(dtype).itemsize
+    width = 12 * lanes  # the one-row shape: a tile of eight vectors and a row_tile of four
     v = rng.standard_normal((8, 37)).astype(dtype)
-    w = rng.standard_normal((37, 8 * lanes)).astype(dtype)
+    w = rng.standard_normal((37, width)).astype(dtype)
     results = []
     for shape in range(len(TILE_SHAPES)):
-        z = np.full((8, 8 * lanes), np.nan, dtype)
+        z = np.full((8, width), np.nan, dtype)
         tiled_product(w, v, z, shape)
         results.append(z)
         np.testing.assert_allclose(z, v.astype(np.float64) @ w, rtol=1e-5 if dtype == "float32"
                                    else 1e-12, atol=1e-5 if dtype == "float32" else 1e-12)
     # tiles of several rows: one FMA per term in order, so the shape does not change a bit
     np.testing.assert_array_equal(results[1], results[0])
-    # the one-row tile sums in two chains (odd K = 37 here): rounding differs, but not by row
-    assert not np.array_equal(results[2], results[0])
-    single = np.empty((1, 8 * lanes), dtype)
-    tiled_product(w, v[3:4], single, len(TILE_SHAPES) - 1)
+    # one row: so do its tiles of eight vectors; the last four (a row_tile) sum in two chains
+    # (odd K = 37 here): rounding differs, but not by row
+    np.testing.assert_array_equal(results[2][:, :8 * lanes], results[0][:, :8 * lanes])
+    assert not np.array_equal(results[2][:, 8 * lanes:], results[0][:, 8 * lanes:])
+    single = np.empty((1, width), dtype)
+    tiled_product(w, v[3:4], single, _products.ONE_ROW)
     np.testing.assert_array_equal(single[0], results[2][3])
 
 

@@ -21,8 +21,8 @@ kernel does not fit in L2 each step is one BLAS GEMM over the batch instead
 weight gradients after the loop without BLAS on the per-row path, :mod:`._products`). On one
 path a row's result does not depend on the other rows (each element of a tiled product is one
 FMA per term, in order, for every tile of several rows); the path and the tile depend on the
-batch size (lanes from ``LANES_MIN_BATCH`` rows; one-row tiles, which sum in two chains, for a
-run of one row), so two batch sizes can differ by rounding. ``tanh`` is vectorisable
+batch size (lanes from ``LANES_MIN_BATCH`` rows; one-row tiles, whose last four vectors may
+sum in two chains, for a run of one row), so two batch sizes can differ by rounding. ``tanh`` is vectorisable
 (:mod:`._tanh`): a rational approximation for float32 (max abs error about 1e-7, float32
 rounding level) and an ``expm1`` -based evaluation for float64 (within 3 ulp of libm). See
 :mod:`simplernn_numba.kernels` for the shared contract.
@@ -53,13 +53,12 @@ from ._products import (
     PRODUCT_TILE_ROWS,
     TILE_SHAPES,
     gradient_products,
+    one_row_tiles,
     padded_units,
     product,
-    row_tile,
     tile_shape,
     tiled_product,
 )
-from ._simd import WIDTH
 from ._tanh import tanh_inplace, tanh_value
 
 #: NumPy's floating-point error semantics (x / 0 -> inf or nan, never an exception): Numba's
@@ -429,15 +428,13 @@ def _one_row(x, w, kernel, projection, bias, initial_state, go_backwards, act, o
     steps = x.shape[1]
     units = final_state.shape[1]
     keep_all = outputs.shape[1] == steps
-    lanes = WIDTH // w.itemsize
     product(x[0], kernel, projection)
     z = np.empty((1, w.shape[1]), w.dtype)
     ring = np.empty((2, units), w.dtype)
     state = initial_state[0:1]
     for s in range(steps):
         t = steps - 1 - s if go_backwards else s
-        for u in range(0, w.shape[1], 4 * lanes):  # the one-row tiles, inlined
-            row_tile(w, state, z, 0, u)
+        one_row_tiles(w, state, z, 0)  # inlined
         new = outputs[0, s:s + 1] if keep_all else ring[s % 2:s % 2 + 1]
         if act is None:
             for u in range(units):
