@@ -21,11 +21,11 @@ kernel does not fit in L2 each step is one BLAS GEMM over the batch instead
 weight gradients after the loop without BLAS on the per-row path, :mod:`._products`). On one
 path a row's result does not depend on the other rows (each element of a tiled product is one
 FMA per term, in order, for every tile of several rows); the path and the tile depend on the
-batch size (lanes from ``LANES_MIN_BATCH`` rows; one-row tiles, whose last four vectors may
-sum in two chains, for a run of one row), so two batch sizes can differ by rounding. ``tanh`` is vectorisable
-(:mod:`._tanh`): a rational approximation for float32 (max abs error about 1e-7, float32
-rounding level) and an ``expm1`` -based evaluation for float64 (within 3 ulp of libm). See
-:mod:`simplernn_numba.kernels` for the shared contract.
+batch size (lanes from ``LANES_MIN_BATCH`` rows; one-row tiles, whose last four vectors may sum
+in two chains, for a run of one row), so two batch sizes can differ by rounding. ``tanh`` is
+vectorisable (:mod:`._tanh`): a rational approximation for float32 (max abs error about 1e-7,
+float32 rounding level) and an ``expm1`` -based evaluation for float64 (within 3 ulp of libm).
+See :mod:`simplernn_numba.kernels` for the shared contract.
 
 >>> import numpy as np
 >>> x = np.ones((1, 3, 1))
