@@ -97,17 +97,21 @@ def test_gemm_path_without_mask_or_dropout_writes_states_over_the_projection(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("units", [9, 90])
 def test_one_row_without_mask_or_recurrent_dropout_writes_states_into_the_outputs(
-        rng, monkeypatch, dtype, activation):
+        rng, monkeypatch, dtype, activation, units):
     """An inference call on one batch row without a mask or recurrent dropout runs on
     ``_one_row`` (each state written once, into its output slot, and read there by the next
     step): the same bits as the per-row path (taken with a mask that masks nothing) and the
     reference's values, with and without input dropout; a mask or recurrent dropout, or no
-    timesteps, take the per-row path."""
+    timesteps, take the per-row path. 9 units: one four-vector tile; 90: tiles of eight vectors
+    too (float32: 8 + 4 vectors, float64: 3 x 8), the weights scaled down to keep the
+    pre-activations (and float32's rounding against the reference) the size of 9 units'."""
     calls = []
     one_row = cpu._one_row
     monkeypatch.setattr(cpu, "_one_row", lambda *a: calls.append(a[6]) or one_row(*a))
-    problem = make_problem(rng, batch=1, steps=7, features=5, units=9, dtype=dtype, dropout=True)
+    problem = make_problem(rng, batch=1, steps=7, features=5, units=units, dtype=dtype,
+                           dropout=True, scale=0.4 * (9 / units) ** 0.5)  # sums of like size
     rtol, atol = tolerance(dtype)
     every_step = np.ones((1, 7), bool)
     for go_backwards in (False, True):
