@@ -13,7 +13,7 @@ implementation (compilation or tracing) is reported separately, and
 ``--startup`` also reports our import + first call with a cold and a warm
 Numba cache, each in a fresh interpreter.
 
->>> rows = run([Case(2, 3, 4, 5)], peers=("numpy",), repeat=2, progress=False)
+>>> rows = run([Case(2, 3, 4, 5)], peers=("numpy",), rounds=1, progress=False)
 >>> sorted(rows[0].timings)
 ['numpy', 'simplernn_numba']
 """
@@ -95,6 +95,8 @@ class Row:
     notes: dict[str, str] = field(default_factory=dict)
     #: numpy sgemm 2048x2048 GFLOP/s timed in this case's rounds (``run(..., roofline=True)``)
     sgemm_gflops: float | None = None
+    #: Number of timed calls per implementation.
+    calls: dict[str, int] = field(default_factory=dict)
 
 
 def default_cases() -> list[Case]:
@@ -317,6 +319,8 @@ def median_seconds(fn: Callable[[], object], repeat: int, budget_s: float = 2.0)
 
 #: Seconds of consecutive calls one implementation gets per round of :func:`run`.
 BLOCK_S = 0.05
+#: Fewest rounds of :func:`run` an implementation is timed in (unless its budget runs out).
+ROUNDS = 10
 
 
 #: Longest wait (s) for the process to go quiet before a block (see :func:`_wait_until_idle`).
@@ -339,13 +343,14 @@ def _wait_until_idle(limit_s: float = QUIET_WAIT_S, slice_s: float = 0.005) -> f
     return time.perf_counter() - start
 
 
-def _block(fn: Callable[[], object], limit: int) -> list[float]:
-    """Times of up to ``limit`` consecutive calls of ``fn`` lasting about :data:`BLOCK_S`.
+def _block(fn: Callable[[], object]) -> list[float]:
+    """Times of the consecutive calls of ``fn`` that fit in about :data:`BLOCK_S` (>= 1).
 
     The block starts once the process is idle (:func:`_wait_until_idle`). When a call is
     short enough for several per block, one untimed call goes first: it pays for what the
     previous implementation left behind (evicted caches, cold thread pools), which is not
-    this implementation's cost.
+    this implementation's cost. The block lasts :data:`BLOCK_S` however short the calls,
+    so the slower calls right after the idle wait are a small share of a short call's times.
     """
     _wait_until_idle()
     start = time.perf_counter()
@@ -355,7 +360,7 @@ def _block(fn: Callable[[], object], limit: int) -> list[float]:
         return [first]
     times: list[float] = []
     end = time.perf_counter() + BLOCK_S
-    while len(times) < limit and (not times or time.perf_counter() < end):
+    while not times or time.perf_counter() < end:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -397,7 +402,7 @@ def assert_close(out, expected, rtol: float, atol: float) -> None:
 
 
 def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
-        budget_s: float = 2.0, progress: bool = True,
+        budget_s: float = 2.0, progress: bool = True, rounds: int = ROUNDS,
         builders: dict[str, Callable[[Problem, Case], Callable[[], np.ndarray]]] | None = None,
         tolerance: Callable[[Case], dict] | None = None, roofline: bool = False) -> list[Row]:
     """Time ours and each peer on every case; returns one :class:`Row` per case.
@@ -409,10 +414,12 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
     ours (default: 1e-4 for float32, 1e-9 for float64; see :func:`assert_close`).
 
     Every implementation is built, called once (first-call time, output check)
-    and then timed in interleaved rounds, so that load from other processes falls
-    on all of them alike; in each round each implementation runs one block of
-    consecutive calls (see :func:`_block`). An implementation leaves the rounds
-    after ``repeat`` timed calls, or after ``budget_s`` seconds once it has 3.
+    and then timed in interleaved rounds, so that load from other processes and the
+    host's changes of speed fall on all of them alike; in each round each
+    implementation runs one block of consecutive calls (see :func:`_block`), and its
+    time is the median of all its timed calls. An implementation leaves the rounds
+    once it has been in ``rounds`` of them and has ``repeat`` timed calls, or once its
+    calls add up to ``budget_s`` seconds and it has 3.
     A peer whose output differs from ours beyond float tolerance is reported in
     ``notes`` and not timed. With ``roofline``, NumPy's sgemm on 2048x2048 takes part
     in every case's rounds too, and its rate is the row's ``sgemm_gflops``: the
@@ -457,18 +464,20 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
         if roofline:
             ready[ROOFLINE] = sgemm_fn
         samples: dict[str, list[float]] = {name: [] for name in ready}
-        active = list(ready)
+        active, done = list(ready), 0
         while active:
             for name in active:
-                samples[name] += _block(ready[name], repeat - len(samples[name]))
-            active = [n for n in active if len(samples[n]) < repeat
+                samples[name] += _block(ready[name])
+            done += 1
+            active = [n for n in active if (done < rounds or len(samples[n]) < repeat)
                       and (len(samples[n]) < 3 or sum(samples[n]) < budget_s)]
         row.timings = {name: 1e3 * float(np.median(ts)) for name, ts in samples.items()}
+        row.calls = {name: len(ts) for name, ts in samples.items() if name != ROOFLINE}
         if roofline:
             row.sgemm_gflops = 2 * SGEMM_N**3 / row.timings.pop(ROOFLINE) / 1e6
         if progress:
             print(f"[{case.label}] median ms: " + ", ".join(
-                f"{n} {t:.3f}" for n, t in row.timings.items())
+                f"{n} {t:.3f} ({row.calls[n]} calls)" for n, t in row.timings.items())
                 + (f"; sgemm {row.sgemm_gflops:.1f} GFLOP/s" if row.sgemm_gflops else ""),
                 file=sys.stderr, flush=True)
         rows.append(row)
@@ -602,7 +611,11 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--train", action="store_true",
                         help="time a training step (forward + backward, gradients checked) instead "
                              "of the forward pass; writes bench_train.md and bench_train.png")
-    parser.add_argument("--repeat", type=int, default=30, help="timed calls per measurement")
+    parser.add_argument("--repeat", type=int, default=30,
+                        help="fewest timed calls per implementation and case")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help="fewest interleaved rounds per implementation and case (each round "
+                             f"times a block of about {BLOCK_S * 1e3:.0f} ms of calls)")
     parser.add_argument("--budget", type=float, default=2.0,
                         help="seconds per measurement before stopping early (>= 3 calls)")
     parser.add_argument("--out-dir", type=Path, default=Path("."),
@@ -640,9 +653,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         gflops = sgemm_gflops()
         print(f"numpy sgemm 2048x2048: {gflops:.1f} GFLOP/s", file=sys.stderr)
     load_before = os.getloadavg()[0]
-    rows = run(cases, peers, args.repeat, args.budget, builders=builders, tolerance=tolerance,
-               roofline=gflops is not None)
+    rows = run(cases, peers, args.repeat, args.budget, rounds=args.rounds, builders=builders,
+               tolerance=tolerance, roofline=gflops is not None)
     text = markdown(rows, gflops, flops_factor)
+    text += (f"\nTimings: each implementation in at least {args.rounds} interleaved rounds of "
+             f"about {BLOCK_S * 1e3:.0f} ms of consecutive calls (>= {args.repeat} calls; fewer "
+             f"once its calls add up to {args.budget:g} s); the median over all its timed calls.\n")
     threads = os.environ.get(THREADS_ENV)
     text += f"\nThreads: {threads + ' per library' if threads else 'each library default'}.\n"
     text += (f"\nLoad average (1 min) before / after the timings: {load_before:.2f} / "

@@ -14,7 +14,7 @@ peer's gradients against ours.
 - jax: ``jax.jit(jax.vjp(...))`` of the ``lax.scan`` RNN of the forward benchmark.
 
 >>> from simplernn_numba import bench
->>> rows = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), repeat=2, progress=False,
+>>> rows = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), rounds=1, progress=False,
 ...                  builders=TRAIN_BUILDERS, tolerance=tolerance)
 >>> sorted(rows[0].timings)
 ['numpy', 'simplernn_numba']

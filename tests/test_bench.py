@@ -8,7 +8,7 @@ from simplernn_numba import bench
 
 def test_cli_writes_table_with_ratio_and_roofline(tmp_path, capsys):
     rows = bench.main(["--case", "3,4,5,6", "--case", "2,3,4,5,float64,masked", "--peers", "numpy",
-                       "--repeat", "2", "--out-dir", str(tmp_path), "--no-plot"])
+                       "--rounds", "1", "--out-dir", str(tmp_path), "--no-plot"])
     text = (tmp_path / "bench.md").read_text()
     assert [r.case.label for r in rows] == ["3,4,5,6", "2,3,4,5 float64 masked"]
     assert set(rows[0].timings) == {"simplernn_numba", "numpy"}
@@ -32,7 +32,7 @@ def test_peer_with_wrong_output_is_reported_not_timed(monkeypatch):
     def wrong(problem, case):
         return lambda: np.zeros((case.batch, case.steps, case.units), problem.x.dtype) + 1
     monkeypatch.setitem(bench.BUILDERS, "numpy", wrong)
-    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), repeat=2, progress=False)
+    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), rounds=1, progress=False)
     assert "numpy" not in row.timings
     assert row.notes["numpy"].startswith("output differs from ours")
 
@@ -41,7 +41,7 @@ def test_missing_peer_is_skipped_with_a_note(monkeypatch):
     def missing(problem, case):
         raise ImportError("no module", name="somepeer")
     monkeypatch.setitem(bench.BUILDERS, "torch", missing)
-    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("torch",), repeat=2, progress=False)
+    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("torch",), rounds=1, progress=False)
     assert row.notes == {"torch": "not installed (somepeer)"}
     assert "- torch: not installed (somepeer)" in bench.markdown([row])
 
@@ -61,7 +61,7 @@ def test_parse_case_and_unknown_peer():
 
 def test_plot_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
-    rows = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), repeat=2, progress=False)
+    rows = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), rounds=1, progress=False)
     bench.plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -74,7 +74,7 @@ def test_train_cli_checks_gradients_and_skips_missing_peers(tmp_path, monkeypatc
         raise ImportError("no module", name="torch")
     monkeypatch.setitem(bench_train.TRAIN_BUILDERS, "torch", missing)
     rows = bench.main(["--train", "--case", "3,4,5,6", "--case", "2,3,4,5,float64,masked",
-                       "--peers", "numpy,torch", "--repeat", "2", "--out-dir", str(tmp_path),
+                       "--peers", "numpy,torch", "--rounds", "1", "--out-dir", str(tmp_path),
                        "--no-plot", "--no-roofline"])
     text = (tmp_path / "bench_train.md").read_text()
     assert set(rows[0].timings) == {"simplernn_numba", "numpy"}
@@ -102,7 +102,7 @@ def test_train_peer_with_wrong_gradient_is_reported(monkeypatch):
         run = numpy_step(problem, case)
         return lambda: tuple(2 * g for g in run())
     monkeypatch.setitem(bench_train.TRAIN_BUILDERS, "numpy", wrong)
-    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), repeat=2, progress=False,
+    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), rounds=1, progress=False,
                        builders=bench_train.TRAIN_BUILDERS, tolerance=bench_train.tolerance)
     assert row.notes["numpy"].startswith("output differs from ours")
 
@@ -133,3 +133,41 @@ def test_blocks_wait_while_another_thread_is_busy():
     busy.join()
     assert 0.1 < waited < 5.0  # waited for the spinning thread, not for the limit
     assert bench._wait_until_idle(limit_s=5.0) < 5.0  # an idle process goes on at once
+
+
+def test_every_implementation_is_timed_in_interleaved_rounds(monkeypatch):
+    order = []
+
+    def fake_block(fn):
+        order.append(fn.name)
+        return [fn.seconds] * fn.calls
+
+    def builder(name, seconds, calls):
+        def build(problem, case):
+            def fn():
+                return bench.BUILDERS[bench.OURS](problem, case)()
+            fn.name, fn.seconds, fn.calls = name, seconds, calls
+            return fn
+        return build
+
+    monkeypatch.setattr(bench, "_block", fake_block)
+    builders = {bench.OURS: builder("ours", 1e-5, 1000), "short": builder("short", 1e-5, 1000),
+                "long": builder("long", 0.5, 1)}
+    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("short", "long"), rounds=4, repeat=30,
+                       budget_s=2.0, progress=False, builders=builders)
+    # short calls: 4 rounds although the first block already held `repeat` calls;
+    # the long one leaves once its calls add up to the budget (4 x 0.5 s), in the same rounds
+    assert order == ["ours", "short", "long"] * 4
+    assert row.calls == {bench.OURS: 4000, "short": 4000, "long": 4}
+    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("long",), rounds=2, repeat=30,
+                       budget_s=1.0, progress=False, builders=builders)
+    assert row.calls == {bench.OURS: 2000, "long": 3}  # budget spent, but at least 3 calls
+
+
+def test_a_block_of_short_calls_lasts_its_time_slice():
+    calls = []
+    times = bench._block(lambda: calls.append(1))
+    assert len(calls) == len(times) + 1  # one untimed call first
+    assert len(times) > 100 and sum(times) < bench.BLOCK_S
+    slow = bench._block(lambda: __import__("time").sleep(bench.BLOCK_S))
+    assert len(slow) == 1  # one call as long as the block: timed alone
