@@ -2,7 +2,8 @@
 
 Small problems normally take the serial, fused path; these tests force the
 parallel path (threads over batch rows), the BLAS-projection path (large
-weights), the per-step GEMM path (recurrent kernel beyond L2), the
+weights), the large-kernel paths (recurrent kernel beyond L2: packed panels, or
+with a mask or recurrent dropout one BLAS GEMM per step), the
 batch-as-vector-lanes path (few units) and the cached prepared weights.
 """
 
@@ -62,37 +63,61 @@ def test_gemm_path_other_activations_match_reference(rng, monkeypatch, activatio
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_gemm_path_without_mask_or_dropout_writes_states_over_the_projection(
-        rng, monkeypatch, dtype, activation):
-    """Without a mask or recurrent dropout the per-step GEMM path writes each state over its
-    step's input projection and the next GEMM reads it there: the same bits as the general
-    path (taken here with a mask that masks nothing), and the reference's values."""
+@pytest.mark.parametrize("batch,units", [(5, 9), (9, 30), (8, 24)])
+def test_large_kernels_without_mask_or_recurrent_dropout_take_the_panels_path(
+        rng, monkeypatch, dtype, activation, batch, units):
+    """Large recurrent kernels without a mask or recurrent dropout run on packed panels (no
+    BLAS): the reference's values, and the per-step BLAS path's (taken with a mask that masks
+    nothing, or with recurrent dropout) to rounding. Batches and widths that are not whole quads
+    of rows or whole panels (float32 panels are 24 units wide, float64 12), input dropout."""
     monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 0)
     monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
     monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 1)
-    in_place = []
-    step = cpu._gemm_step_in_place
-    monkeypatch.setattr(cpu, "_gemm_step_in_place", lambda *a: in_place.append(a[0]) or step(*a))
-    problem = make_problem(rng, batch=5, steps=7, features=5, units=9, dtype=dtype)
+    taken, gemm = [], []
+    panels, blas = cpu._recurrence_panels, cpu._recurrence_gemm
+    monkeypatch.setattr(cpu, "_recurrence_panels", lambda *a: taken.append(1) or panels(*a))
+    monkeypatch.setattr(cpu, "_recurrence_gemm", lambda *a: gemm.append(1) or blas(*a))
+    # weights scaled as the units grow, to keep the sums (and float32 rounding) as with 9 units
+    problem = make_problem(rng, batch=batch, steps=7, features=5, units=units, dtype=dtype,
+                           dropout=True, scale=0.4 * (9 / units) ** 0.5)
+    x, kernel, recurrent, bias, h0 = problem.arrays()
+    dropout = problem.options()["input_dropout"]
     rtol, atol = tolerance(dtype)
-    every_step = np.ones((5, 7), bool)
+    every_step = np.ones((batch, 7), bool)
     for go_backwards in (False, True):
         for return_sequences in (False, True):
             kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
-                      activation=activation)
-            in_place.clear()
-            out, state = cpu.forward(*problem.arrays(), **kw)
-            # in place over the projection unless it is not the output (go_backwards, sequences)
-            expected = list(range(6, -1, -1) if go_backwards else range(7))
-            assert in_place == ([] if go_backwards and return_sequences else expected)
-            taken = list(in_place)
-            general_out, general_state = cpu.forward(*problem.arrays(), mask=every_step, **kw)
-            assert in_place == taken  # with a mask: the general path
-            np.testing.assert_array_equal(out, general_out)
-            np.testing.assert_array_equal(state, general_state)
-            ref_out, ref_state = reference.forward(*problem.arrays(), **kw)
+                      activation=activation, input_dropout=dropout)
+            taken.clear(), gemm.clear()
+            out, state = cpu.forward(x, kernel, recurrent, bias, h0, **kw)
+            assert (taken, gemm) == ([1], [])
+            blas_out, blas_state = cpu.forward(x, kernel, recurrent, bias, h0, mask=every_step, **kw)
+            cpu.forward(x, kernel, recurrent, bias, h0, recurrent_dropout=np.ones_like(h0), **kw)
+            assert (taken, gemm) == ([1], [1, 1])
+            np.testing.assert_allclose(out, blas_out, rtol=rtol, atol=atol)
+            np.testing.assert_allclose(state, blas_state, rtol=rtol, atol=atol)
+            ref_out, ref_state = reference.forward(x, kernel, recurrent, bias, h0, **kw)
             np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol)
             np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
+            assert out.flags.c_contiguous and state.flags.c_contiguous
+
+
+def test_panels_path_rows_do_not_depend_on_batch_or_threads(rng, monkeypatch):
+    """A row's result on the panels path is the same bits whatever the other rows of its batch
+    and however the batch is split into runs (each element one FMA per term, in order)."""
+    monkeypatch.setattr(cpu, "FUSED_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 1)
+    problem = make_problem(rng, batch=11, steps=6, features=7, units=40, dtype=np.float32)
+    x, kernel, recurrent, bias, h0 = problem.arrays()
+    whole, whole_state = cpu.forward(x, kernel, recurrent, bias, h0)
+    part, part_state = cpu.forward(x[6:], kernel, recurrent, bias, h0[6:])
+    np.testing.assert_array_equal(part, whole[6:])
+    np.testing.assert_array_equal(part_state, whole_state[6:])
+    for threads in (1, 5):  # one run; as many runs as quads of rows (three)
+        monkeypatch.setattr(cpu.numba, "get_num_threads", lambda threads=threads: threads)
+        again, _ = cpu.forward(x, kernel, recurrent, bias, h0)
+        np.testing.assert_array_equal(again, whole)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -153,3 +153,30 @@ def test_backward_uses_the_products_on_the_per_row_path_only(monkeypatch, rng):
     for key in ("inputs", "kernel", "recurrent_kernel", "initial_state", "bias"):
         assert np.array_equal(serial[key], parallel[key]), key
         np.testing.assert_allclose(gemm[key], serial[key], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows,depth,columns", [(1, 1, 1), (7, 5, 30), (53, 37, 48), (100, 16, 13)])
+def test_panel_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, columns):
+    """Rows past whole quads and past a row block (48), columns past whole panels, K = 1; the
+    same bits as the four-row tiles (one FMA per term, in order)."""
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    w = rng.standard_normal((depth, columns)).astype(dtype)
+    width = _products.panel_width(a.itemsize)
+    parts = _products.panels(w)
+    assert [p.shape for p in parts] == [(depth, min(width, columns - j)) for j in range(0, columns, width)]
+    wp = cpu.prepared_weights(w, np.empty((0, columns), dtype), "panels", width)
+    assert wp.shape == (len(parts) * depth, width) and wp.ctypes.data % 64 == 0
+    out = np.full((rows, columns), np.nan, dtype)
+    z = np.empty((_products.PANEL_ROW_BLOCK, len(parts) * width), dtype)
+    _products.panel_product(a, wp, len(parts), out, z, np.empty((4, depth), dtype))
+    np.testing.assert_allclose(out, a.astype(np.float64) @ w, rtol=1e-5 if dtype == "float32"
+                               else 1e-12, atol=1e-5 if dtype == "float32" else 1e-12)
+    tiled = np.empty((-(-rows // 4) * 4, 2 * width), dtype)  # whole tiles of the 4x3 shape
+    padded_w = np.zeros((depth, 2 * width), dtype)
+    padded_w[:, :min(columns, 2 * width)] = w[:, :2 * width]
+    padded_a = np.zeros((tiled.shape[0], depth), dtype)
+    padded_a[:rows] = a
+    tiled_product(padded_w, padded_a, tiled, 0)
+    n = min(columns, 2 * width)
+    np.testing.assert_array_equal(out[:, :n], tiled[:rows, :n])

@@ -9,6 +9,10 @@ the tile, one broadcast of ``v`` every vector, and there is no reduction at the 
 :func:`product` is a run's input projection ``x @ kernel`` for all its timesteps (many
 rows), by tiles of four rows and twelve accumulators, on the run's own thread.
 
+:func:`panel_tile` and :func:`panel_product` are the same twelve-accumulator tile on weights
+packed into column panels (:func:`panels`), for weights too large for L2 (the recurrence of
+:func:`.cpu._recurrence_panels`).
+
 :func:`gradient_products` computes, after the backward recurrence, the input and
 weight gradients from the pre-activation gradients ``dz``::
 
@@ -390,3 +394,80 @@ def gradient_products(x, prev, dz, kernel, chunks: int):
     if d_inputs.shape[1] != features:
         d_inputs = np.ascontiguousarray(d_inputs[:, :features])
     return d_inputs, np.concatenate((d_kernel[:features, :units], d_recurrent[:units, :units])), d_bias
+
+
+# ---------------------------------------------------------------------------------------------------
+# Panel-packed products: the weights of the large-kernel recurrence (:func:`.cpu._panels_run`).
+# ---------------------------------------------------------------------------------------------------
+
+#: Vectors of units per panel of :func:`panels` (the width of :func:`panel_tile`).
+PANEL_VECTORS = 3
+#: Rows of ``a`` per block of :func:`panel_product` (48 rows of K = 512 float32: 96 KB, in L2).
+PANEL_ROW_BLOCK = 48
+
+
+def panel_width(itemsize: int) -> int:
+    """Columns of one panel: :data:`PANEL_VECTORS` vectors."""
+    return PANEL_VECTORS * (WIDTH // itemsize)
+
+
+def panels(w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``w`` (K, N) cut into column panels of :func:`panel_width` columns (the last may be
+    narrower): each is the (K, width) block :func:`panel_tile` reads from top to bottom, so that
+    a tile's weights are contiguous whatever N (rows of a wide ``w``, 2 KB apart at 512 float32
+    columns, fall into a few L1 sets and evict each other)."""
+    width = panel_width(w.itemsize)
+    return tuple(w[:, j:j + width] for j in range(0, w.shape[1], width))
+
+
+@njit(inline="always", **_FLAGS)
+def panel_tile(wp, v, z, r, zr, u, T):
+    """``z[zr:zr + 4, u:u + width] = v[r:r + 4] @ wp``, ``wp`` one (K, width) panel of
+    :func:`panels`: :func:`wide_tile`'s twelve accumulators and order of FMAs (each element
+    one FMA per ``k`` in order from zero), with the panel read contiguously and the output
+    rows and columns apart from ``v``'s rows and the panel's. With ``T`` (literal) ``v`` is
+    given transposed, (K, rows): a quad of rows packed as (K, 4), one 16-byte load a ``k``."""
+    lanes = WIDTH // wp.itemsize
+    c1, c2 = lanes, 2 * lanes
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = d0 = d1 = d2 = d3 = vzero(wp)
+    for k in range(wp.shape[0]):
+        w0, w1, w2 = vload(wp, k, 0), vload(wp, k, c1), vload(wp, k, c2)
+        x = _term(v, k, r, T)
+        a0, b0, d0 = vfma(x, w0, a0), vfma(x, w1, b0), vfma(x, w2, d0)
+        x = _term(v, k, r + 1, T)
+        a1, b1, d1 = vfma(x, w0, a1), vfma(x, w1, b1), vfma(x, w2, d1)
+        x = _term(v, k, r + 2, T)
+        a2, b2, d2 = vfma(x, w0, a2), vfma(x, w1, b2), vfma(x, w2, d2)
+        x = _term(v, k, r + 3, T)
+        a3, b3, d3 = vfma(x, w0, a3), vfma(x, w1, b3), vfma(x, w2, d3)
+    for i, (a, b, d) in enumerate(((a0, b0, d0), (a1, b1, d1), (a2, b2, d2), (a3, b3, d3))):
+        vstore(z, zr + i, u, a)
+        vstore(z, zr + i, u + c1, b)
+        vstore(z, zr + i, u + c2, d)
+
+
+@njit(**_FLAGS)
+def panel_product(a, wp, count, out, z, quad):
+    """``out = a @ w`` on the calling thread, ``w`` (K, N) given as its ``count`` zero-padded
+    panels stacked into ``wp`` (count * K, width): ``a`` (M, K) and ``out`` (M, N), last axes
+    contiguous; ``z`` (:data:`PANEL_ROW_BLOCK`, count * width) and ``quad`` (4, K) scratch.
+    Rows go in blocks of :data:`PANEL_ROW_BLOCK` (kept in L2 while every panel passes over
+    them) through ``z``, then into ``out``; the last rows, fewer than four, through ``quad``
+    (zero-padded)."""
+    rows, depth = a.shape
+    width = wp.shape[1]
+    units = out.shape[1]
+    for m0 in range(0, rows, PANEL_ROW_BLOCK):
+        m1 = min(m0 + PANEL_ROW_BLOCK, rows)
+        whole = m0 + (m1 - m0) // 4 * 4
+        if whole < m1:
+            quad[:] = 0
+            quad[:m1 - whole] = a[whole:m1]
+        for j in range(count):
+            w = wp[j * depth:(j + 1) * depth]
+            for r in range(m0, whole, 4):
+                panel_tile(w, a, z, r, r - m0, j * width, False)
+            if whole < m1:
+                panel_tile(w, quad, z, 0, whole - m0, j * width, False)
+        for i in range(m1 - m0):
+            out[m0 + i] = z[i, :units]
