@@ -102,6 +102,33 @@ def test_large_kernels_without_mask_or_recurrent_dropout_take_the_panels_path(
             assert out.flags.c_contiguous and state.flags.c_contiguous
 
 
+def test_panels_path_is_chosen_from_64_units_and_for_large_kernels(rng, monkeypatch):
+    """Default choice: panels for a batch of 8+ rows without a mask or recurrent dropout, from
+    ``PANELS_MIN_UNITS`` units when the work reaches ``SERIAL_WORK``, or when the recurrent
+    kernel exceeds ``_ROWS_WEIGHT_BYTES``; the per-row paths otherwise."""
+    taken = []
+    panels = cpu._recurrence_panels
+    monkeypatch.setattr(cpu, "_recurrence_panels", lambda *a: taken.append(a[0].shape) or panels(*a))
+    cases = [((8, 40, 8, 64), {}, True), ((8, 40, 8, 63), {}, False),  # 64 units, 1.5M MACs
+             ((8, 20, 8, 64), {}, False),  # below SERIAL_WORK
+             ((7, 40, 8, 64), {}, False), ((8, 40, 8, 64), {"mask": True}, False),
+             ((8, 40, 8, 64), {"recurrent_dropout": True}, False),
+             ((8, 2, 3, 260), {}, True)]  # 260 x 260 float32 > 256 KB: large, however little work
+    for (batch, steps, features, units), extra, expected in cases:
+        problem = make_problem(rng, batch=batch, steps=steps, features=features, units=units,
+                               dtype=np.float32, scale=0.1)
+        kw = {}
+        if "mask" in extra:
+            kw["mask"] = np.ones((batch, steps), bool)
+        if "recurrent_dropout" in extra:
+            kw["recurrent_dropout"] = np.ones((batch, units), np.float32)
+        taken.clear()
+        out, _ = cpu.forward(*problem.arrays(), **kw)
+        assert bool(taken) == expected, (batch, steps, features, units, extra)
+        ref, _ = reference.forward(*problem.arrays(), **kw)
+        np.testing.assert_allclose(out, ref, rtol=2e-5, atol=2e-6)
+
+
 def test_panels_path_rows_do_not_depend_on_batch_or_threads(rng, monkeypatch):
     """A row's result on the panels path is the same bits whatever the other rows of its batch
     and however the batch is split into runs (each element one FMA per term, in order)."""

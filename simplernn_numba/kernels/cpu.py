@@ -16,12 +16,13 @@ into each step's product (one compiled call), except for inference calls above
 ``FUSED_MAX_WORK`` or on one batch row, where each run projects its rows first (a register-tiled
 product on its own thread, :func:`._products.product`: not BLAS, whose threads keep spinning
 after a call and slow the parallel recurrence that follows); one row without a mask or recurrent
-dropout writes each state straight into its output slot (:func:`_one_row`). When the recurrent
-kernel does not fit in L2 (``_ROWS_WEIGHT_BYTES``) the weights are packed into column panels and
-each run of quads of rows projects its inputs and runs its steps on them (:func:`_recurrence_panels`,
-no BLAS); with a mask or recurrent dropout each step is one BLAS GEMM over the batch instead (the
-backward pass makes the same choice of sizes, and computes its input and weight gradients after
-the loop without BLAS on the per-row path, :mod:`._products`). On one
+dropout writes each state straight into its output slot (:func:`_one_row`). Without a mask or
+recurrent dropout, from ``PANELS_MIN_UNITS`` units and ``GEMM_MIN_BATCH`` rows, the weights are
+packed into column panels instead and each run of quads of rows projects its inputs and runs
+its steps on them (:func:`_recurrence_panels`, no BLAS). When the recurrent kernel does not fit
+in L2 (``_ROWS_WEIGHT_BYTES``) and there is a mask or recurrent dropout, each step is one BLAS
+GEMM over the batch (the backward pass makes the same choice of sizes, and computes its input
+and weight gradients after the loop without BLAS on the per-row path, :mod:`._products`). On one
 path a row's result does not depend on the other rows (each element of a tiled product is one
 FMA per term, in order, for every tile of several rows); the path and the tile depend on the
 batch size (lanes from ``LANES_MIN_BATCH`` rows; one-row tiles, whose last four vectors may sum
@@ -100,6 +101,14 @@ FUSED_MAX_WORK = 1 << 24
 #: as one BLAS GEMM per step over the batch; backward always as one BLAS GEMM per step.
 _ROWS_WEIGHT_BYTES = FUSED_WEIGHT_BYTES
 GEMM_MIN_BATCH = 8
+#: From this many units (and ``SERIAL_WORK``, ``GEMM_MIN_BATCH`` rows) a forward pass without a
+#: mask or recurrent dropout runs on packed panels (:func:`_recurrence_panels`) whatever the
+#: size of its weights, training or not. Same process, alternating, after idle waits (medians):
+#: 64,100,128,128 float32 5.0 -> 4.5 ms (per-row path) and 4.7 -> 4.1 (min), float64 10.2 -> 8.6,
+#: 32,100,64,64 1.68 -> 1.57, 8,100,64,64 0.86 -> 0.70 (fused path); training steps at
+#: 64,100,128,128 the same (14.3 ms). With fewer units the panels' padding (24 float32 columns
+#: a panel) costs more than it saves: 32,500,32,32 1.9 against 3.2 ms (min).
+PANELS_MIN_UNITS = 64
 
 
 @njit(cache=True, inline="always", error_model=_ERRORS)
@@ -745,17 +754,20 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     lanes = fits and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
     fused = lanes or (fits and (training or (batch > 1 and batch * steps * (features + units) * units
                                              < FUSED_MAX_WORK)))
+    work = batch * steps * (features + units) * units
     chunks = 1
-    if batch >= 4 and batch * steps * (features + units) * units >= SERIAL_WORK:
+    if batch >= 4 and work >= SERIAL_WORK:
         chunks = _runs(batch // 2, lanes)
     bias = np.zeros(units, x.dtype) if bias is None else bias
-    if not fused and units * units * x.itemsize > _ROWS_WEIGHT_BYTES and batch >= GEMM_MIN_BATCH:
-        if mask is None and recurrent_dropout is None and steps:
-            if input_dropout is not None:
-                x = x * input_dropout[:, None, :]
-            _recurrence_panels(x, kernel, recurrent_kernel, bias, initial_state, go_backwards,
-                               _rows_act(activation), outputs, final_state)
-            return (outputs if return_sequences else outputs[:, 0]), final_state
+    large = units * units * x.itemsize > _ROWS_WEIGHT_BYTES
+    if (mask is None and recurrent_dropout is None and steps and batch >= GEMM_MIN_BATCH and not lanes
+            and (large or (units >= PANELS_MIN_UNITS and work >= SERIAL_WORK))):
+        if input_dropout is not None:
+            x = x * input_dropout[:, None, :]
+        _recurrence_panels(x, kernel, recurrent_kernel, bias, initial_state, go_backwards,
+                           _rows_act(activation), outputs, final_state)
+        return (outputs if return_sequences else outputs[:, 0]), final_state
+    if not fused and large and batch >= GEMM_MIN_BATCH:
         in_place = return_sequences and not go_backwards
         xw = input_projection(x, kernel, input_dropout, outputs if in_place
                               else _workspace.arrays(x.dtype, (batch, steps, units))[0])
