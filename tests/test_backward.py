@@ -131,6 +131,36 @@ def test_per_step_gemm_path_without_mask_or_dropout_matches_reference(monkeypatc
         assert len(gathered) == go_backwards  # reversed processing order: the states are gathered
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+@pytest.mark.parametrize("batch", [8, 9])
+def test_large_kernels_without_mask_or_dropout_take_the_panels_path(monkeypatch, activation, batch):
+    """From ``GEMM_MIN_BATCH`` rows the backward recurrence with a large recurrent kernel and
+    neither a mask, recurrent dropout nor pre-activations runs on packed panels of
+    ``recurrent_kernel.T``, one run of quads of rows per thread: the reference's gradients,
+    and the per-step BLAS path's (taken below ``GEMM_MIN_BATCH`` rows) to rounding."""
+    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(cpu.numba, "get_num_threads", lambda: 2)
+    taken = []
+    panels = cpu._bptt_panels
+    monkeypatch.setattr(cpu, "_bptt_panels", lambda *a: taken.append(a[-1]) or panels(*a))
+    rng = np.random.default_rng(12)
+    for go_backwards, return_sequences, with_d_state in itertools.product([False, True], repeat=3):
+        problem, d_output, d_state, options = _config(
+            rng, activation, False, False, go_backwards, return_sequences, with_d_state, True,
+            batch=batch, steps=6)
+        taken.clear()
+        ours = _backward(cpu, problem, d_output, d_state, options)
+        assert taken == [2]  # two runs (2 threads; 2 or 3 quads of rows)
+        ref = _backward(reference, problem, d_output, d_state, options)
+        monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 1 << 62)
+        blas = _backward(cpu, problem, d_output, d_state, options)
+        monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 8)
+        assert taken == [2]
+        for key in KEYS:
+            np.testing.assert_allclose(ours[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
+            np.testing.assert_allclose(ours[key], blas[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
 def test_recurrent_gradient_in_order_matches_gathered_previous_states():
     rng = np.random.default_rng(12)
     for batch, steps in ((1, 1), (3, 1), (1, 5), (4, 6)):

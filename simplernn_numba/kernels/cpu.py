@@ -21,8 +21,11 @@ recurrent dropout, from ``PANELS_MIN_UNITS`` units and ``GEMM_MIN_BATCH`` rows, 
 packed into column panels instead and each run of quads of rows projects its inputs and runs
 its steps on them (:func:`_recurrence_panels`, no BLAS). When the recurrent kernel does not fit
 in L2 (``_ROWS_WEIGHT_BYTES``) and there is a mask or recurrent dropout, each step is one BLAS
-GEMM over the batch (the backward pass makes the same choice of sizes, and computes its input
-and weight gradients after the loop without BLAS on the per-row path, :mod:`._products`). On one
+GEMM over the batch. The backward pass keeps the per-row path up to ``_ROWS_WEIGHT_BYTES`` (its
+input and weight gradients after the loop without BLAS, :mod:`._products`); beyond, it runs on
+packed panels of ``recurrent_kernel.T`` without a mask, recurrent dropout or pre-activations
+(from ``GEMM_MIN_BATCH`` rows, :func:`_bptt_panels_run`), else one BLAS GEMM per step, and its
+gradients after the loop by BLAS. On one
 path a row's result does not depend on the other rows (each element of a tiled product is one
 FMA per term, in order, for every tile of several rows); the path and the tile depend on the
 batch size (lanes from ``LANES_MIN_BATCH`` rows; one-row tiles, whose last four vectors may sum
@@ -98,7 +101,7 @@ FUSED_MAX_WORK = 1 << 24
 #: the runs split over threads with no per-step synchronisation; above it (the kernel no longer fits in
 #: L2), in the forward pass from a batch of ``GEMM_MIN_BATCH`` rows on (a GEMV per step is no better
 #: than the rows), on packed panels (:func:`_recurrence_panels`) or, with a mask or recurrent dropout,
-#: as one BLAS GEMM per step over the batch; backward always as one BLAS GEMM per step.
+#: as one BLAS GEMM per step over the batch; backward likewise (:func:`backward`).
 _ROWS_WEIGHT_BYTES = FUSED_WEIGHT_BYTES
 GEMM_MIN_BATCH = 8
 #: From this many units (and ``SERIAL_WORK``, ``GEMM_MIN_BATCH`` rows) a forward pass without a
@@ -635,6 +638,7 @@ LAYOUTS = {
     "fused": lambda kernel, recurrent: (kernel, recurrent),
     "recurrent_t": lambda kernel, recurrent: (recurrent.T,),
     "panels": lambda kernel, recurrent: (*panels(kernel), *panels(recurrent)),
+    "recurrent_t_panels": lambda kernel, recurrent: panels(recurrent.T),
 }
 
 #: Prepared weights of read-only weight arrays that own their data, such as a layer's
@@ -810,8 +814,10 @@ forward_for_training = functools.partial(forward_validated, training=True)
 # ---------------------------------------------------------------------------------------------------
 # Backward pass (BPTT). Only dh_{t-1} = (dz_t @ recurrent_kernel.T) * recurrent_dropout is sequential;
 # the weight and input gradients are large matrix products over all timesteps after the loop:
-# Numba-parallel dot products (:mod:`._products`) where the recurrence runs on runs of rows,
-# BLAS where it runs as one BLAS GEMM per step.
+# Numba-parallel dot products (:mod:`._products`) where the recurrence runs on runs of rows with
+# the weights in L2, BLAS for larger weights (the recurrence then on packed panels or one BLAS
+# GEMM per step). Packed panels: 128,200,512,512 float32 backward 444 -> 405 ms, 32,100,512,512
+# 66 -> 51 (medians after idle waits, same process).
 # Work arrays (dz, previous states, pre-activations) are kept in input time order so that the
 # products need no reordering; outputs and d_outputs arrive in processing order.
 # ---------------------------------------------------------------------------------------------------
@@ -1148,6 +1154,46 @@ def _bptt_step_unmasked(s, t, dh, outputs, d_outputs, act, dz, d_bias):
             d_bias[u] += row[u]
 
 
+@njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
+def _bptt_panels_run(outputs, d_outputs, wp, count, go_backwards, act, dh, dz, lo, hi):
+    """Batch rows ``lo:hi`` of the backward recurrence without a mask, recurrent dropout or
+    pre-activations on packed panels, through every step on the calling thread: per step
+    ``dz[:, t] = (dh + d_outputs of step s) * act'(outputs[:, s])`` (:func:`_step_dz`), packed by
+    quads of rows, then ``dh = dz[:, t] @ recurrent_kernel.T`` by :func:`._products.panel_tile` s
+    over ``wp``, the panels of ``recurrent_kernel.T`` (as the forward pass's, :func:`_panels_run`)."""
+    steps, units = dz.shape[1], dz.shape[2]
+    width = wp.shape[1]
+    rows = hi - lo
+    quads = (rows + 3) // 4
+    packed = np.zeros((quads, units, 4), dz.dtype)
+    z = np.empty((4 * quads, count * width), dz.dtype)
+    for s in range(steps - 1, -1, -1):
+        t = steps - 1 - s if go_backwards else s
+        for i in range(rows):
+            _step_dz(lo + i, s, t, dh[lo + i], outputs, d_outputs, True, dz, False, act, dz)
+        for q in range(quads):
+            quad, r = packed[q], lo + 4 * q
+            for i in range(min(4, rows - 4 * q)):
+                row = dz[r + i, t]
+                for u in range(units):
+                    quad[u, i] = row[u]
+        for j in range(count):
+            w = wp[j * units:(j + 1) * units]
+            for q in range(quads):
+                panel_tile(w, packed[q], z, 0, 4 * q, j * width, True)
+        for i in range(rows):
+            dh[lo + i] = z[i, :units]
+
+
+@njit(cache=True, parallel=True, error_model=_ERRORS)
+def _bptt_panels(outputs, d_outputs, wp, count, go_backwards, act, dh, dz, chunks):
+    batch = dh.shape[0]
+    quads = (batch + 3) // 4
+    for c in prange(chunks):
+        _bptt_panels_run(outputs, d_outputs, wp, count, go_backwards, act, dh, dz,
+                         min(batch, 4 * (c * quads // chunks)), min(batch, 4 * ((c + 1) * quads // chunks)))
+
+
 def _recurrent_gradient_in_order(outputs, initial_state, dz):
     """``sum_t h_{t-1}.T @ dz[:, t]`` (U, U) for states ``outputs`` (B, T, U) in input time order
     and ``h_{-1} = initial_state`` (B, U), without gathering the previous states: flattened to
@@ -1219,6 +1265,13 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
                 _bptt_rows(*args, chunks)
         else:
             _bptt_rows_serial(*args)
+    elif plain and batch >= GEMM_MIN_BATCH:  # one run of quads of rows per thread (no BLAS)
+        width = panel_width(dtype.itemsize)
+        weights = prepared_weights(kernel, recurrent_kernel, "recurrent_t_panels", width)
+        with parallel_section():
+            _bptt_panels(outputs, d_seq, weights, -(-units // width), go_backwards, act, dh, dz,
+                         min(numba.get_num_threads(), -(-batch // 4)))
+        d_bias = dz.reshape(batch * steps, units).sum(axis=0)
     elif plain:
         recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
         d_bias = np.zeros(units, dtype)
