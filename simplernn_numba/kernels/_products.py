@@ -204,14 +204,23 @@ def wide_tile(w, v, z, r, u, k0, k1, T):
     FMA per ``k`` in order from zero, as in :func:`tile`, so the results are the same bits. (Six
     rows by two vectors, also twelve accumulators, compiled to spills in float64: 20 against 45
     GFLOP/s.)"""
+    _tile_4x3(w, u, v, r, z, r, u, k0, k1, T)
+
+
+@njit(inline="always", **_FLAGS)
+def _tile_4x3(w, wu, v, r, z, zr, zu, k0, k1, T):
+    """``z[zr:zr + 4, zu:zu + 3 * lanes] = v[r:r + 4] @ w[k0:k1, wu:wu + 3 * lanes]``, added to
+    ``z`` from ``k0 > 0`` on: the twelve accumulators of :func:`wide_tile` and
+    :func:`panel_tile`, with the output's rows and columns given apart from ``v``'s and ``w``'s."""
     lanes = WIDTH // w.itemsize
-    c0, c1, c2 = u, u + lanes, u + 2 * lanes
+    c0, c1, c2 = wu, wu + lanes, wu + 2 * lanes
+    o0, o1, o2 = zu, zu + lanes, zu + 2 * lanes
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = d0 = d1 = d2 = d3 = vzero(w)
     if k0 > 0:
-        a0, b0, d0 = vload(z, r, c0), vload(z, r, c1), vload(z, r, c2)
-        a1, b1, d1 = vload(z, r + 1, c0), vload(z, r + 1, c1), vload(z, r + 1, c2)
-        a2, b2, d2 = vload(z, r + 2, c0), vload(z, r + 2, c1), vload(z, r + 2, c2)
-        a3, b3, d3 = vload(z, r + 3, c0), vload(z, r + 3, c1), vload(z, r + 3, c2)
+        a0, b0, d0 = vload(z, zr, o0), vload(z, zr, o1), vload(z, zr, o2)
+        a1, b1, d1 = vload(z, zr + 1, o0), vload(z, zr + 1, o1), vload(z, zr + 1, o2)
+        a2, b2, d2 = vload(z, zr + 2, o0), vload(z, zr + 2, o1), vload(z, zr + 2, o2)
+        a3, b3, d3 = vload(z, zr + 3, o0), vload(z, zr + 3, o1), vload(z, zr + 3, o2)
     for k in range(k0, k1):
         w0, w1, w2 = vload(w, k, c0), vload(w, k, c1), vload(w, k, c2)
         x = _term(v, k, r, T)
@@ -223,9 +232,9 @@ def wide_tile(w, v, z, r, u, k0, k1, T):
         x = _term(v, k, r + 3, T)
         a3, b3, d3 = vfma(x, w0, a3), vfma(x, w1, b3), vfma(x, w2, d3)
     for i, (a, b, d) in enumerate(((a0, b0, d0), (a1, b1, d1), (a2, b2, d2), (a3, b3, d3))):
-        vstore(z, r + i, c0, a)
-        vstore(z, r + i, c1, b)
-        vstore(z, r + i, c2, d)
+        vstore(z, zr + i, o0, a)
+        vstore(z, zr + i, o1, b)
+        vstore(z, zr + i, o2, d)
 
 
 @njit(inline="always", cache=True)
@@ -427,23 +436,7 @@ def panel_tile(wp, v, z, r, zr, u, T):
     one FMA per ``k`` in order from zero), with the panel read contiguously and the output
     rows and columns apart from ``v``'s rows and the panel's. With ``T`` (literal) ``v`` is
     given transposed, (K, rows): a quad of rows packed as (K, 4), one 16-byte load a ``k``."""
-    lanes = WIDTH // wp.itemsize
-    c1, c2 = lanes, 2 * lanes
-    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = d0 = d1 = d2 = d3 = vzero(wp)
-    for k in range(wp.shape[0]):
-        w0, w1, w2 = vload(wp, k, 0), vload(wp, k, c1), vload(wp, k, c2)
-        x = _term(v, k, r, T)
-        a0, b0, d0 = vfma(x, w0, a0), vfma(x, w1, b0), vfma(x, w2, d0)
-        x = _term(v, k, r + 1, T)
-        a1, b1, d1 = vfma(x, w0, a1), vfma(x, w1, b1), vfma(x, w2, d1)
-        x = _term(v, k, r + 2, T)
-        a2, b2, d2 = vfma(x, w0, a2), vfma(x, w1, b2), vfma(x, w2, d2)
-        x = _term(v, k, r + 3, T)
-        a3, b3, d3 = vfma(x, w0, a3), vfma(x, w1, b3), vfma(x, w2, d3)
-    for i, (a, b, d) in enumerate(((a0, b0, d0), (a1, b1, d1), (a2, b2, d2), (a3, b3, d3))):
-        vstore(z, zr + i, u, a)
-        vstore(z, zr + i, u + c1, b)
-        vstore(z, zr + i, u + c2, d)
+    _tile_4x3(wp, 0, v, r, z, zr, u, 0, wp.shape[0], T)
 
 
 @njit(**_FLAGS)
