@@ -591,9 +591,10 @@ def _panels_parallel(x, wp, count, bias, initial_state, go_backwards, act, xw, o
 
 def _recurrence_panels(x, kernel, recurrent_kernel, bias, initial_state, go_backwards, act, outputs,
                        final_state):
-    """The recurrence with large recurrent kernels (no mask, no recurrent dropout) on runs of
-    quads of batch rows, one run per thread, each through every timestep with no per-step
-    synchronisation and no BLAS (:func:`_panels_run`).
+    """The recurrence without a mask or recurrent dropout (from ``PANELS_MIN_UNITS`` units, or
+    large recurrent kernels; see :func:`forward_validated`) on runs of quads of batch rows, one
+    run per thread, each through every timestep with no per-step synchronisation and no BLAS
+    (:func:`_panels_run`).
 
     The weights are packed into column panels once (:func:`prepared_weights`, ``"panels"``), so
     each tile reads its weights contiguously, and each step's operand, the states, is packed by
