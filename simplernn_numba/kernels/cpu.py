@@ -60,6 +60,7 @@ from ._products import (
     PANEL_ROW_BLOCK,
     PRODUCT_TILE_ROWS,
     TILE_SHAPES,
+    _split,
     gradient_products,
     one_row_tiles,
     padded_units,
@@ -522,6 +523,41 @@ def _recurrence_gemm(recurrent_kernel, bias, initial_state, mask, recurrent_drop
         _last_outputs(final_state, seen, outputs, 0, batch)
 
 
+@njit(cache=True, inline="always", error_model=_ERRORS)
+def _pack_quads(source, t, lo, rows, packed):
+    """``packed[q, u, i] = source[lo + 4 * q + i, t, u]`` for the rows ``lo:lo + rows`` of
+    ``source`` (B, T, U): quads of rows as (U, 4), the operand of :func:`_packed_product`
+    (the places of rows past ``rows`` keep what they had)."""
+    units = source.shape[2]
+    for q in range((rows + 3) // 4):
+        quad, r = packed[q], lo + 4 * q
+        if 4 * q + 4 <= rows:
+            x0, x1, x2, x3 = source[r, t], source[r + 1, t], source[r + 2, t], source[r + 3, t]
+            for u in range(units):
+                quad[u, 0], quad[u, 1], quad[u, 2], quad[u, 3] = x0[u], x1[u], x2[u], x3[u]
+        else:
+            for i in range(rows - 4 * q):
+                for u in range(units):
+                    quad[u, i] = source[r + i, t, u]
+
+
+@njit(cache=True, inline="always", fastmath={"contract"}, error_model=_ERRORS)
+def _packed_product(packed, wp, count, z):
+    """``z[:4 * quads] = rows @ w`` for the rows packed by :func:`_pack_quads` into ``packed``
+    (quads, K, 4), ``w`` (K, N) given as ``count`` panels stacked into ``wp`` (count * K, width);
+    ``z`` has ``count * width`` columns."""
+    depth, width = wp.shape[0] // count, wp.shape[1]
+    for j in range(count):
+        w = wp[j * depth:(j + 1) * depth]
+        for q in range(packed.shape[0]):
+            panel_tile(w, packed[q], z, 0, 4 * q, j * width, True)
+
+
+def _panel_runs(batch: int) -> int:
+    """Runs of quads of rows for the panel recurrences: one per thread (at most one per quad)."""
+    return min(numba.get_num_threads(), -(-batch // 4))
+
+
 @njit(cache=True, fastmath={"contract"}, error_model=_ERRORS)
 def _panels_run(x, wp, count, bias, initial_state, go_backwards, act, xw, outputs, final_state,
                 copy_out, lo, hi):
@@ -545,11 +581,7 @@ def _panels_run(x, wp, count, bias, initial_state, go_backwards, act, xw, output
     t = 0
     for s in range(steps):
         t = steps - 1 - s if go_backwards else s
-        now, new = h[s % 2], h[1 - s % 2]
-        for j in range(count):
-            w = recurrent[j * units:(j + 1) * units]
-            for q in range(quads):
-                panel_tile(w, now[q], z, 0, 4 * q, j * width, True)
+        _packed_product(h[s % 2], recurrent, count, z)
         for i in range(rows):
             zb, xb = z[i], xw[lo + i, t]
             if act is None:
@@ -563,16 +595,7 @@ def _panels_run(x, wp, count, bias, initial_state, go_backwards, act, xw, output
                     xb[u] = zb[u]
             if copy_out:
                 outputs[lo + i, s] = xb
-        for q in range(quads):
-            packed, r = new[q], lo + 4 * q
-            if 4 * q + 4 <= rows:
-                x0, x1, x2, x3 = xw[r, t], xw[r + 1, t], xw[r + 2, t], xw[r + 3, t]
-                for u in range(units):
-                    packed[u, 0], packed[u, 1], packed[u, 2], packed[u, 3] = x0[u], x1[u], x2[u], x3[u]
-            else:
-                for i in range(rows - 4 * q):
-                    for u in range(units):
-                        packed[u, i] = xw[r + i, t, u]
+        _pack_quads(xw, t, lo, rows, h[1 - s % 2])
     for i in range(rows):
         final_state[lo + i] = xw[lo + i, t]
         if outputs.shape[1] != steps:
@@ -582,11 +605,9 @@ def _panels_run(x, wp, count, bias, initial_state, go_backwards, act, xw, output
 @njit(cache=True, parallel=True, error_model=_ERRORS)
 def _panels_parallel(x, wp, count, bias, initial_state, go_backwards, act, xw, outputs, final_state,
                      copy_out, chunks):
-    quads = (x.shape[0] + 3) // 4
     for c in prange(chunks):
         _panels_run(x, wp, count, bias, initial_state, go_backwards, act, xw, outputs, final_state,
-                    copy_out, min(x.shape[0], 4 * (c * quads // chunks)),
-                    min(x.shape[0], 4 * ((c + 1) * quads // chunks)))
+                    copy_out, _split(x.shape[0], chunks, c), _split(x.shape[0], chunks, c + 1))
 
 
 def _recurrence_panels(x, kernel, recurrent_kernel, bias, initial_state, go_backwards, act, outputs,
@@ -610,10 +631,9 @@ def _recurrence_panels(x, kernel, recurrent_kernel, bias, initial_state, go_back
     count = -(-units // width)
     in_place = outputs.shape[1] == steps and not go_backwards
     xw = outputs if in_place else _workspace.arrays(x.dtype, (batch, steps, units))[0]
-    chunks = min(numba.get_num_threads(), -(-batch // 4))
     with parallel_section():
         _panels_parallel(x, wp, count, bias, initial_state, bool(go_backwards), act, xw, outputs,
-                         final_state, not in_place and outputs.shape[1] == steps, chunks)
+                         final_state, not in_place and outputs.shape[1] == steps, _panel_runs(batch))
 
 
 #: Runs of row pairs per thread of the parallel per-row recurrences (forward and backward).
@@ -757,9 +777,8 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
         return (outputs if return_sequences else outputs[:, 0]), final_state
     fits = (features + units) * units * x.itemsize <= FUSED_WEIGHT_BYTES
     lanes = fits and units <= LANES_MAX_UNITS and batch >= LANES_MIN_BATCH
-    fused = lanes or (fits and (training or (batch > 1 and batch * steps * (features + units) * units
-                                             < FUSED_MAX_WORK)))
     work = batch * steps * (features + units) * units
+    fused = lanes or (fits and (training or (batch > 1 and work < FUSED_MAX_WORK)))
     chunks = 1
     if batch >= 4 and work >= SERIAL_WORK:
         chunks = _runs(batch // 2, lanes)
@@ -1163,25 +1182,16 @@ def _bptt_panels_run(outputs, d_outputs, wp, count, go_backwards, act, dh, dz, l
     quads of rows, then ``dh = dz[:, t] @ recurrent_kernel.T`` by :func:`._products.panel_tile` s
     over ``wp``, the panels of ``recurrent_kernel.T`` (as the forward pass's, :func:`_panels_run`)."""
     steps, units = dz.shape[1], dz.shape[2]
-    width = wp.shape[1]
     rows = hi - lo
     quads = (rows + 3) // 4
     packed = np.zeros((quads, units, 4), dz.dtype)
-    z = np.empty((4 * quads, count * width), dz.dtype)
+    z = np.empty((4 * quads, count * wp.shape[1]), dz.dtype)
     for s in range(steps - 1, -1, -1):
         t = steps - 1 - s if go_backwards else s
         for i in range(rows):
             _step_dz(lo + i, s, t, dh[lo + i], outputs, d_outputs, True, dz, False, act, dz)
-        for q in range(quads):
-            quad, r = packed[q], lo + 4 * q
-            for i in range(min(4, rows - 4 * q)):
-                row = dz[r + i, t]
-                for u in range(units):
-                    quad[u, i] = row[u]
-        for j in range(count):
-            w = wp[j * units:(j + 1) * units]
-            for q in range(quads):
-                panel_tile(w, packed[q], z, 0, 4 * q, j * width, True)
+        _pack_quads(dz, t, lo, rows, packed)
+        _packed_product(packed, wp, count, z)
         for i in range(rows):
             dh[lo + i] = z[i, :units]
 
@@ -1189,10 +1199,9 @@ def _bptt_panels_run(outputs, d_outputs, wp, count, go_backwards, act, dh, dz, l
 @njit(cache=True, parallel=True, error_model=_ERRORS)
 def _bptt_panels(outputs, d_outputs, wp, count, go_backwards, act, dh, dz, chunks):
     batch = dh.shape[0]
-    quads = (batch + 3) // 4
     for c in prange(chunks):
         _bptt_panels_run(outputs, d_outputs, wp, count, go_backwards, act, dh, dz,
-                         min(batch, 4 * (c * quads // chunks)), min(batch, 4 * ((c + 1) * quads // chunks)))
+                         _split(batch, chunks, c), _split(batch, chunks, c + 1))
 
 
 def _recurrent_gradient_in_order(outputs, initial_state, dz):
@@ -1271,7 +1280,7 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         weights = prepared_weights(kernel, recurrent_kernel, "recurrent_t_panels", width)
         with parallel_section():
             _bptt_panels(outputs, d_seq, weights, -(-units // width), go_backwards, act, dh, dz,
-                         min(numba.get_num_threads(), -(-batch // 4)))
+                         _panel_runs(batch))
         d_bias = dz.reshape(batch * steps, units).sum(axis=0)
     elif plain:
         recurrent_kernel_t = np.ascontiguousarray(recurrent_kernel.T)
