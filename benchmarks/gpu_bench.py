@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from simplernn_numba.kernels import config
+
 ANCHORS = [(32, 10, 8, 4), (1, 1000, 16, 64), (64, 100, 128, 128), (16, 500, 32, 32),
            (128, 200, 512, 512)]
 SMALL_BATCH = [(1, 200, 64, 256), (4, 200, 64, 256), (8, 200, 64, 256), (1, 100, 128, 512),
@@ -75,26 +77,26 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
     row = {"shape": ",".join(map(str, shape))}
 
     def ours(use_persistent, use_rows=False):
-        kernels.CONFIG.update(persistent=use_persistent, rows=use_rows)
+        config.set(CUDA_PERSISTENT=use_persistent, CUDA_ROWS=use_rows)
         return kernels.forward(*dev)
 
     sync = cuda.synchronize
     compiled = kernels.kernels_for(np.dtype(np.float32))
     row["ours_step"] = median_ms(lambda: ours(False), sync)
-    kernels.CONFIG.update(persistent=True, rows=True)
+    config.set(CUDA_PERSISTENT=True, CUDA_ROWS=True)
     plan = kernels.persistent_plan(compiled["forward_persistent"], batch, units, 4) if persistent else None
     rows = kernels.rows_plan(compiled["forward_rows"], batch, units, 4, 2, features=features,
-                             lanes=kernels.CONFIG["rows_lanes"])
+                             lanes=config.CUDA_ROWS_LANES)
     row["ours_persistent"] = median_ms(lambda: ours(True), sync) if plan else None
     row["ours_rows"] = median_ms(lambda: ours(False, True), sync) if rows else None
     for lanes in (1, 16) if rows else ():
-        kernels.CONFIG["rows_lanes"] = lanes
+        config.set(CUDA_ROWS_LANES=lanes)
         row[f"rows_lanes{lanes}"] = median_ms(lambda: ours(False, True), sync)
-    kernels.CONFIG["rows_lanes"] = kernels.DEFAULT_CONFIG["rows_lanes"]
+    config.set(CUDA_ROWS_LANES=config.DEFAULTS["CUDA_ROWS_LANES"])
     row["plan"] = f"{plan.blocks}x{plan.threads}/{plan.lanes}{'s' if plan.stage else ''}" if plan else "-"
     row["rows_plan"] = (f"{rows.blocks}x{rows.threads}/{rows.rows} {rows.shared_bytes // 1024}K l{rows.lanes}"
                         if rows else "-")
-    kernels.reset_config()
+    config.reset()
     row["ours_auto"] = median_ms(lambda: kernels.forward(*dev), sync)
     row["auto_queued"] = queued_ms(lambda: kernels.forward(*dev), sync)
     row["ours_host"] = median_ms(lambda: kernels.forward(x, w, u, b, h0), lambda: None)
@@ -156,14 +158,14 @@ def probe(kernels) -> int:
     d_out = rng.normal(size=(batch, steps, units)).astype(np.float32)
     results = {}
     for path in ("step", "persistent", "rows"):
-        kernels.CONFIG.update(persistent=path == "persistent", rows=path == "rows")
+        config.set(CUDA_PERSISTENT=path == "persistent", CUDA_ROWS=path == "rows")
         t0 = time.perf_counter()
         out, state = kernels.forward(x, w, u, b, h0)
         grads = kernels.backward(x, w, u, b, h0, out, d_out, None)
         cuda.synchronize()
         print(f"probe: {path} first call (compile included) {time.perf_counter() - t0:.1f} s", flush=True)
         results[path] = (out, state, *(grads[k] for k in sorted(grads)))
-    kernels.reset_config()
+    config.reset()
     worst = {path: max(float(np.abs(a - b).max()) for a, b in zip(results["step"], results[path]))
              for path in ("persistent", "rows")}
     print(f"probe: max |persistent - per-step| = {worst['persistent']:.3g}, |rows - per-step| = "
@@ -201,8 +203,8 @@ def launch_overheads(kernels) -> str:
 
     def direct(kernel, args, grid, block):
         overload = next(iter(kernel.overloads.values()))
-        config = kernel[grid, block]  # normalised dimensions and stream
-        return lambda: overload.launch(args, config.griddim, config.blockdim, config.stream, 0)
+        launch = kernel[grid, block]  # normalised dimensions and stream
+        return lambda: overload.launch(args, launch.griddim, launch.blockdim, launch.stream, 0)
 
     rows = {
         "cuda.device_array((8, 64))": per_call_us(lambda: cuda.device_array((batch, units), dtype)),
@@ -303,8 +305,8 @@ def main() -> int:
         print("gpu_bench: the CUDA simulator is on (NUMBA_ENABLE_CUDASIM); timings would be meaningless.")
         return 0
     if args.no_persistent:
-        kernels.DEFAULT_CONFIG["persistent"] = False
-        kernels.reset_config()
+        config.DEFAULTS["CUDA_PERSISTENT"] = False
+        config.reset()
     torch = torch_cuda()
     device = cuda.get_current_device()
     header = [f"# GPU benchmark ({device.name.decode() if isinstance(device.name, bytes) else device.name}, "

@@ -55,11 +55,12 @@ def main() -> None:
         return decorate
 
     cuda.jit = compile_only
+    from simplernn_numba.kernels import config
     from simplernn_numba.kernels import cuda as kernels
 
     for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
         kernels.kernels_for(dtype)
-        kernels.tiled_kernels_for(dtype, kernels.CONFIG["tile"], kernels.CONFIG["micro"])
+        kernels.tiled_kernels_for(dtype, config.CUDA_TILE, config.CUDA_MICRO)
     for path in compiled:
         line = f"{path.name}: {path.stat().st_size} bytes of PTX"
         if args.ptxas:

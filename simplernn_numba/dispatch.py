@@ -6,9 +6,9 @@
 - ``"cpu"``: the Numba CPU kernels. GPU inputs are an error (never copied back).
 - ``"cuda"``: the Numba CUDA kernels; a RuntimeError when no GPU is usable.
 - ``"auto"``: CUDA when the inputs are already on the GPU, or when a GPU is
-  usable, one forward call costs at least :data:`CUDA_MIN_FLOPS`
+  usable, one forward call costs at least ``config.CUDA_MIN_FLOPS``
   floating-point operations (``2·B·T·F·U + 2·B·T·U²``) and one step at least
-  :data:`CUDA_MIN_STEP_FLOPS` (``2·B·U·(F + U)``); the CPU otherwise.
+  ``config.CUDA_MIN_STEP_FLOPS`` (``2·B·U·(F + U)``); the CPU otherwise.
 
 A Python-callable activation cannot be compiled: it runs on the NumPy reference
 kernel (host arrays only), and forcing ``"cuda"`` with one is an error.
@@ -25,20 +25,10 @@ from types import ModuleType
 
 from . import _validate as V
 from . import activations
-from .kernels import cpu, reference
+from .kernels import config, cpu, reference
 
 DEVICES = ("auto", "cpu", "cuda")
 ENV_VAR = "SIMPLERNN_NUMBA_DEVICE"
-
-#: ``device="auto"`` runs host inputs on the GPU from this many FLOPs per forward call
-#: (below it, the host-side launch costs and the host-device copies outweigh the GPU)...
-CUDA_MIN_FLOPS = 1e8
-#: ...and from this many FLOPs per step: the recurrence costs the GPU some µs per step
-#: however small the step (H200, ``benchmarks/gpu_check.sh``: 64,100,128,128, 4.2e6 FLOPs a
-#: step, took 7.4 ms from NumPy on the GPU and 0.94 ms on the CPU; 128,200,512,512, 1.3e8 a
-#: step, 41 ms on the GPU and 66 ms on the CPU).
-CUDA_MIN_STEP_FLOPS = 1e7
-
 
 def check_device(device: str) -> str:
     """Validate a device name."""
@@ -98,10 +88,10 @@ def forward_flops(shape: tuple, units: int) -> int:
 
 
 def _worth_the_gpu(shape: tuple, units: int) -> bool:
-    """Whether host inputs of ``shape`` (B, T, F) are worth a trip to the GPU (see the constants)."""
+    """Whether host inputs of ``shape`` (B, T, F) are worth a trip to the GPU (see the module doc)."""
     steps = max(shape[1], 1)
     flops = forward_flops(shape, units)
-    return flops >= CUDA_MIN_FLOPS and flops / steps >= CUDA_MIN_STEP_FLOPS
+    return flops >= config.CUDA_MIN_FLOPS and flops / steps >= config.CUDA_MIN_STEP_FLOPS
 
 
 def backend(device: str, activation, inputs=None, units: int | None = None) -> ModuleType:

@@ -31,8 +31,8 @@ Layout of the work:
 
 Rows of the flat ``(B * T, ...)`` work arrays are in input time order; the
 recurrence kernels map processing step ``s`` to time ``t`` (``T - 1 - s`` with
-``go_backwards``). Launch sizes come from :data:`CONFIG`, which tests shrink so
-that tiny inputs still run every grid-stride loop.
+``go_backwards``). Launch sizes and path choices come from the ``CUDA_*`` settings of :mod:`.config`, which
+tests shrink so that tiny inputs still run every grid-stride loop.
 
 Device functions live in :mod:`._cuda_device`, the kernels in :mod:`._cuda_compile`
 (compiled lazily, once per dtype and tile shape, with explicit signatures); this
@@ -49,40 +49,9 @@ import numpy as np
 from numba import cuda
 
 from .. import activations as A
+from . import config
 from ._cuda_compile import kernels_for, tiled_kernels_for
 from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE, NO_DOUT
-
-#: Launch configuration. ``threads_per_block``: 1-D kernels; ``max_blocks``: cap on blocks per grid
-#: dimension (grid-stride loops cover the rest); ``tile``: edge of the tile x tile thread blocks of
-#: the tiled kernels; ``micro``: each GEMM thread computes micro x micro outputs;
-#: ``tiled_step_min_batch``: smallest batch whose per-step launches use the tiled step kernels;
-#: ``persistent``: ``"auto"`` (see :func:`persistent_plan`), True or False;
-#: ``persistent_max_batch``: largest batch for which ``"auto"`` picks the persistent kernel;
-#: ``persistent_lanes``: most threads sharing one dot product there (a power of two, halved
-#: while a block has fewer thread groups than dot products per step);
-#: ``single_block_max_macs``: most multiply-adds per step run by a single persistent block
-#: (see :func:`persistent_plan`). The defaults come from an H200 (``benchmarks/gpu_check.sh``):
-#: the persistent kernel ran 3-17x faster than launches per step at 1-64 rows and level with
-#: them at 128 rows (128,200,512,512: 16 ms against 15 and 24 ms in two runs).
-#: ``rows``: ``"auto"`` or True runs the rows kernels (see :func:`rows_plan`) whenever all of U
-#: fits in one block's shared memory, False never; ``rows_per_block``: ``"auto"`` (the batch
-#: spread over the multiprocessors) or a number; ``rows_max_threads``: threads of a rows block;
-#: ``rows_lanes``: threads per (row, unit) pair in the forward rows kernel (a power of two; 4
-#: ran 10-16% faster than 1 on an H100, 16 no better).
-DEFAULT_CONFIG = {"threads_per_block": 256, "max_blocks": 4096, "tile": 16, "micro": 4,
-                  "tiled_step_min_batch": 16, "persistent": "auto", "persistent_max_batch": 128,
-                  "persistent_lanes": 32, "single_block_max_macs": 2**18, "rows": "auto",
-                  "rows_per_block": "auto", "rows_max_threads": 1024, "rows_lanes": 4}
-CONFIG = dict(DEFAULT_CONFIG)
-
-#: Dynamic shared memory a block may use without an opt-in (bytes).
-SHARED_MEMORY_LIMIT = 48 * 1024
-
-
-def reset_config() -> None:
-    """Restore :data:`CONFIG` to :data:`DEFAULT_CONFIG`."""
-    CONFIG.clear()
-    CONFIG.update(DEFAULT_CONFIG)
 
 
 def simulator_enabled() -> bool:
@@ -109,8 +78,8 @@ def to_device(value):
 
 def _blocks(n: int) -> tuple[int, int]:
     """(blocks, threads) for a 1-D grid-stride loop over ``n`` items."""
-    threads = CONFIG["threads_per_block"]
-    return max(1, min(-(-n // threads), CONFIG["max_blocks"])), threads
+    threads = config.CUDA_THREADS_PER_BLOCK
+    return max(1, min(-(-n // threads), config.CUDA_MAX_BLOCKS)), threads
 
 
 def _launch(kernel, n: int, *args) -> None:
@@ -136,7 +105,7 @@ def _placeholders(dtype: np.dtype) -> _Placeholders:
 def _gemm(a, b, c, *, a_trans=False, b_trans=False, a_scale=None, steps=1, bias=None,
           c_scale=None, accumulate=False) -> None:
     """Launch the tiled GEMM (see :func:`_tiled_kernels`); placeholders fill absent options."""
-    tile, micro = CONFIG["tile"], CONFIG["micro"]
+    tile, micro = config.CUDA_TILE, config.CUDA_MICRO
     none = _placeholders(c.dtype)
     kernel = tiled_kernels_for(np.dtype(c.dtype), tile, micro)["gemm"]
     m, n = c.shape
@@ -148,20 +117,20 @@ def _gemm(a, b, c, *, a_trans=False, b_trans=False, a_scale=None, steps=1, bias=
 
 def _tile_grid(rows: int, cols: int, span: int) -> tuple[int, int]:
     """(x, y) blocks covering a rows x cols output in span x span tiles, capped by ``max_blocks``."""
-    cap = CONFIG["max_blocks"]
+    cap = config.CUDA_MAX_BLOCKS
     return max(1, min(-(-cols // span), cap)), max(1, min(-(-rows // span), cap))
 
 
 def _per_step(name: str, dtype: np.dtype, batch: int, units: int):
     """The per-step kernel ``name`` ("forward_step"/"backward_step") and its launch configuration.
 
-    Batches of at least ``CONFIG["tiled_step_min_batch"]`` rows use the shared-memory tiled
+    Batches of at least ``config.CUDA_TILED_STEP_MIN_BATCH`` rows use the shared-memory tiled
     variant (each block reuses tiles of U across ``tile`` rows); smaller ones one dot product
     per thread.
     """
-    tile = CONFIG["tile"]
-    if batch >= CONFIG["tiled_step_min_batch"]:
-        kernel = tiled_kernels_for(dtype, tile, CONFIG["micro"])[name + "_tiled"]
+    tile = config.CUDA_TILE
+    if batch >= config.CUDA_TILED_STEP_MIN_BATCH:
+        kernel = tiled_kernels_for(dtype, tile, config.CUDA_MICRO)[name + "_tiled"]
         return kernel[_tile_grid(batch, units, tile), (tile, tile)]
     return kernels_for(dtype)[name][_blocks(batch * units)]
 
@@ -196,7 +165,7 @@ class PersistentPlan(NamedTuple):
 
 def _plan(batch: int, units: int, itemsize: int, threads: int, cols: int) -> PersistentPlan | None:
     """The plan for ``cols`` units per block of ``threads``, or None when U's slice does not fit."""
-    lanes = CONFIG["persistent_lanes"]
+    lanes = config.CUDA_PERSISTENT_LANES
     while lanes > 1 and threads // lanes < batch * cols:  # enough groups for every dot product
         lanes //= 2
     lanes = min(lanes, threads)
@@ -204,9 +173,9 @@ def _plan(batch: int, units: int, itemsize: int, threads: int, cols: int) -> Per
     ld = -(-units // lanes) * lanes
     ld += lanes if lanes < 32 and (ld // lanes) % 2 == 0 else 0
     fixed = (ld * cols + (threads if lanes > 1 else 0)) * itemsize  # U's slice, reduction slots
-    if fixed > SHARED_MEMORY_LIMIT:
+    if fixed > config.CUDA_SHARED_MEMORY_LIMIT:
         return None
-    stage = fixed + batch * ld * itemsize <= SHARED_MEMORY_LIMIT
+    stage = fixed + batch * ld * itemsize <= config.CUDA_SHARED_MEMORY_LIMIT
     shared = fixed + (batch * ld * itemsize if stage else 0)
     return PersistentPlan(-(-units // cols), threads, cols, lanes, ld, stage, shared)
 
@@ -214,10 +183,10 @@ def _plan(batch: int, units: int, itemsize: int, threads: int, cols: int) -> Per
 def persistent_plan(kernel, batch: int, units: int, itemsize: int) -> PersistentPlan | None:
     """How to run the persistent ``kernel``, or None to run one launch per step.
 
-    Rule: ``CONFIG["persistent"]`` False -> None; ``"auto"`` -> None above
-    ``CONFIG["persistent_max_batch"]`` rows or under the simulator. Otherwise, while U
+    Rule: ``config.CUDA_PERSISTENT`` False -> None; ``"auto"`` -> None above
+    ``config.CUDA_PERSISTENT_MAX_BATCH`` rows or under the simulator. Otherwise, while U
     fits in one block's 48 KiB of shared memory and a step costs at most
-    ``CONFIG["single_block_max_macs"]`` multiply-adds, one block holds all of U and
+    ``config.CUDA_SINGLE_BLOCK_MAX_MACS`` multiply-adds, one block holds all of U and
     synchronises only itself between steps (``4 * threads_per_block`` threads, at most
     1024, halved while the kernel's registers do not allow that many; the simulator always
     runs one block of ``threads_per_block``); else U is spread over about one block per
@@ -226,10 +195,11 @@ def persistent_plan(kernel, batch: int, units: int, itemsize: int) -> Persistent
     A block barrier costs far less than a grid barrier (about 5 µs a step on an H200), and
     one launch for all steps far less than a launch per step (tens of µs each from Python).
     """
-    mode = CONFIG["persistent"]
-    if mode is False or (mode == "auto" and (simulator_enabled() or batch > CONFIG["persistent_max_batch"])):
+    mode = config.CUDA_PERSISTENT
+    too_large = batch > config.CUDA_PERSISTENT_MAX_BATCH
+    if mode is False or (mode == "auto" and (simulator_enabled() or too_large)):
         return None
-    threads = CONFIG["threads_per_block"]
+    threads = config.CUDA_THREADS_PER_BLOCK
     if simulator_enabled():
         return _plan(batch, units, itemsize, threads, units)
     overload = next(iter(kernel.overloads.values()))
@@ -238,7 +208,7 @@ def persistent_plan(kernel, batch: int, units: int, itemsize: int) -> Persistent
         return plan is not None and plan.blocks <= overload.max_cooperative_grid_blocks(
             plan.threads, plan.shared_bytes)
 
-    if batch * units * units <= CONFIG["single_block_max_macs"]:
+    if batch * units * units <= config.CUDA_SINGLE_BLOCK_MAX_MACS:
         single = min(4 * threads, 1024)
         while single >= threads:  # the most threads the kernel's registers allow in one block
             plan = _plan(batch, units, itemsize, single, units)
@@ -280,24 +250,24 @@ def rows_plan(kernel, batch: int, units: int, itemsize: int, buffers: int,
     Batch rows are independent, so each block runs every step for its own rows, with all
     of U, its rows' ``buffers`` state-sized buffers and (forward: ``features`` > 0) two
     rows of inputs in shared memory, one block barrier a step and no grid synchronisation.
-    Rule: ``CONFIG["rows"]`` False -> None; rows per block as ``CONFIG["rows_per_block"]``
+    Rule: ``config.CUDA_ROWS`` False -> None; rows per block as ``config.CUDA_ROWS_PER_BLOCK``
     (``"auto"``: the batch spread over the multiprocessors, one block each), halved while
     the block's shared memory exceeds what the device allows (more than 48 KiB needs an
     opt-in, see :func:`_allow_shared`); first with the input kernel (F x U) in shared
     memory too, then without it (read from global memory); None when not even one row
     fits. ``lanes`` threads per (row, unit) pair (forward only; 1 under the simulator,
     which has no warp shuffles; halved while the pairs' groups exceed the block), one
-    group per pair up to ``CONFIG["rows_max_threads"]`` and the kernel's register limit;
+    group per pair up to ``config.CUDA_ROWS_MAX_THREADS`` and the kernel's register limit;
     fewer threads loop. With more than one lane the weights' row stride ``ld`` is padded
     so that the groups of a warp read different banks.
     """
-    if CONFIG["rows"] is False or batch == 0:
+    if config.CUDA_ROWS is False or batch == 0:
         return None
-    start = CONFIG["rows_per_block"]
+    start = config.CUDA_ROWS_PER_BLOCK
     if start == "auto":
         start = -(-batch // _multiprocessors())
     start = max(1, min(int(start), batch))
-    most = CONFIG["rows_max_threads"]
+    most = config.CUDA_ROWS_MAX_THREADS
     if not simulator_enabled():
         most = min(most, next(iter(kernel.overloads.values())).max_threads_per_block)
     else:
@@ -337,17 +307,17 @@ _SHARED_ALLOWED: dict = {}
 def _allow_shared(kernel, nbytes: int) -> bool:
     """Whether ``kernel`` may launch with ``nbytes`` of dynamic shared memory.
 
-    Up to :data:`SHARED_MEMORY_LIMIT` always; beyond it (on a real GPU) up to the device's
+    Up to :data:`config.CUDA_SHARED_MEMORY_LIMIT` always; beyond it (on a real GPU) up to the device's
     opt-in maximum (227 KiB on an H100), after raising the kernel's
     ``CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`` to that maximum once.
     """
-    if nbytes <= SHARED_MEMORY_LIMIT:
+    if nbytes <= config.CUDA_SHARED_MEMORY_LIMIT:
         return True
     if simulator_enabled():
         return False
     allowed = _SHARED_ALLOWED.get(kernel)
     if allowed is None:
-        allowed = SHARED_MEMORY_LIMIT
+        allowed = config.CUDA_SHARED_MEMORY_LIMIT
         try:
             from numba.cuda.cudadrv.driver import binding, driver
 
@@ -425,7 +395,7 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     mask, input_dropout, recurrent_dropout = map(to_device, (mask, input_dropout, recurrent_dropout))
     rows = rows_plan(kernels["forward_rows"], batch, units, dtype.itemsize,
                      buffers=2 if recurrent_dropout is None else 4, features=features,
-                     lanes=CONFIG["rows_lanes"])
+                     lanes=config.CUDA_ROWS_LANES)
     if rows:  # the projection runs inside the rows kernel
         xw = none.matrix
     else:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from simplernn_numba import dispatch
+from simplernn_numba.kernels import config
 
 
 def real_gpu() -> bool:
@@ -29,11 +30,11 @@ def kernels():
         pytest.skip("no CUDA GPU; run with NUMBA_ENABLE_CUDASIM=1 to test the kernels in the simulator")
     from simplernn_numba.kernels import cuda as kernels
 
-    kernels.CONFIG.update(threads_per_block=4, max_blocks=2, tile=2, micro=2,
-                          tiled_step_min_batch=10**9, persistent=False, persistent_lanes=2,
-                          rows=False, rows_max_threads=4)
+    config.set(CUDA_THREADS_PER_BLOCK=4, CUDA_MAX_BLOCKS=2, CUDA_TILE=2, CUDA_MICRO=2,
+                          CUDA_TILED_STEP_MIN_BATCH=10**9, CUDA_PERSISTENT=False, CUDA_PERSISTENT_LANES=2,
+                          CUDA_ROWS=False, CUDA_ROWS_MAX_THREADS=4)
     yield kernels
-    kernels.reset_config()
+    config.reset()
 
 
 def tolerance(dtype):

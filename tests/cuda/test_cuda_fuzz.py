@@ -12,7 +12,7 @@ from fuzz_strategies import problems, split
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simplernn_numba.kernels import reference
+from simplernn_numba.kernels import config, reference
 
 CUDA_SETTINGS = settings(max_examples=max(10, settings.default.max_examples // 4),
                          suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -39,7 +39,7 @@ def test_cuda_forward_and_backward_match_reference(kernels, path, problem, d_out
     """``rows``: the rows kernels, two batch rows per block on three threads (blocks, partial
     blocks and threads looping over pairs); ``step``: one launch per step."""
     if path == "rows":
-        kernels.CONFIG.update(rows=True, rows_per_block=2, rows_max_threads=3)
+        config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK=2, CUDA_ROWS_MAX_THREADS=3)
     arrays, options = split(problem)
     dtype = arrays[0].dtype
     with np.errstate(all="ignore"):

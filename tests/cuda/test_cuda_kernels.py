@@ -6,7 +6,7 @@ import pytest
 from cases import ACTIVATIONS, make_problem
 from cuda_cases import assert_close
 
-from simplernn_numba.kernels import reference
+from simplernn_numba.kernels import config, reference
 
 kernels = cuda_cases.kernels
 
@@ -70,8 +70,8 @@ def test_last_output_gradient_without_state_gradient(kernels, rng):
 
 
 def test_default_launch_configuration(kernels, rng):
-    kernels.reset_config()
-    kernels.CONFIG["persistent"] = False
+    config.reset()
+    config.set(CUDA_PERSISTENT=False)
     _check(kernels, rng, make_problem(rng, **SHAPE, dtype=np.float32, masked=True), np.float32)
 
 
@@ -88,11 +88,11 @@ TINY = dict(batch=1, steps=3, features=2, units=3)
 def test_persistent_kernels_match_reference(kernels, rng, monkeypatch, threads, lanes, shape, staged,
                                             used_lanes):
     """One block holding all of U (always so under the simulator, and for these sizes on a GPU)."""
-    kernels.CONFIG.update(persistent=True, threads_per_block=threads, persistent_lanes=lanes)
+    config.set(CUDA_PERSISTENT=True, CUDA_THREADS_PER_BLOCK=threads, CUDA_PERSISTENT_LANES=lanes)
     kernel = kernels.kernels_for(np.dtype(np.float64))["forward_persistent"]
     if not staged:  # room for U's slice and the reduction slots only
         full = kernels.persistent_plan(kernel, shape["batch"], shape["units"], 8)
-        monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", full.shared_bytes - 1)
+        config.set(CUDA_SHARED_MEMORY_LIMIT=full.shared_bytes - 1)
     plan = kernels.persistent_plan(kernel, shape["batch"], shape["units"], 8)
     assert (plan.blocks, plan.stage, plan.lanes) == (1, staged, used_lanes)
     problem = make_problem(rng, **shape, masked=True, dropout=True)
@@ -114,7 +114,7 @@ def test_persistent_kernels_match_reference(kernels, rng, monkeypatch, threads, 
 def test_rows_kernels_match_reference(kernels, rng, rows, threads, shape, dtype, masked, dropout,
                                       go_backwards, return_sequences):
     """Batch rows per block, all of U in shared memory (``rows_plan``), forward and backward."""
-    kernels.CONFIG.update(rows=True, rows_per_block=rows, rows_max_threads=threads)
+    config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK=rows, CUDA_ROWS_MAX_THREADS=threads)
     kernel = kernels.kernels_for(np.dtype(dtype))["forward_rows"]
     plan = kernels.rows_plan(kernel, shape["batch"], shape["units"], np.dtype(dtype).itemsize, 4)
     assert (plan.rows, plan.threads) == (min(rows, shape["batch"]),
@@ -126,23 +126,24 @@ def test_rows_kernels_match_reference(kernels, rng, rows, threads, shape, dtype,
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_rows_kernel_reads_the_input_kernel_from_global_memory_when_it_does_not_fit(
         kernels, rng, monkeypatch, use_bias):
-    kernels.CONFIG.update(rows=True, rows_per_block=1, rows_max_threads=4)
+    config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK=1, CUDA_ROWS_MAX_THREADS=4)
     batch, units, features = SHAPE["batch"], SHAPE["units"], SHAPE["features"]
     without = (units * units + 2 * features + 4 * units) * 8  # one row, dropout buffers
-    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", without)
-    monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= kernels.SHARED_MEMORY_LIMIT)  # no opt-in
+    config.set(CUDA_SHARED_MEMORY_LIMIT=without)
+    no_opt_in = lambda k, n: n <= config.CUDA_SHARED_MEMORY_LIMIT  # noqa: E731
+    monkeypatch.setattr(kernels, "_allow_shared", no_opt_in)
     kernel = kernels.kernels_for(np.dtype(np.float64))["forward_rows"]
     plan = kernels.rows_plan(kernel, batch, units, 8, 4, features=features)
     assert (plan.rows, plan.kernel_shared, plan.shared_bytes) == (1, False, without)
-    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", without + features * units * 8)
+    config.set(CUDA_SHARED_MEMORY_LIMIT=without + features * units * 8)
     assert kernels.rows_plan(kernel, batch, units, 8, 4, features=features).kernel_shared
-    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", without)
+    config.set(CUDA_SHARED_MEMORY_LIMIT=without)
     problem = make_problem(rng, **SHAPE, masked=True, dropout=True, use_bias=use_bias)
     _check(kernels, rng, problem, np.float64, go_backwards=True)
 
 
 def test_rows_kernels_on_fully_masked_rows_and_units_not_multiple_of_four(kernels, rng):
-    kernels.CONFIG.update(rows=True, rows_per_block=2, rows_max_threads=8)
+    config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK=2, CUDA_ROWS_MAX_THREADS=8)
     problem = make_problem(rng, batch=3, steps=5, features=2, units=7, masked=True, dropout=True)
     problem.mask[1] = False
     problem.mask[2, :3] = False
@@ -153,20 +154,21 @@ def test_rows_kernels_on_fully_masked_rows_and_units_not_multiple_of_four(kernel
 def test_rows_plan_rule(kernels, monkeypatch):
     """Rows per block halve until U and the rows' buffers fit in shared memory; None when one
     row does not; the threads are one per (row, unit) pair up to the cap."""
-    kernels.CONFIG.update(rows=True, rows_per_block=16, rows_max_threads=1024)
+    config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK=16, CUDA_ROWS_MAX_THREADS=1024)
     kernel = kernels.kernels_for(np.dtype(np.float32))["forward_rows"]
     # on a GPU, also at most the threads the kernel's registers allow in one block
     most = (1024 if kernels.simulator_enabled()
             else next(iter(kernel.overloads.values())).max_threads_per_block)
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
     assert plan == (3, min(1024, most), 16, (64 * 64 + 2 * 16 * 64) * 4, False, 1, 64)
-    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 5 * 64) * 4)
-    monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= kernels.SHARED_MEMORY_LIMIT)  # no opt-in
+    config.set(CUDA_SHARED_MEMORY_LIMIT=(64 * 64 + 2 * 5 * 64) * 4)
+    no_opt_in = lambda k, n: n <= config.CUDA_SHARED_MEMORY_LIMIT  # noqa: E731
+    monkeypatch.setattr(kernels, "_allow_shared", no_opt_in)
     plan = kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2)
     assert (plan.blocks, plan.rows, plan.threads) == (10, 4, min(256, most))  # 16 -> 8 -> 4
-    monkeypatch.setattr(kernels, "SHARED_MEMORY_LIMIT", (64 * 64 + 2 * 64) * 4 - 1)
+    config.set(CUDA_SHARED_MEMORY_LIMIT=(64 * 64 + 2 * 64) * 4 - 1)
     assert kernels.rows_plan(kernel, batch=40, units=64, itemsize=4, buffers=2) is None
-    kernels.CONFIG["rows"] = False
+    config.set(CUDA_ROWS=False)
     assert kernels.rows_plan(kernel, batch=40, units=32, itemsize=4, buffers=2) is None
 
 
@@ -180,7 +182,7 @@ def test_rows_plan_lanes_rule(kernels, monkeypatch):
     monkeypatch.setattr(kernels, "_multiprocessors", lambda: 132)
     monkeypatch.setattr(kernels, "_allow_shared", lambda k, n: n <= 227 * 1024)
     kernel = SimpleNamespace(overloads={"sig": SimpleNamespace(max_threads_per_block=640)})
-    kernels.CONFIG.update(rows=True, rows_per_block="auto", rows_max_threads=1024)
+    config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK="auto", CUDA_ROWS_MAX_THREADS=1024)
     plan = kernels.rows_plan(kernel, batch=1, units=64, itemsize=4, buffers=2, features=16, lanes=8)
     assert (plan.rows, plan.lanes, plan.ld, plan.threads) == (1, 8, 68, 512)  # 68 = 64 + 4
     assert plan.shared_bytes == (68 * (64 + 16) + 2 * 16 + 2 * 64) * 4 and plan.kernel_shared
@@ -197,7 +199,7 @@ def test_rows_plan_lanes_rule(kernels, monkeypatch):
 def test_persistent_plan_rule(kernels):
     """Lanes halve until every dot product of a step has a group of threads; rows are padded so
     that consecutive groups start on different banks; the states are staged when they fit."""
-    kernels.CONFIG.update(persistent_lanes=32)
+    config.set(CUDA_PERSISTENT_LANES=32)
     plan = kernels._plan(batch=1, units=20, itemsize=4, threads=256, cols=20)
     assert (plan.blocks, plan.threads, plan.lanes, plan.ld, plan.stage) == (1, 256, 8, 24, True)
     assert plan.shared_bytes == (24 * 20 + 256 + 24) * 4
@@ -210,7 +212,7 @@ def test_persistent_plan_rule(kernels):
     # one block per multiprocessor while a slice fits, else smaller slices over more blocks
     assert kernels._grid_plan(batch=4, units=512, itemsize=4, threads=256, sms=132).blocks == 128
     big = kernels._grid_plan(batch=1, units=2000, itemsize=4, threads=256, sms=132)
-    assert big.cols < 16 and big.shared_bytes <= kernels.SHARED_MEMORY_LIMIT
+    assert big.cols < 16 and big.shared_bytes <= config.CUDA_SHARED_MEMORY_LIMIT
     assert kernels._plan(batch=1, units=2000, itemsize=4, threads=256, cols=big.cols + 1) is None
     assert kernels._grid_plan(batch=1, units=20000, itemsize=4, threads=256, sms=132) is None
 
@@ -259,7 +261,7 @@ def test_callable_activation_is_rejected(kernels, rng):
 ])
 def test_tiled_step_kernels_match_reference(kernels, rng, dtype, masked, dropout, go_backwards,
                                             use_bias, return_sequences):
-    kernels.CONFIG["tiled_step_min_batch"] = 1
+    config.set(CUDA_TILED_STEP_MIN_BATCH=1)
     problem = make_problem(rng, **SHAPE, dtype=dtype, masked=masked, dropout=dropout,
                            use_bias=use_bias)
     _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)

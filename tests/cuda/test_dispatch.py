@@ -10,7 +10,7 @@ import pytest
 from cuda_cases import assert_close, host
 
 from simplernn_numba import SimpleRNN, _validate, activations, dispatch
-from simplernn_numba.kernels import cpu, reference
+from simplernn_numba.kernels import config, cpu, reference
 
 kernels = cuda_cases.kernels
 
@@ -45,7 +45,7 @@ def test_forward_flops():
 
 def test_auto_picks_cpu_for_small_inputs_even_with_gpu(fake_gpu):
     assert dispatch.backend("auto", TANH, SMALL, 4) is cpu
-    assert dispatch.forward_flops(SMALL.shape, 4) < dispatch.CUDA_MIN_FLOPS
+    assert dispatch.forward_flops(SMALL.shape, 4) < config.CUDA_MIN_FLOPS
 
 
 def test_auto_picks_cuda_for_large_inputs_when_gpu(fake_gpu):
@@ -53,7 +53,7 @@ def test_auto_picks_cuda_for_large_inputs_when_gpu(fake_gpu):
 
 
 def test_auto_picks_cpu_for_many_small_steps_even_with_gpu(fake_gpu):
-    assert dispatch.forward_flops(MANY_SMALL_STEPS.shape, 128) > dispatch.CUDA_MIN_FLOPS
+    assert dispatch.forward_flops(MANY_SMALL_STEPS.shape, 128) > config.CUDA_MIN_FLOPS
     assert dispatch.backend("auto", TANH, MANY_SMALL_STEPS, 128) is cpu
 
 

@@ -12,7 +12,7 @@ import pytest
 from cases import make_problem
 from cuda_cases import assert_close, host, real_gpu
 
-from simplernn_numba.kernels import reference
+from simplernn_numba.kernels import config, reference
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not real_gpu(), reason="needs a real CUDA GPU (none found, or the simulator is on)")]
@@ -22,15 +22,15 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
 def gpu_kernels():
     from simplernn_numba.kernels import cuda as kernels
 
-    kernels.reset_config()
+    config.reset()
     yield kernels
-    kernels.reset_config()
+    config.reset()
 
 
 def _run(kernels, problem, path, go_backwards=False):
     """Forward and backward on ``path``: "rows", "persistent" (or True), "step" (or False)."""
-    kernels.CONFIG["rows"] = path == "rows"
-    kernels.CONFIG["persistent"] = path in ("persistent", True)
+    config.set(CUDA_ROWS=path == "rows")
+    config.set(CUDA_PERSISTENT=path in ("persistent", True))
     out, state = kernels.forward(*problem.arrays(), **problem.options(), go_backwards=go_backwards)
     d_out = np.random.default_rng(0).normal(size=out.shape).astype(out.dtype)
     grads = kernels.backward(*problem.arrays(), out, d_out, state, **problem.options(),
@@ -65,7 +65,7 @@ def test_persistent_and_per_step_match_float64(gpu_kernels, batch, steps, featur
     problem = make_problem(np.random.default_rng(units), batch=batch, steps=steps, features=features,
                            units=units, dtype=np.float32, masked=True, dropout=True, scale=0.1)
     kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
-    gpu_kernels.CONFIG.update(persistent=True, rows=False)
+    config.set(CUDA_PERSISTENT=True, CUDA_ROWS=False)
     plan = gpu_kernels.persistent_plan(kernel, batch, units, 4)
     assert plan is not None and (plan.blocks == 1) == (blocks == 1)
     exact = _float64(problem)
@@ -90,7 +90,7 @@ def test_rows_kernels_match_float64(gpu_kernels, batch, steps, features, units, 
                                     lanes):
     """Batch rows per block with all of U in shared memory, against float64; forward with one
     thread per (row, unit) pair or a group of ``lanes`` (warp shuffles, real GPUs only)."""
-    gpu_kernels.CONFIG.update(rows=True, rows_per_block=rows_per_block, rows_lanes=lanes)
+    config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK=rows_per_block, CUDA_ROWS_LANES=lanes)
     kernel = gpu_kernels.kernels_for(np.dtype(dtype))["forward_rows"]
     plan = gpu_kernels.rows_plan(kernel, batch, units, np.dtype(dtype).itemsize, 4)
     assert plan is not None, "all of U should fit in one block's shared memory here"
@@ -134,7 +134,7 @@ def test_auto_rule(gpu_kernels):
 def test_large_grid_stride_and_tiles(gpu_kernels):
     problem = make_problem(np.random.default_rng(2), batch=70, steps=9, features=130, units=200,
                            masked=True, dropout=True, scale=0.1)
-    gpu_kernels.CONFIG.update(max_blocks=3)
+    config.set(CUDA_MAX_BLOCKS=3)
     out, state, grads = _run(gpu_kernels, problem, "step")
     assert_close((out, state), reference.forward(*problem.arrays(), **problem.options()), np.float64)
     d_out = np.random.default_rng(0).normal(size=out.shape)
@@ -192,7 +192,7 @@ def test_tiled_and_simple_steps_match_float64(gpu_kernels, batch, units):
     d_out = np.random.default_rng(0).normal(size=out.shape)
     grads = reference.backward(*exact.arrays(), out, d_out, state, **exact.options())
     for min_batch in (1, 10**9):
-        gpu_kernels.CONFIG["tiled_step_min_batch"] = min_batch
+        config.set(CUDA_TILED_STEP_MIN_BATCH=min_batch)
         ours = _run(gpu_kernels, problem, "step")
         _assert_near(ours[:2], (out, state))
         _assert_near(ours[2], grads)

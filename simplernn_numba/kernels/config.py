@@ -1,0 +1,208 @@
+"""Every threshold and tuning constant of the kernels, each with the reason for its value.
+
+Two kinds of settings live here:
+
+- **Plan settings** are read in Python each time a call picks its plan (which kernel runs, how
+  the batch is split, when the GPU is worth it). They can be changed at run time, for one block
+  of code or for the rest of the process::
+
+      from simplernn_numba.kernels import config
+
+      with config.override(SERIAL_WORK=0):     # force the parallel CPU kernels
+          layer(x)
+      config.set(CUDA_THREADS_PER_BLOCK=128)    # until config.reset()
+
+- **Compile-time constants** (:data:`COMPILE_TIME`: tile shapes, vector width, cache blocking)
+  are baked into the compiled kernels and into Numba's on-disk cache. :func:`override` and
+  :func:`set` refuse them; to change one, edit this file (the cache stamp covers it, see
+  :mod:`simplernn_numba._cache`).
+
+Measurements quoted below were taken on this project's 2-core x86-64 machine (2 MiB L2 per
+core, 48 KiB L1d) unless they name another; ``B, T, F, U`` are batch, timesteps, features and units.
+
+>>> from simplernn_numba.kernels import config
+>>> with config.override(SERIAL_WORK=0):
+...     config.SERIAL_WORK
+0
+>>> config.SERIAL_WORK == config.DEFAULTS["SERIAL_WORK"]
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+# ------------------------------------------------------------------------------------------------
+# CPU plans (Python-side choices, :mod:`simplernn_numba.kernels.cpu.plan`)
+# ------------------------------------------------------------------------------------------------
+
+#: Below this many multiply-adds (B*T*(F+U)*U) a forward call runs on the calling thread: the
+#: thread pool's start-up and hand-over cost more than the work.
+SERIAL_WORK = 1 << 20
+#: Below this many multiply-adds of the backward recurrence (B*T*U*U) it runs on the calling
+#: thread, for the same reason (the backward step does less work per multiply-add).
+BACKWARD_SERIAL_WORK = 1 << 18
+#: With at most this many units and at least ``LANES_MIN_BATCH`` rows the recurrence runs with
+#: the batch rows as vector lanes: a row's products over 16 units or fewer are too short to
+#: vectorise.
+LANES_MAX_UNITS = 16
+LANES_MIN_BATCH = 8
+#: Up to this size of ``[kernel; recurrent_kernel]`` (bytes, an eighth of L2) the weights stay
+#: in L2 through a step, so an inference call below ``FUSED_MAX_WORK`` multiply-adds (and every
+#: training call) does its input projection inside each step's product; above either, each run
+#: of rows projects its inputs first, in one large product.
+FUSED_WEIGHT_BYTES = 1 << 18
+FUSED_MAX_WORK = 1 << 24
+#: Up to this size of the recurrent kernel (bytes) the sequential products run on tiles of
+#: batch rows held in registers, each run of rows through every step; beyond it the kernel no
+#: longer fits in L2 and the weights are packed into column panels (or, with a mask or
+#: recurrent dropout, each step is one BLAS GEMM over the batch).
+ROWS_WEIGHT_BYTES = 1 << 18
+#: From this many batch rows the large-kernel paths (panels, per-step GEMM) are taken: below
+#: it a step is a few GEMVs, which the per-row tiles do as well.
+PANELS_MIN_BATCH = 8
+#: From this many units (with ``SERIAL_WORK`` and ``PANELS_MIN_BATCH``) a call without a mask or
+#: recurrent dropout runs on packed panels even with weights in L2 (64,100,128,128 float32
+#: 5.0 -> 4.5 ms); with fewer units a panel's padding to 24 columns costs more than it saves
+#: (32,500,32,32: 3.2 against 1.9 ms).
+PANELS_MIN_UNITS = 64
+#: Runs of rows per thread of the parallel per-row recurrences: a run goes through every step
+#: on its own, so more runs than threads cost little, and a thread slowed by another process
+#: takes fewer of them (16,500,32,32 forward 1.20 -> 1.08 ms median with 4 runs a thread).
+RUNS_PER_THREAD = 4
+#: Prepared weight layouts kept for immutable weight arrays (a layer's), least recently
+#: prepared dropped first; each is the size of the weights.
+PREPARED_WEIGHTS_KEPT = 16
+#: Requests for work arrays below this many bytes get fresh arrays rather than a slice of the
+#: thread's kept buffer: glibc recycles small blocks without page faults.
+WORKSPACE_MIN_BYTES = 1 << 18
+
+# ------------------------------------------------------------------------------------------------
+# CPU compile-time constants (in :data:`COMPILE_TIME`: baked into compiled kernels)
+# ------------------------------------------------------------------------------------------------
+
+#: Bytes per SIMD vector: one AVX2 register (LLVM splits it on SSE/NEON, uses half an AVX-512 one).
+VECTOR_BYTES = 32
+#: Output rows blocked together by the input projection's tiles (four rows by three vectors,
+#: twelve accumulators: the most that fit the 16 AVX2 registers with their operands).
+PRODUCT_TILE_ROWS = 4
+#: Rows of the left operand per block of the input projection: 48 rows of K = 128 float32 are
+#: 24 KB, which stay in L1 while every column triple passes over them.
+PRODUCT_ROW_BLOCK = 48
+#: Vectors of units per weight panel of the panels path (the 4x3 tile's width).
+PANEL_VECTORS = 3
+#: Rows of the left operand per block of a panel product: 48 rows of K = 512 float32 are 96 KB,
+#: in L2 while every panel passes over them.
+PANEL_ROW_BLOCK = 48
+#: Blocking of the gradient products after the backward loop: K in blocks of ``K_BLOCK`` and
+#: output rows in blocks of ``ROW_BLOCK``; for the weight gradients (left operand transposed,
+#: K = B*T long) ``K_BLOCK_T`` and ``ROW_BLOCK_T``, so that 32-row blocks of both operands
+#: (16 KB each at 128 float32 columns) fit in L1 together (6400x128x128 float32 on one core:
+#: 45-47 GFLOP/s with 256x64 blocks, 57-62 with these).
+K_BLOCK = 128
+ROW_BLOCK = 64
+K_BLOCK_T = 32
+ROW_BLOCK_T = 128
+
+# ------------------------------------------------------------------------------------------------
+# Device choice (:mod:`simplernn_numba.dispatch`, ``device="auto"``)
+# ------------------------------------------------------------------------------------------------
+
+#: Host inputs go to the GPU from this many FLOPs per forward call (below it, launches and
+#: host-device copies outweigh the GPU)...
+CUDA_MIN_FLOPS = 1e8
+#: ...and from this many FLOPs per step: the recurrence costs the GPU some microseconds per step
+#: however small the step (H200: 64,100,128,128, 4.2e6 FLOPs a step, 7.4 ms from NumPy on the
+#: GPU against 0.94 ms on the CPU; 128,200,512,512, 1.3e8 a step, 41 against 66 ms).
+CUDA_MIN_STEP_FLOPS = 1e7
+
+# ------------------------------------------------------------------------------------------------
+# CUDA launches (:mod:`simplernn_numba.kernels.cuda`); tests shrink them so that tiny inputs run
+# every grid-stride loop several times. Defaults measured on an H200 (benchmarks/gpu_check.sh).
+# ------------------------------------------------------------------------------------------------
+
+#: Threads per block of the 1-D kernels.
+CUDA_THREADS_PER_BLOCK = 256
+#: Blocks per grid dimension at most; grid-stride loops cover the rest.
+CUDA_MAX_BLOCKS = 4096
+#: Edge of the tile x tile thread blocks of the tiled GEMM and step kernels.
+CUDA_TILE = 16
+#: Outputs per thread and dimension of the tiled GEMM (micro x micro register tile).
+CUDA_MICRO = 4
+#: Smallest batch whose per-step launches use the shared-memory tiled step kernels.
+CUDA_TILED_STEP_MIN_BATCH = 16
+#: The persistent recurrence kernel: "auto" (see ``cuda.persistent_plan``), True or False. It ran
+#: 3-17x faster than launches per step at 1-64 rows and level with them at 128.
+CUDA_PERSISTENT = "auto"
+#: Largest batch for which "auto" picks the persistent kernel.
+CUDA_PERSISTENT_MAX_BATCH = 128
+#: Most threads sharing one dot product in the persistent kernel (a power of two, halved while a
+#: block has fewer thread groups than dot products per step).
+CUDA_PERSISTENT_LANES = 32
+#: Most multiply-adds per step run by a single persistent block; beyond, slices over a grid.
+CUDA_SINGLE_BLOCK_MAX_MACS = 2 ** 18
+#: The rows kernels (every step in one launch, U in one block's shared memory): "auto" or True
+#: whenever U fits, False never.
+CUDA_ROWS = "auto"
+#: Batch rows per block of the rows kernels: "auto" (the batch spread over the multiprocessors)
+#: or a number.
+CUDA_ROWS_PER_BLOCK = "auto"
+#: Threads of a rows block at most.
+CUDA_ROWS_MAX_THREADS = 1024
+#: Threads per (row, unit) pair in the forward rows kernel (a power of two; 4 ran 10-16% faster
+#: than 1 on an H100, 16 no better).
+CUDA_ROWS_LANES = 4
+#: Dynamic shared memory a block may use without an opt-in (bytes): CUDA's default limit.
+CUDA_SHARED_MEMORY_LIMIT = 48 * 1024
+
+# ------------------------------------------------------------------------------------------------
+
+#: Names baked into compiled code: :func:`override` and :func:`set` refuse them.
+COMPILE_TIME = frozenset({"VECTOR_BYTES", "PRODUCT_TILE_ROWS", "PRODUCT_ROW_BLOCK", "PANEL_VECTORS",
+                          "PANEL_ROW_BLOCK", "K_BLOCK", "ROW_BLOCK", "K_BLOCK_T", "ROW_BLOCK_T"})
+
+_module = sys.modules[__name__]
+#: Every setting's value as this module defines it.
+DEFAULTS = {name: value for name, value in vars(_module).items()
+            if name.isupper() and name not in ("DEFAULTS", "COMPILE_TIME")}
+
+
+def _check(values: dict) -> None:
+    for name, value in values.items():
+        if name not in DEFAULTS:
+            raise KeyError(f"unknown kernel setting {name!r}; settings: {', '.join(sorted(DEFAULTS))}.")
+        if name in COMPILE_TIME:
+            raise ValueError(f"{name} is a compile-time constant (baked into compiled kernels); "
+                             "edit simplernn_numba/kernels/config.py to change it.")
+        default = DEFAULTS[name]
+        number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if number and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"{name} must be a number like its default {default!r}; received {value!r}.")
+
+
+def set(**values) -> None:  # noqa: A001 - the module's verb, as in ``config.set(...)``
+    """Change plan settings for the rest of the process (until :func:`reset`)."""
+    _check(values)
+    for name, value in values.items():
+        setattr(_module, name, value)
+
+
+@contextlib.contextmanager
+def override(**values) -> Iterator[None]:
+    """Change plan settings inside a ``with`` block, restoring the previous values after it."""
+    _check(values)
+    previous = {name: getattr(_module, name) for name in values}
+    set(**values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            setattr(_module, name, value)
+
+
+def reset() -> None:
+    """Every setting back to its default."""
+    for name, value in DEFAULTS.items():
+        setattr(_module, name, value)
