@@ -1,7 +1,7 @@
 """Online inference: advance a SimpleRNN one timestep at a time.
 
 :class:`Stream` keeps the state between calls; :func:`step` is the stateless
-form. Both run one compiled kernel (:mod:`.kernels.cpu_step`, compiled once per
+form. Both run one compiled kernel (:mod:`.kernels.cpu.step`, compiled once per
 dtype and cached on disk) on weights validated once, and check each ``x_t``
 with a few attribute tests (a full validation only when those fail). T calls
 equal one layer call over T steps, to float rounding (the full call sums the
@@ -30,7 +30,8 @@ import numpy as np
 
 from . import _validate as V
 from . import activations
-from .kernels.cpu_step import step as _step_kernel
+from .kernels.cpu.activation import choose as _choose_activation
+from .kernels.cpu.step import step as _step_kernel
 from .layer import SimpleRNN
 
 
@@ -55,7 +56,7 @@ class _Weights:
         self.kernel, self.recurrent_kernel = layer.kernel, layer.recurrent_kernel
         self.features, self.units = self.kernel.shape
         self.bias = layer.bias if layer.use_bias else np.zeros(self.units, self.dtype)
-        self.act = activations.code(name)
+        self.act = _choose_activation(name)
 
     def array(self, value, name: str, shape: tuple) -> np.ndarray:
         """``value`` unchanged when it already fits, else validated (and cast) or an error.

@@ -68,6 +68,11 @@ PANELS_MIN_BATCH = 8
 #: 5.0 -> 4.5 ms); with fewer units a panel's padding to 24 columns costs more than it saves
 #: (32,500,32,32: 3.2 against 1.9 ms).
 PANELS_MIN_UNITS = 64
+#: OpenBLAS runs a GEMM of at most this many multiply-adds (M*N*K) on the calling thread (its
+#: GEMM_MULTITHREAD_THRESHOLD, 4, times 65536), so no worker thread is left spinning on the cores
+#: the next parallel kernel needs. The backward pass's weight and input gradients go to BLAS
+#: while each product is this small (no kernel to compile), to the Numba products beyond.
+BLAS_SERIAL_MACS = 1 << 18
 #: Runs of rows per thread of the parallel per-row recurrences: a run goes through every step
 #: on its own, so more runs than threads cost little, and a thread slowed by another process
 #: takes fewer of them (16,500,32,32 forward 1.20 -> 1.08 ms median with 4 runs a thread).

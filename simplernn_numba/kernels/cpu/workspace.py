@@ -24,22 +24,22 @@ from math import prod
 
 import numpy as np
 
+from .. import config
+
 #: Byte alignment of every array carved from the buffer (a cache line).
 _ALIGN = 64
-#: Requests smaller than this (bytes, all arrays together) get fresh arrays: glibc recycles
-#: small blocks without page faults, and a fresh ``np.empty`` costs less than carving.
-MIN_BYTES = 1 << 18
 _BUFFERS: dict[int, np.ndarray] = {}
 _LOCK = threading.Lock()
 
 
 def arrays(dtype, *shapes: tuple[int, ...]) -> list[np.ndarray]:
     """Uninitialised C-contiguous arrays of ``dtype`` and ``shapes``, disjoint, from this
-    thread's buffer (fresh arrays below :data:`MIN_BYTES`); valid until this thread asks again."""
+    thread's buffer (fresh arrays below ``config.WORKSPACE_MIN_BYTES``); valid until this thread
+    asks again."""
     itemsize = np.dtype(dtype).itemsize
     sizes = [-(-prod(shape) * itemsize // _ALIGN) * _ALIGN for shape in shapes]
     needed = sum(sizes) + _ALIGN
-    if needed < MIN_BYTES:
+    if needed < config.WORKSPACE_MIN_BYTES:
         return [np.empty(shape, dtype) for shape in shapes]
     key = threading.get_ident()
     buffer = _BUFFERS.get(key)

@@ -9,9 +9,9 @@ the tile, one broadcast of ``v`` every vector, and there is no reduction at the 
 :func:`product` is a run's input projection ``x @ kernel`` for all its timesteps (many
 rows), by tiles of four rows and twelve accumulators, on the run's own thread.
 
-:func:`panel_tile` and :func:`panel_product` are the same twelve-accumulator tile on weights
-packed into column panels (:func:`panels`), for weights too large for L2 (the recurrence of
-:func:`.cpu._recurrence_panels`).
+:func:`panel_tile` and :func:`packed_product` are the same twelve-accumulator tile on weights
+packed into column panels (:func:`panels`) and rows packed by quads, for weights too large for
+L2 (the panels path, :mod:`.panels`).
 
 :func:`gradient_products` computes, after the backward recurrence, the input and
 weight gradients from the pre-activation gradients ``dz``::
@@ -38,13 +38,25 @@ does not depend on the thread count, so results are the same on any number of th
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+from numba.extending import overload
 
-from ._simd import WIDTH, vadd, vbroadcast, vfma, vload, vstore, vzero
-from ._workspace import aligned_empty
+from ..config import (
+    K_BLOCK,
+    K_BLOCK_T,
+    PANEL_VECTORS,
+    PRODUCT_ROW_BLOCK,
+    PRODUCT_TILE_ROWS,
+    ROW_BLOCK,
+    ROW_BLOCK_T,
+)
+from .simd import WIDTH, vadd, vbroadcast, vfma, vload, vstore, vterm, vzero
+from .specialise import static, value_of
+from .threads import parallel
+from .workspace import aligned_empty
 
 #: Reassociation lets LLVM keep vector partial sums, contraction gives FMAs; NaN/inf semantics
-#: are kept. NumPy's error model: no branch guarding each division (see :mod:`.cpu`).
+#: are kept. NumPy's error model: no branch guarding each division (which stops loops vectorising).
 _FLAGS = dict(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 
 
@@ -56,12 +68,6 @@ _FLAGS = dict(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 TILE_SHAPES = ((4, 2), (2, 4), (1, 4))
 #: Index of the one-row shape in :data:`TILE_SHAPES`.
 ONE_ROW = len(TILE_SHAPES) - 1
-
-
-@njit(inline="always", **_FLAGS)
-def _term(v, k, p, T):
-    """``v[p, k]`` broadcast to a vector; ``v[k, p]`` with ``T`` (``v`` given transposed)."""
-    return vbroadcast(v, k, p) if T else vbroadcast(v, p, k)
 
 
 @njit(inline="always", **_FLAGS)
@@ -83,14 +89,14 @@ def tile(w, v, z, r, u, R, V, k0, k1, T):
         a0, a1, a2, a3 = vload(z, p0, c0), vload(z, p1, c1), vload(z, p2, c2), vload(z, p3, c3)
         a4, a5, a6, a7 = vload(z, p4, c4), vload(z, p5, c5), vload(z, p6, c6), vload(z, p7, c7)
     for k in range(k0, k1):
-        a0 = vfma(_term(v, k, p0, T), vload(w, k, c0), a0)
-        a1 = vfma(_term(v, k, p1, T), vload(w, k, c1), a1)
-        a2 = vfma(_term(v, k, p2, T), vload(w, k, c2), a2)
-        a3 = vfma(_term(v, k, p3, T), vload(w, k, c3), a3)
-        a4 = vfma(_term(v, k, p4, T), vload(w, k, c4), a4)
-        a5 = vfma(_term(v, k, p5, T), vload(w, k, c5), a5)
-        a6 = vfma(_term(v, k, p6, T), vload(w, k, c6), a6)
-        a7 = vfma(_term(v, k, p7, T), vload(w, k, c7), a7)
+        a0 = vfma(vterm(v, k, p0, T), vload(w, k, c0), a0)
+        a1 = vfma(vterm(v, k, p1, T), vload(w, k, c1), a1)
+        a2 = vfma(vterm(v, k, p2, T), vload(w, k, c2), a2)
+        a3 = vfma(vterm(v, k, p3, T), vload(w, k, c3), a3)
+        a4 = vfma(vterm(v, k, p4, T), vload(w, k, c4), a4)
+        a5 = vfma(vterm(v, k, p5, T), vload(w, k, c5), a5)
+        a6 = vfma(vterm(v, k, p6, T), vload(w, k, c6), a6)
+        a7 = vfma(vterm(v, k, p7, T), vload(w, k, c7), a7)
     vstore(z, p0, c0, a0)
     vstore(z, p1, c1, a1)
     vstore(z, p2, c2, a2)
@@ -153,46 +159,38 @@ def padded_units(units: int, shape: int, itemsize: int) -> int:
     return -(-units // step) * step
 
 
-#: Blocking of :func:`_blocked_product`: ``K`` in blocks of ``K_BLOCK``, output rows in blocks of
-#: ``ROW_BLOCK``; each quad of rows runs over every column tile of a ``K`` block before the next
-#: quad (its four rows of ``a`` stay in L1 while ``b``'s block streams from L2). For ``a``
-#: given transposed (the weight gradients, ``K`` = B * T long) ``K_BLOCK_T`` and ``ROW_BLOCK_T``:
-#: then a quad's terms are four elements of each of ``K`` rows of ``a``, and blocks of 32 rows of
-#: ``a`` and of ``b`` (16 KB each at 128 columns of float32) fit in L1 together. Measured on one
-#: core, 6400x128x128 float32 (session 11): transposed 45-47 GFLOP/s with 256 x 64 blocks and
-#: column tiles outermost, 57-62 with 32 x 64-128 blocks quad by quad; plain 65-66 -> 67-74.
-K_BLOCK = 128
-ROW_BLOCK = 64
-K_BLOCK_T = 32
-ROW_BLOCK_T = 128
-
-
-@njit(**_FLAGS)
-def _blocked_product(a, b, c, lo, hi, T):
+def _blocked_product(a, b, c, lo, hi, transposed):
     """``c[lo:hi] = a[lo:hi] @ b`` by :func:`wide_tile` s (the last columns by 4x2 :func:`tile` s,
     as in :func:`four_row_tiles`), blocked over rows and ``K``: ``a`` (M, K), or (K, M) given
-    transposed with ``T``; ``b`` (K, N), ``c`` (M, N), last axes contiguous; ``hi - lo`` a
-    multiple of 4 and ``N`` of two vectors (callers pad). Every element is one FMA per ``k`` in
-    order from zero whatever the blocking."""
-    lanes = WIDTH // a.itemsize
-    wide = wide_columns(c.shape[1], lanes)
-    depth = b.shape[0]
+    transposed with ``transposed`` (:data:`TRANSPOSED`, else :data:`PLAIN`: a static choice, so
+    each variant compiles one kind of tile); ``b`` (K, N), ``c`` (M, N), last axes contiguous;
+    ``hi - lo`` a multiple of 4 and ``N`` of two vectors (callers pad). Every element is one FMA
+    per ``k`` in order from zero whatever the blocking."""
+
+
+#: The ``transposed`` argument of :func:`_blocked_product`.
+PLAIN, TRANSPOSED = static(0), static(1)
+
+
+@overload(_blocked_product, jit_options=_FLAGS)
+def _blocked_product_impl(a, b, c, lo, hi, transposed):
+    T = value_of(transposed) == 1
     row_block, k_block = (ROW_BLOCK_T, K_BLOCK_T) if T else (ROW_BLOCK, K_BLOCK)
-    for m0 in range(lo, hi, row_block):
-        m1 = min(m0 + row_block, hi)
-        for k0 in range(0, max(depth, 1), k_block):  # K = 0: one empty block, zeros
-            k1 = min(k0 + k_block, depth)
-            for r in range(m0, m1, 4):
-                for u in range(0, wide, 3 * lanes):
-                    if T:
-                        wide_tile(b, a, c, r, u, k0, k1, True)
-                    else:
-                        wide_tile(b, a, c, r, u, k0, k1, False)
-                for u in range(wide, c.shape[1], 2 * lanes):
-                    if T:
-                        tile(b, a, c, r, u, 4, 2, k0, k1, True)
-                    else:
-                        tile(b, a, c, r, u, 4, 2, k0, k1, False)
+
+    def impl(a, b, c, lo, hi, transposed):
+        lanes = WIDTH // a.itemsize
+        wide = wide_columns(c.shape[1], lanes)
+        depth = b.shape[0]
+        for m0 in range(lo, hi, row_block):
+            m1 = min(m0 + row_block, hi)
+            for k0 in range(0, max(depth, 1), k_block):  # K = 0: one empty block, zeros
+                k1 = min(k0 + k_block, depth)
+                for r in range(m0, m1, 4):
+                    for u in range(0, wide, 3 * lanes):
+                        wide_tile(b, a, c, r, u, k0, k1, T)
+                    for u in range(wide, c.shape[1], 2 * lanes):
+                        tile(b, a, c, r, u, 4, 2, k0, k1, T)
+    return impl
 
 
 @njit(inline="always", **_FLAGS)
@@ -223,18 +221,26 @@ def _tile_4x3(w, wu, v, r, z, zr, zu, k0, k1, T):
         a3, b3, d3 = vload(z, zr + 3, o0), vload(z, zr + 3, o1), vload(z, zr + 3, o2)
     for k in range(k0, k1):
         w0, w1, w2 = vload(w, k, c0), vload(w, k, c1), vload(w, k, c2)
-        x = _term(v, k, r, T)
+        x = vterm(v, k, r, T)
         a0, b0, d0 = vfma(x, w0, a0), vfma(x, w1, b0), vfma(x, w2, d0)
-        x = _term(v, k, r + 1, T)
+        x = vterm(v, k, r + 1, T)
         a1, b1, d1 = vfma(x, w0, a1), vfma(x, w1, b1), vfma(x, w2, d1)
-        x = _term(v, k, r + 2, T)
+        x = vterm(v, k, r + 2, T)
         a2, b2, d2 = vfma(x, w0, a2), vfma(x, w1, b2), vfma(x, w2, d2)
-        x = _term(v, k, r + 3, T)
+        x = vterm(v, k, r + 3, T)
         a3, b3, d3 = vfma(x, w0, a3), vfma(x, w1, b3), vfma(x, w2, d3)
-    for i, (a, b, d) in enumerate(((a0, b0, d0), (a1, b1, d1), (a2, b2, d2), (a3, b3, d3))):
-        vstore(z, zr + i, o0, a)
-        vstore(z, zr + i, o1, b)
-        vstore(z, zr + i, o2, d)
+    vstore(z, zr, o0, a0)
+    vstore(z, zr, o1, b0)
+    vstore(z, zr, o2, d0)
+    vstore(z, zr + 1, o0, a1)
+    vstore(z, zr + 1, o1, b1)
+    vstore(z, zr + 1, o2, d1)
+    vstore(z, zr + 2, o0, a2)
+    vstore(z, zr + 2, o1, b2)
+    vstore(z, zr + 2, o2, d2)
+    vstore(z, zr + 3, o0, a3)
+    vstore(z, zr + 3, o1, b3)
+    vstore(z, zr + 3, o2, d3)
 
 
 @njit(inline="always", cache=True)
@@ -281,79 +287,90 @@ def one_row_tiles(w, v, z, r):
         row_tile(w, v, z, r, u)
 
 
-@njit(**_FLAGS)
 def tiled_product(w, v, z, shape):
-    """``z = v @ w`` by tiles of ``TILE_SHAPES[shape]``: ``w`` (K, U), ``v`` (rows, K),
-    ``z`` (rows, U), last axes contiguous, ``rows`` and ``U`` whole tiles (callers pad).
-    A row's result does not depend on the other rows; the two shapes of several rows give the
-    same bits (each element one FMA per ``k`` in order), and so do the one-row shape's tiles of
-    eight vectors; its last four vectors, where it has a :func:`row_tile`, differ by rounding."""
+    """``z = v @ w`` by tiles of ``TILE_SHAPES[shape]`` (``shape`` a static choice, see
+    :mod:`.specialise`: only that shape's code compiles): ``w`` (K, U), ``v`` (rows, K), ``z``
+    (rows, U), last axes contiguous, ``rows`` and ``U`` whole tiles (callers pad). A row's result
+    does not depend on the other rows; the two shapes of several rows give the same bits (each
+    element one FMA per ``k`` in order), and so do the one-row shape's tiles of eight vectors;
+    its last four vectors, where it has a :func:`row_tile`, differ by rounding."""
+
+
+@overload(tiled_product, jit_options=_FLAGS)
+def _tiled_product(w, v, z, shape):
+    shape = value_of(shape)
     if shape == 0:
-        four_row_tiles(w, v, z, 0, z.shape[0])
-    elif shape == 1:
-        for u in range(0, z.shape[1], 4 * (WIDTH // w.itemsize)):
-            for r in range(0, z.shape[0], 2):
-                tile(w, v, z, r, u, 2, 4, 0, w.shape[0], False)
-    else:
+        def four_rows(w, v, z, shape):
+            four_row_tiles(w, v, z, 0 * z.shape[0], z.shape[0])  # 0 * n: an int64, not a literal
+        return four_rows
+    if shape == 1:
+        def two_rows(w, v, z, shape):
+            for u in range(0, z.shape[1], 4 * (WIDTH // w.itemsize)):
+                for r in range(0, z.shape[0], 2):
+                    tile(w, v, z, r, u, 2, 4, 0, w.shape[0], False)
+        return two_rows
+
+    def one_row(w, v, z, shape):
         for r in range(z.shape[0]):
             one_row_tiles(w, v, z, r)
+    return one_row
 
 
-#: Rows of a tile of :func:`product` (:func:`four_row_tiles`): its output has the rows rounded up
-#: to a multiple of this.
-PRODUCT_TILE_ROWS = 4
-#: Rows of ``a`` per block of :func:`product`, meant to stay in L1 while the tiles of every
-#: column triple pass over them (48 rows of K = 128 float32 are 24 KB); not tuned further.
-PRODUCT_ROW_BLOCK = 48
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def fma_rows(a, b, c, lo, hi):
+    """``c[lo:hi] = a[lo:hi] @ b`` one FMA per ``k`` in order from zero, as the tiles sum (the
+    same bits: compiled without reassociation for that): the few rows after the last whole
+    tile of a product. ``a`` (M, K), ``b`` (K, N), ``c`` (M, N)."""
+    for i in range(lo, hi):
+        ci = c[i]
+        for u in range(ci.shape[0]):
+            ci[u] = 0
+        for k in range(a.shape[1]):
+            aik, bk = a[i, k], b[k]
+            for u in range(ci.shape[0]):
+                ci[u] += aik * bk[u]
 
 
 @njit(**_FLAGS)
 def product(a, b, c):
     """``c[:M] = a @ b`` on the calling thread by :func:`four_row_tiles`: ``a`` (M, K), ``b``
-    (K, N) with ``N`` whole pairs of vectors, ``c`` (M', N) with ``M'`` >= ``M`` rounded up to a
-    multiple of :data:`PRODUCT_TILE_ROWS` (the rows past ``M`` are scratch); last axes
+    (K, N) with ``N`` whole pairs of vectors, ``c`` (M', N) with ``M'`` >= ``M``; last axes
     contiguous. The input projection of the CPU recurrences' runs of rows."""
     rows = a.shape[0]
     whole = rows // PRODUCT_TILE_ROWS * PRODUCT_TILE_ROWS
     for m0 in range(0, whole, PRODUCT_ROW_BLOCK):
         four_row_tiles(b, a, c, m0, min(m0 + PRODUCT_ROW_BLOCK, whole))
-    if whole < rows:  # the last rows, fewer than a tile's: through a zero-padded block
-        last = np.zeros((PRODUCT_TILE_ROWS, a.shape[1]), a.dtype)
-        last[:rows - whole] = a[whole:]
-        four_row_tiles(b, last, c[whole:], 0, PRODUCT_TILE_ROWS)
+    fma_rows(a, b, c, whole, rows)
 
 
 @njit(inline="always", cache=True)
-def _split(count, chunks, part):
+def split(count, chunks, part):
     """Start of ``part`` when ``count`` rows are cut into ``chunks`` runs of whole quads of rows."""
     return min(count, 4 * (part * (-(-count // 4)) // chunks))
 
 
-@njit(**_FLAGS)
+@njit(nogil=True, **_FLAGS)
 def _products(dz, dz_cols, kernel_t, x, prev, d_inputs, d_kernel, d_recurrent, d_bias, part,
               chunks):
     """Part ``part`` of ``chunks`` of the products (see :func:`gradient_products`)."""
-    whole = dz.shape[0] // 4 * 4
-    _blocked_product(dz, kernel_t, d_inputs, _split(whole, chunks, part),
-                     _split(whole, chunks, part + 1), False)
-    for a, c in ((x, d_kernel), (prev, d_recurrent)):
-        _blocked_product(a, dz_cols, c, _split(c.shape[0], chunks, part),
-                         _split(c.shape[0], chunks, part + 1), True)
+    rows = dz.shape[0]
+    whole = rows // 4 * 4
+    _blocked_product(dz, kernel_t, d_inputs, split(whole, chunks, part),
+                     split(whole, chunks, part + 1), PLAIN)
+    if part == chunks - 1:  # the last rows, fewer than a tile's
+        fma_rows(dz, kernel_t, d_inputs, whole, rows)
+    _blocked_product(x, dz_cols, d_kernel, split(d_kernel.shape[0], chunks, part),
+                     split(d_kernel.shape[0], chunks, part + 1), TRANSPOSED)
+    _blocked_product(prev, dz_cols, d_recurrent, split(d_recurrent.shape[0], chunks, part),
+                     split(d_recurrent.shape[0], chunks, part + 1), TRANSPOSED)
     units = d_bias.shape[0]
     lo, hi = part * units // chunks, (part + 1) * units // chunks
-    d_bias[lo:hi] = 0
+    for u in range(lo, hi):
+        d_bias[u] = 0
     for i in range(dz.shape[0]):
         row = dz[i]
         for u in range(lo, hi):
             d_bias[u] += row[u]
-
-
-@njit(parallel=True, **_FLAGS)
-def _gradient_products_parallel(dz, dz_cols, kernel_t, x, prev, d_inputs, d_kernel, d_recurrent,
-                                d_bias, chunks):
-    for c in prange(chunks):
-        _products(dz, dz_cols, kernel_t, x, prev, d_inputs, d_kernel, d_recurrent, d_bias, c,
-                  chunks)
 
 
 def _padded(a: np.ndarray, rows: int = 1, columns: int = 1) -> np.ndarray:
@@ -370,12 +387,13 @@ def _padded(a: np.ndarray, rows: int = 1, columns: int = 1) -> np.ndarray:
 
 
 def gradient_products(x, prev, dz, kernel, chunks: int):
-    """``(dz @ kernel.T, [x, prev].T @ dz, dz.sum(axis=0))``, split into ``chunks`` parallel parts.
+    """``(dz @ kernel.T, [x, prev].T @ dz, dz.sum(axis=0))``, split into ``chunks`` parts run on
+    as many threads (:mod:`.threads`).
 
     ``x`` (N, F), ``prev`` (N, U), ``dz`` (N, U) and ``kernel`` (F, U): C-contiguous,
     one float dtype. Returns ``d_inputs`` (N, F), ``d_weights`` (F + U, U) (the kernel
     gradient, then the recurrent-kernel gradient) and ``d_bias`` (U,). ``chunks=1`` runs
-    on the calling thread with no parallel launch; the results do not depend on ``chunks``.
+    on the calling thread; the results do not depend on ``chunks``.
     The weight gradients read ``x`` and ``prev`` down their columns (no transposes); widths
     that are not whole tiles go through zero-padded copies.
     """
@@ -390,16 +408,7 @@ def gradient_products(x, prev, dz, kernel, chunks: int):
     d_recurrent = np.empty((prev4.shape[1], dz_cols.shape[1]), dtype)
     d_bias = np.empty(units, dtype)
     arrays = (dz, dz_cols, kernel_t, x4, prev4, d_inputs, d_kernel, d_recurrent, d_bias)
-    if chunks > 1:
-        _gradient_products_parallel(*arrays, chunks)
-    else:
-        _products(*arrays, 0, 1)
-    whole = rows // 4 * 4
-    if whole < rows:  # the last rows, fewer than a tile's: through a zero-padded quad
-        quad = _padded(dz[whole:], rows=4)
-        out = np.empty((4, kernel_t.shape[1]), dtype)
-        _blocked_product(quad, kernel_t, out, 0, 4, False)
-        d_inputs[whole:] = out[:rows - whole]
+    parallel(lambda part: _products(*arrays, part, chunks), chunks)
     if d_inputs.shape[1] != features:
         d_inputs = np.ascontiguousarray(d_inputs[:, :features])
     return d_inputs, np.concatenate((d_kernel[:features, :units], d_recurrent[:units, :units])), d_bias
@@ -408,12 +417,6 @@ def gradient_products(x, prev, dz, kernel, chunks: int):
 # ---------------------------------------------------------------------------------------------------
 # Panel-packed products: the weights of the large-kernel recurrence (:func:`.cpu._panels_run`).
 # ---------------------------------------------------------------------------------------------------
-
-#: Vectors of units per panel of :func:`panels` (the width of :func:`panel_tile`).
-PANEL_VECTORS = 3
-#: Rows of ``a`` per block of :func:`panel_product` (48 rows of K = 512 float32: 96 KB, in L2).
-PANEL_ROW_BLOCK = 48
-
 
 def panel_width(itemsize: int) -> int:
     """Columns of one panel: :data:`PANEL_VECTORS` vectors."""
@@ -439,28 +442,33 @@ def panel_tile(wp, v, z, r, zr, u, T):
     _tile_4x3(wp, 0, v, r, z, zr, u, 0, wp.shape[0], T)
 
 
-@njit(**_FLAGS)
-def panel_product(a, wp, count, out, z, quad):
-    """``out = a @ w`` on the calling thread, ``w`` (K, N) given as its ``count`` zero-padded
-    panels stacked into ``wp`` (count * K, width): ``a`` (M, K) and ``out`` (M, N), last axes
-    contiguous; ``z`` (:data:`PANEL_ROW_BLOCK`, count * width) and ``quad`` (4, K) scratch.
-    Rows go in blocks of :data:`PANEL_ROW_BLOCK` (kept in L2 while every panel passes over
-    them) through ``z``, then into ``out``; the last rows, fewer than four, through ``quad``
-    (zero-padded)."""
-    rows, depth = a.shape
-    width = wp.shape[1]
-    units = out.shape[1]
-    for m0 in range(0, rows, PANEL_ROW_BLOCK):
-        m1 = min(m0 + PANEL_ROW_BLOCK, rows)
-        whole = m0 + (m1 - m0) // 4 * 4
-        if whole < m1:
-            quad[:] = 0
-            quad[:m1 - whole] = a[whole:m1]
-        for j in range(count):
-            w = wp[j * depth:(j + 1) * depth]
-            for r in range(m0, whole, 4):
-                panel_tile(w, a, z, r, r - m0, j * width, False)
-            if whole < m1:
-                panel_tile(w, quad, z, 0, whole - m0, j * width, False)
-        for i in range(m1 - m0):
-            out[m0 + i] = z[i, :units]
+@njit(inline="always", **_FLAGS)
+def pack_rows(a, lo, hi, packed):
+    """``packed[q, k, i] = a[lo + 4 * q + i, k]`` for the rows ``lo:hi`` of ``a`` (M, K), zeros
+    for the places past ``hi``: quads of rows as (K, 4), the operand of :func:`packed_product`."""
+    depth = a.shape[1]
+    for q in range((hi - lo + 3) // 4):
+        quad = packed[q]
+        for i in range(4):
+            r = lo + 4 * q + i
+            if r < hi:
+                row = a[r]
+                for k in range(depth):
+                    quad[k, i] = row[k]
+            else:
+                for k in range(depth):
+                    quad[k, i] = 0
+
+
+@njit(nogil=True, **_FLAGS)
+def packed_product(packed, quads, wp, count, z):
+    """``z[:4 * quads] = rows @ w`` for the first ``quads`` quads of rows packed into ``packed``
+    (quads', K, 4), ``w`` (K, N) given as its ``count`` zero-padded panels stacked into ``wp``
+    (count * K, width); ``z`` has ``count * width`` columns. Each panel passes over every quad
+    before the next (the quads stay in L1). Not inlined: the panels path's input projection and
+    its forward and backward steps share this one compiled tile."""
+    depth, width = wp.shape[0] // count, wp.shape[1]
+    for j in range(count):
+        w = wp[j * depth:(j + 1) * depth]
+        for q in range(quads):
+            panel_tile(w, packed[q], z, 0, 4 * q, j * width, True)

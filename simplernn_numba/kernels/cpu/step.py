@@ -1,12 +1,13 @@
-"""One SimpleRNN timestep for a batch, compiled once per dtype (streaming inference).
+"""One SimpleRNN timestep for a batch (streaming inference).
 
-``out = activation(x_t @ kernel + state @ recurrent_kernel + bias)`` with plain
-loops: for the small batches of online inference a BLAS call costs more than
-the arithmetic. The activation is shared with :mod:`.cpu`.
+``out = activation(x_t @ kernel + state @ recurrent_kernel + bias)`` with plain loops: for the
+small batches of online inference a BLAS call costs more than the arithmetic.
 
 >>> import numpy as np
+>>> from simplernn_numba.kernels.cpu.activation import choose
 >>> out = np.empty((1, 2))
->>> step(np.ones((1, 1)), np.ones((1, 2)), np.zeros((1, 2)), np.eye(2), np.zeros(2), 0, out)
+>>> step(np.ones((1, 1)), np.zeros((1, 2)), np.ones((1, 2)), np.eye(2), np.zeros(2),
+...      choose("linear"), out)
 >>> out.tolist()
 [[1.0, 1.0]]
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .cpu import activate
+from .activation import activation
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -30,8 +31,8 @@ def step(x_t, state, kernel, recurrent_kernel, bias, act, out):
     kernel : ndarray (F, U)
     recurrent_kernel : ndarray (U, U)
     bias : ndarray (U,) (zeros for a layer without bias)
-    act : int
-        Activation code (:func:`simplernn_numba.activations.code`).
+    act : static choice
+        The activation (:func:`simplernn_numba.kernels.cpu.activation.choose`).
     out : ndarray (B, U)
         Receives the new state.
     """
@@ -39,7 +40,8 @@ def step(x_t, state, kernel, recurrent_kernel, bias, act, out):
     units = kernel.shape[1]
     for b in range(batch):
         z = out[b]
-        z[:] = bias
+        for u in range(units):
+            z[u] = bias[u]
         for f in range(features):
             xf = x_t[b, f]
             for u in range(units):
@@ -48,4 +50,5 @@ def step(x_t, state, kernel, recurrent_kernel, bias, act, out):
             hk = state[b, k]
             for u in range(units):
                 z[u] += hk * recurrent_kernel[k, u]
-        activate(z, act)
+        for u in range(units):
+            z[u] = activation(z[u], act)

@@ -28,8 +28,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-#: Bytes per vector: one AVX2 register (half an AVX-512 one).
-WIDTH = 32
+from ..config import VECTOR_BYTES
+
+#: Bytes per vector (:data:`..config.VECTOR_BYTES`).
+WIDTH = VECTOR_BYTES
 
 
 class Vec(types.Type):
@@ -110,6 +112,34 @@ def vbroadcast(typingctx, array, i, j):
         zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
         return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
     return vec(array, i, j), codegen
+
+
+@intrinsic
+def vterm(typingctx, array, k, p, transposed):
+    """``array[p, k]`` broadcast to a vector, or ``array[k, p]`` with ``transposed`` (a bool,
+    decided when compiling where it is a constant): an operand of a tile whose rows are ``p``
+    and whose terms are ``k``, with the operand given row-major or transposed."""
+    _check_matrix(array, contiguous=False)
+    vec = Vec(array.dtype)
+    literal = getattr(transposed, "literal_value", None)
+
+    def codegen(context, builder, signature, args):
+        kk = context.cast(builder, args[1], signature.args[1], types.intp)
+        pp = context.cast(builder, args[2], signature.args[2], types.intp)
+        if literal is None:
+            flag = context.cast(builder, args[3], signature.args[3], types.boolean)
+            i, j = builder.select(flag, kk, pp), builder.select(flag, pp, kk)
+        else:
+            i, j = (kk, pp) if literal else (pp, kk)
+        at = types.none(signature.args[0], types.intp, types.intp)
+        pointer = _item_pointer(context, builder, at, (args[0], i, j))
+        scalar = builder.load(pointer)
+        ty = context.get_value_type(vec)
+        one = builder.insert_element(ir.Constant(ty, ir.Undefined), scalar,
+                                     ir.Constant(ir.IntType(32), 0))
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
+        return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
+    return vec(array, k, p, transposed), codegen
 
 
 @intrinsic

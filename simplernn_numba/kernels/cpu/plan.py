@@ -1,0 +1,111 @@
+"""Which CPU kernel runs a call: one named plan per call, chosen in Python before any kernel runs.
+
+Each plan has entry kernels of its own that compile only the code the plan runs (see
+:mod:`.specialise`). The thresholds are the ``config`` settings, each with its reason.
+
+Forward paths:
+
+- ``one_row``: one batch row without a mask or recurrent dropout, inference;
+- ``lanes``: at most ``LANES_MAX_UNITS`` units and ``LANES_MIN_BATCH`` rows, weights in L2;
+- ``panels``: no mask or recurrent dropout, ``PANELS_MIN_BATCH`` rows, and a recurrent kernel
+  beyond L2 or at least ``PANELS_MIN_UNITS`` units and ``SERIAL_WORK`` multiply-adds;
+- ``gemm``: a large recurrent kernel (beyond ``ROWS_WEIGHT_BYTES``) with a mask or recurrent
+  dropout, ``PANELS_MIN_BATCH`` rows, when the projection is not fused;
+- ``rows``: everything else, fused (weights in L2, training or small work) or projected.
+
+Backward paths: ``lanes`` and ``rows`` while the recurrent kernel fits (``ROWS_WEIGHT_BYTES``);
+beyond it ``panels`` (no mask, recurrent dropout or pre-activations, ``PANELS_MIN_BATCH`` rows),
+``gemm_plain`` (the same, fewer rows) or ``gemm``.
+
+>>> forward_plan(32, 10, 8, 4, 4, masked=False, recurrent_dropout=False, training=False)
+Plan(path='lanes', runs=1, tile=-1, fused=True)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+
+from .. import config
+from .products import ONE_ROW, tile_shape
+
+
+class Plan(NamedTuple):
+    """A call's path, how many runs of rows it is split into over the threads (1: the calling
+    thread alone), the tile shape of the rows paths (-1 elsewhere), and whether the rows path
+    projects the inputs inside each step's product."""
+
+    path: str
+    runs: int
+    tile: int = -1
+    fused: bool = False
+
+
+def _runs(rows: int, per_thread: int) -> int:
+    """Runs for ``rows`` row pairs or quads: ``per_thread`` a thread, at most one per pair/quad."""
+    return max(1, min(per_thread * numba.get_num_threads(), rows))
+
+
+def pair_bounds(batch: int, runs: int, run: int) -> tuple[int, int]:
+    """Rows ``lo, hi`` of ``run`` when ``batch`` rows are cut into ``runs`` runs of row pairs (the
+    per-row paths: pairs of rows share a tile)."""
+    pairs = (batch + 1) // 2
+    return min(batch, 2 * (run * pairs // runs)), min(batch, 2 * ((run + 1) * pairs // runs))
+
+
+def quad_bounds(batch: int, runs: int, run: int) -> tuple[int, int]:
+    """Rows ``lo, hi`` of ``run`` when ``batch`` rows are cut into ``runs`` runs of whole quads
+    of rows (the panels path)."""
+    quads = -(-batch // 4)
+    return min(batch, 4 * (run * quads // runs)), min(batch, 4 * ((run + 1) * quads // runs))
+
+
+def largest_run(batch: int, runs: int) -> int:
+    """Rows in the largest run when ``batch`` rows are cut into ``runs`` runs of row pairs."""
+    return min(batch, 2 * -(-((batch + 1) // 2) // runs))
+
+
+def forward_plan(batch: int, steps: int, features: int, units: int, itemsize: int, *,
+                 masked: bool, recurrent_dropout: bool, training: bool) -> Plan:
+    """The plan of a forward call on (``batch``, ``steps``, ``features``) inputs with ``units``
+    units and weights of ``itemsize`` bytes."""
+    c = config
+    work = batch * steps * (features + units) * units
+    fits = (features + units) * units * itemsize <= c.FUSED_WEIGHT_BYTES
+    large = units * units * itemsize > c.ROWS_WEIGHT_BYTES
+    plain = not (masked or recurrent_dropout)
+    if fits and units <= c.LANES_MAX_UNITS and batch >= c.LANES_MIN_BATCH:
+        runs = _runs(batch // 2, 1) if batch >= 4 and work >= c.SERIAL_WORK else 1
+        return Plan("lanes", runs, fused=True)
+    if plain and batch >= c.PANELS_MIN_BATCH and (
+            large or (units >= c.PANELS_MIN_UNITS and work >= c.SERIAL_WORK)):
+        return Plan("panels", _runs(-(-batch // 4), 1))
+    fused = fits and (training or (batch > 1 and work < c.FUSED_MAX_WORK))
+    if not fused and large and batch >= c.PANELS_MIN_BATCH:
+        return Plan("gemm", 1)
+    runs = _runs(batch // 2, c.RUNS_PER_THREAD) if batch >= 4 and work >= c.SERIAL_WORK else 1
+    tile = tile_shape(largest_run(batch, runs), units, itemsize)
+    if tile == ONE_ROW and not fused and plain:
+        return Plan("one_row", 1, tile)
+    return Plan("rows", runs, tile, fused)
+
+
+def backward_plan(batch: int, steps: int, units: int, itemsize: int, *, masked: bool,
+                  recurrent_dropout: bool, preactivations: bool) -> Plan:
+    """The plan of a backward pass (the recurrence; the weight gradients follow it)."""
+    c = config
+    if units * units * itemsize <= c.ROWS_WEIGHT_BYTES:
+        lanes = units <= c.LANES_MAX_UNITS and batch >= c.LANES_MIN_BATCH
+        runs = 1
+        if batch > 1 and batch * steps * units * units >= c.BACKWARD_SERIAL_WORK:
+            runs = _runs((batch + 1) // 2, 1 if lanes else c.RUNS_PER_THREAD)
+        if lanes:
+            return Plan("lanes", runs)
+        return Plan("rows", runs, tile_shape(largest_run(batch, runs), units, itemsize))
+    if masked or recurrent_dropout or preactivations:
+        return Plan("gemm", 1)
+    if batch >= c.PANELS_MIN_BATCH:
+        return Plan("panels", _runs(-(-batch // 4), 1))
+    return Plan("gemm_plain", 1)
+

@@ -1,0 +1,199 @@
+"""The rows path: runs of batch rows through every step, each step a register-tiled product.
+
+Each step multiplies the run's rows by weights that stay in cache, by tiles of rows by vectors
+of units whose partial sums stay in vector registers (:func:`.products.tiled_product`, tile
+shape ``tile``, a static choice). Fused (``kernel`` None): ``w`` is ``[kernel;
+recurrent_kernel]`` and each step's operand is ``[x_t, h_{t-1}]``. Projected: the run first
+computes its rows' input projection for every step in one product (:func:`.products.product`,
+on the run's own thread) and each step multiplies ``h_{t-1}`` by the recurrent kernel alone.
+The weights are padded with zero columns to whole tiles (U' columns). One batch row without a
+mask or recurrent dropout has a kernel of its own (:func:`one_row`).
+
+A row's result does not depend on the other rows of its run (each element of a tile is one FMA
+per term, in order), so a batch cut into runs of rows over the threads (:mod:`.threads`) gives
+the same bits as one run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba.extending import overload
+
+from .activation import activation
+from .products import TILE_SHAPES, one_row_tiles, product, tiled_product
+from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
+from .specialise import skipped, times, value_of
+
+_FLAGS = dict(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+
+
+def tile_rows(tile):
+    """Rows of a tile of shape ``tile`` (a static choice): operands are padded to a multiple."""
+
+
+@overload(tile_rows, inline="always", jit_options={"cache": True})
+def _tile_rows(tile):
+    rows = TILE_SHAPES[value_of(tile)][0]
+    return lambda tile: rows
+
+
+@njit(inline="always", **_FLAGS)
+def _finish_row(seq, z, r, xw, t, slot, act, operands, offset, lo):
+    """Finish row ``lo + r``'s unmasked step from its product ``z[r]``: add the input
+    projection ``xw[r, t]`` (absent, None, in fused mode) and the bias, activate, and write the
+    new state to ``final_state``, to ``outputs[:, slot]`` when every output is kept, and, times
+    the recurrent dropout mask, to ``operands[r, offset:]`` for the next step's product."""
+    b = lo + r
+    units = seq.final_state.shape[1]
+    zr, bias = z[r], seq.bias
+    if xw is None:
+        for u in range(units):
+            zr[u] = activation(zr[u] + bias[u], act)
+    else:
+        xr = xw[r, t]
+        for u in range(units):
+            zr[u] = activation(zr[u] + (xr[u] + bias[u]), act)
+    state = seq.final_state[b]
+    for u in range(units):
+        state[u] = zr[u]
+    if seq.outputs.shape[1] == seq.x.shape[1]:
+        out = seq.outputs[b, slot]
+        for u in range(units):
+            out[u] = zr[u]
+    op = operands[r]
+    for u in range(units):
+        op[offset + u] = times(zr[u], seq.recurrent_dropout, b, u)
+
+
+@njit(inline="always", **_FLAGS)
+def _steps(seq, w, xw, act, tile, lo, operands, z, seen):
+    """The timesteps of :func:`forward` for its rows ``lo:lo + len(seen)``."""
+    x, outputs, state = seq.x, seq.outputs, seq.final_state
+    steps, features = x.shape[1], x.shape[2]
+    units = state.shape[1]
+    offset = w.shape[0] - units
+    keep_all = outputs.shape[1] == steps
+    for s in range(steps):
+        t = steps - 1 - s if seq.go_backwards else s
+        slot = s if keep_all else 0
+        if xw is None:
+            for r in range(seen.shape[0]):
+                op = operands[r]
+                for f in range(features):
+                    op[f] = times(x[lo + r, t, f], seq.input_dropout, lo + r, f)
+        tiled_product(w, operands, z, tile)
+        for r in range(seen.shape[0]):
+            b = lo + r
+            if skipped(seq.mask, b, t):
+                if keep_all:
+                    for u in range(units):
+                        outputs[b, slot, u] = state[b, u] if seen[r] else 0
+                continue
+            seen[r] = True
+            _finish_row(seq, z, r, xw, t, slot, act, operands, offset, lo)
+
+
+@njit(**_FLAGS)
+def forward(seq, w, kernel, projections, act, tile, lo, hi, run):
+    """Rows ``lo:hi`` of a forward call (``seq``, a :class:`.bundles.Sequence`) through every
+    step, as run number ``run``.
+
+    Fused mode (``kernel`` None): ``w`` is ``[kernel; recurrent_kernel]`` (F + U, U'). Projected
+    mode: ``w`` is the recurrent kernel (U, U') and ``kernel`` the kernel (F, U'); the run
+    projects its inputs into ``projections[run]`` (at least ``(hi - lo) * T`` rows, U'), and
+    ``seq.input_dropout`` must be None (applied to ``seq.x`` by the caller). A masked step leaves
+    the state, and the operands' state part, as they were.
+    """
+    x, outputs, state = seq.x, seq.outputs, seq.final_state
+    steps = x.shape[1]
+    width, padded = w.shape
+    units = state.shape[1]
+    offset = width - units
+    rows = hi - lo
+    step_rows = tile_rows(tile)
+    operands = np.zeros((-(-rows // step_rows) * step_rows, width), w.dtype)
+    z = np.empty((operands.shape[0], padded), w.dtype)
+    seen = np.zeros(rows, np.bool_)
+    for r in range(rows):
+        b = lo + r
+        for u in range(units):
+            h = seq.initial_state[b, u]
+            state[b, u] = h
+            operands[r, offset + u] = times(h, seq.recurrent_dropout, b, u)
+    if kernel is None:
+        _steps(seq, w, None, act, tile, lo, operands, z, seen)
+    else:
+        projection = projections[run]
+        product(x[lo:hi].reshape(rows * steps, x.shape[2]), kernel, projection)
+        xw = projection[:rows * steps].reshape(rows, steps, padded)
+        _steps(seq, w, xw, act, tile, lo, operands, z, seen)
+    if outputs.shape[1] != steps:
+        last_outputs(outputs, state, seen, lo, hi)
+
+
+@njit(**_FLAGS)
+def one_row(seq, w, kernel, projection, act):
+    """The forward call of one batch row without a mask or recurrent dropout: :func:`forward`
+    for ``lo, hi = 0, 1`` projected (the same bits), with each step's state written once,
+    straight into its output slot (into a two-slot ring when only the last output is kept),
+    where the next step's product reads it.
+
+    ``seq.x`` (1, T, F), T >= 1, with any input dropout applied; ``w`` the recurrent kernel and
+    ``kernel`` the kernel, padded to whole tiles of the one-row shape; ``projection`` a (T, U')
+    work array.
+    """
+    x, outputs, bias = seq.x, seq.outputs, seq.bias
+    steps = x.shape[1]
+    units = seq.final_state.shape[1]
+    keep_all = outputs.shape[1] == steps
+    product(x[0], kernel, projection)
+    z = np.empty((1, w.shape[1]), w.dtype)
+    ring = np.empty((2, units), w.dtype)
+    for u in range(units):
+        ring[1, u] = seq.initial_state[0, u]
+    state = ring[1:2]
+    for s in range(steps):
+        t = steps - 1 - s if seq.go_backwards else s
+        one_row_tiles(w, state, z, 0)  # inlined
+        new = outputs[0, s:s + 1] if keep_all else ring[s % 2:s % 2 + 1]
+        for u in range(units):
+            new[0, u] = activation(z[0, u] + (projection[t, u] + bias[u]), act)
+        state = new
+    for u in range(units):
+        seq.final_state[0, u] = state[0, u]
+        if not keep_all:
+            outputs[0, 0, u] = state[0, u]
+
+
+@njit(**_FLAGS)
+def backward(g, recurrent_t, act, tile, lo, hi):
+    """Rows ``lo:hi`` of a backward pass (``g``, a :class:`.bundles.Gradients`) through every
+    step, last first: ``dz_t`` per row (:func:`.rowsteps.row_dz`), then ``dz_t @ U.T`` as a tiled
+    product with ``recurrent_t``, the transposed recurrent kernel padded to whole tiles (U, U'),
+    and ``dh`` from it times the recurrent dropout mask on the rows whose step was unmasked."""
+    outputs = g.outputs
+    steps, units = outputs.shape[1], outputs.shape[2]
+    rows = hi - lo
+    step_rows = tile_rows(tile)
+    operand = np.zeros((-(-rows // step_rows) * step_rows, units), outputs.dtype)
+    product_ = np.empty((operand.shape[0], recurrent_t.shape[1]), outputs.dtype)
+    first = np.empty(rows, np.int64)
+    live = np.empty(rows, np.bool_)
+    for r in range(rows):
+        previous_states(g, lo + r, g.previous)
+        first[r] = first_unmasked(g.mask, lo + r, steps, g.go_backwards)
+    for s in range(steps - 1, -1, -1):
+        t = steps - 1 - s if g.go_backwards else s
+        for r in range(rows):
+            live[r] = row_dz(g, lo + r, s, t, g.dh[lo + r], first[r], act)
+            source, target = g.dz[lo + r, t], operand[r]
+            for u in range(units):  # a loop: a slice assignment was 4x slower
+                target[u] = source[u]
+        tiled_product(recurrent_t, operand, product_, tile)
+        for r in range(rows):
+            if live[r]:
+                dh, p = g.dh[lo + r], product_[r]
+                for k in range(units):
+                    dh[k] = times(p[k], g.recurrent_dropout, lo + r, k)
+
