@@ -23,9 +23,9 @@ vectorised (:mod:`.tanh`): a rational approximation for float32 (max abs error a
 an ``expm1``-based evaluation for float64 (within 3 ulp of libm).
 """
 
-from .backward import backward
-from .forward import forward, forward_for_training, forward_validated, input_projection, last_plan
-from .notice import CompileWarning
+from .backward_pass import backward
+from .forward_pass import forward, forward_for_training, forward_validated, input_projection
+from .notice import CompileWarning, last_plan
 from .weights import prepared_weights
 from .workspace import release as release_workspace
 

@@ -28,7 +28,14 @@ _INLINE = dict(inline="always", jit_options={"cache": True, "error_model": "nump
 
 def choose(name: str) -> tuple:
     """The ``act`` argument of the kernels for a built-in activation name."""
-    return static(A.code(name))
+    act = _CHOSEN.get(name)
+    if act is None:
+        act = _CHOSEN[name] = static(A.code(name))
+    return act
+
+
+#: Activation name -> the kernels' ``act`` argument.
+_CHOSEN: dict = {}
 
 
 @njit(**_FLAGS)

@@ -27,46 +27,47 @@ def _forward_step(seq, s, z, xw, act, operand, seen):
     state and repeats it as its output (zeros before its first unmasked step). With recurrent
     dropout, refill ``operand`` with the new states times the mask (otherwise ``operand`` is
     ``seq.final_state``)."""
+    _, bias, _, mask, _, recurrent_dropout, go_backwards, outputs, final_state = seq
     steps = xw.shape[1]
-    t = steps - 1 - s if seq.go_backwards else s
-    keep = seq.outputs.shape[1] == steps
+    t = steps - 1 - s if go_backwards else s
+    keep = outputs.shape[1] == steps
     slot = s if keep else 0
     for b in range(z.shape[0]):
-        zb, xb, state, out = z[b], xw[b, t], seq.final_state[b], seq.outputs[b, slot]
-        if skipped(seq.mask, b, t):
+        zb, xb, state, out = z[b], xw[b, t], final_state[b], outputs[b, slot]
+        if skipped(mask, b, t):
             if keep:
                 for u in range(out.shape[0]):
                     out[u] = state[u] if seen[b] else 0
         else:
             seen[b] = True
             for u in range(zb.shape[0]):
-                state[u] = activation(zb[u] + (xb[u] + seq.bias[u]), act)
+                state[u] = activation(zb[u] + (xb[u] + bias[u]), act)
             if keep:
                 for u in range(out.shape[0]):
                     out[u] = state[u]
-        if not absent(seq.recurrent_dropout):
+        if not absent(recurrent_dropout):
             for u in range(zb.shape[0]):
-                operand[b, u] = times(state[u], seq.recurrent_dropout, b, u)
+                operand[b, u] = times(state[u], recurrent_dropout, b, u)
 
 
 @njit(**_FLAGS)
-def _last_outputs(seq, seen):
-    last_outputs(seq.outputs, seq.final_state, seen, 0, seen.shape[0])
+def _last_outputs(outputs, final_state, seen):
+    last_outputs(outputs, final_state, seen, 0, seen.shape[0])
 
 
 def forward(seq, recurrent_kernel, act, xw) -> None:
-    """A forward call (``seq``, a :class:`.bundles.Sequence`) with ``xw`` (B, T, U), the input
-    projection, computed already (``seq.outputs`` itself when every output is kept in order)."""
-    state = seq.final_state
-    state[:] = seq.initial_state
-    operand = state if seq.recurrent_dropout is None else state * seq.recurrent_dropout
+    """A forward call (``seq``, a :func:`.bundles.sequence`) with ``xw`` (B, T, U), the input
+    projection, computed already (the outputs themselves when every output is kept in order)."""
+    _, _, initial_state, _, _, recurrent_dropout, _, outputs, state = seq
+    state[:] = initial_state
+    operand = state if recurrent_dropout is None else state * recurrent_dropout
     z = np.empty_like(state)
     seen = np.zeros(state.shape[0], np.bool_)
     for s in range(xw.shape[1]):
         np.matmul(operand, recurrent_kernel, out=z)
         _forward_step(seq, s, z, xw, act, operand, seen)
-    if seq.outputs.shape[1] != xw.shape[1]:
-        _last_outputs(seq, seen)
+    if outputs.shape[1] != xw.shape[1]:
+        _last_outputs(outputs, state, seen)
 
 
 @njit(**_FLAGS)
@@ -74,31 +75,33 @@ def _backward_step(g, s, act, first, product, dz_step):
     """Step ``s`` around ``product = dz_step @ recurrent_kernel.T``: first ``dh = product *
     recurrent_dropout`` on the rows unmasked at step ``s + 1`` (the previous GEMM's result), then,
     unless ``s < 0`` (the call after the last GEMM), ``dz[:, t]`` and a copy in ``dz_step``."""
-    steps, batch = g.outputs.shape[1], g.outputs.shape[0]
+    outputs, d_outputs, preactivations, _, mask, recurrent_dropout, go_backwards, _, dh, dz = g
+    steps, batch = outputs.shape[1], outputs.shape[0]
     if s < steps - 1:
-        t_next = steps - 2 - s if g.go_backwards else s + 1
+        t_next = steps - 2 - s if go_backwards else s + 1
         for b in range(batch):
-            if not skipped(g.mask, b, t_next):
-                dh, p = g.dh[b], product[b]
-                for k in range(dh.shape[0]):
-                    dh[k] = times(p[k], g.recurrent_dropout, b, k)
+            if not skipped(mask, b, t_next):
+                row, p = dh[b], product[b]
+                for k in range(row.shape[0]):
+                    row[k] = times(p[k], recurrent_dropout, b, k)
     if s < 0:
         return
-    t = steps - 1 - s if g.go_backwards else s
+    t = steps - 1 - s if go_backwards else s
     for b in range(batch):
-        row_dz(g, b, s, t, g.dh[b], first[b], act)
-        source, target = g.dz[b, t], dz_step[b]
+        row_dz(outputs, d_outputs, preactivations, dz, dh, mask, b, s, t, first[b], act)
+        source, target = dz[b, t], dz_step[b]
         for u in range(target.shape[0]):
             target[u] = source[u]
 
 
 def backward(g, recurrent_kernel, act, first) -> None:
-    """A backward pass (``g``, a :class:`.bundles.Gradients`); ``first`` (B,) int64 is each
+    """A backward pass (``g``, a :func:`.bundles.gradients`); ``first`` (B,) int64 is each
     row's first unmasked processing step."""
+    outputs, dh = g[0], g[8]
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    dz_step = np.empty_like(g.dh)
-    product = np.empty_like(g.dh)
-    for s in range(g.outputs.shape[1] - 1, -2, -1):
+    dz_step = np.empty_like(dh)
+    product = np.empty_like(dh)
+    for s in range(outputs.shape[1] - 1, -2, -1):
         _backward_step(g, s, act, first, product, dz_step)
         if s >= 0:
             np.matmul(dz_step, recurrent_t, out=product)
@@ -109,9 +112,10 @@ def _plain_step(g, s, t, act, d_bias):
     """Step ``s`` (input time ``t``) without a mask, recurrent dropout or pre-activations:
     ``dz[:, t] = (dh + d_outputs of step s) * act'(outputs[:, s])``, also added to ``d_bias``;
     the next GEMM reads ``dz[:, t]`` where it is."""
-    for b in range(g.dh.shape[0]):
-        step_dz(g, b, s, t, g.dh[b], True, act)
-        row = g.dz[b, t]
+    outputs, d_outputs, _, _, _, _, _, _, dh, dz = g
+    for b in range(dh.shape[0]):
+        step_dz(outputs, d_outputs, None, dz, dh, b, s, t, True, act)
+        row = dz[b, t]
         for u in range(row.shape[0]):
             d_bias[u] += row[u]
 
@@ -119,15 +123,16 @@ def _plain_step(g, s, t, act, d_bias):
 def backward_plain(g, recurrent_kernel, act) -> np.ndarray:
     """A backward pass without a mask, recurrent dropout or pre-activations, one pass over the
     batch per step; returns the bias gradient (U,), summed on the way."""
+    outputs, _, _, _, _, _, go_backwards, _, dh, dz = g
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    steps = g.outputs.shape[1]
-    d_bias = np.zeros(g.dh.shape[1], g.dh.dtype)
-    product = np.empty_like(g.dh)
+    steps = outputs.shape[1]
+    d_bias = np.zeros(dh.shape[1], dh.dtype)
+    product = np.empty_like(dh)
     for s in range(steps - 1, -1, -1):
-        t = steps - 1 - s if g.go_backwards else s
+        t = steps - 1 - s if go_backwards else s
         _plain_step(g, s, t, act, d_bias)
-        np.matmul(g.dz[:, t], recurrent_t, out=product)
-        g.dh[:] = product
+        np.matmul(dz[:, t], recurrent_t, out=product)
+        dh[:] = product
     return d_bias
 
 

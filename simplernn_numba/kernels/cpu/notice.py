@@ -1,4 +1,4 @@
-"""Telling the user, once per process, that a call is compiling kernels.
+"""What a call tells: its plan (:func:`last_plan`) and, once per process, that it compiles.
 
 A call whose kernels are neither compiled in this process nor in Numba's on-disk cache waits
 while Numba compiles them (seconds per variant, once per machine). The first time that happens
@@ -29,8 +29,16 @@ class CompileWarning(UserWarning):
 
 
 def about_to_run(plan, dtype, activation) -> None:
-    """Name the call that runs next on this thread, for the notice should it compile."""
-    _call.description = f"{dtype} {activation}, plan {plan.path}"
+    """Name the call that runs next on this thread: for :func:`last_plan`, and for the notice
+    should it compile."""
+    _call.description = (plan, dtype, activation)
+
+
+def last_plan():
+    """The plan (:class:`.plan.Plan`) of this thread's last CPU call, forward or backward (None
+    before one)."""
+    description = getattr(_call, "description", None)
+    return None if description is None else description[0]
 
 
 def _cache_location() -> str:
@@ -59,9 +67,10 @@ class _Listener(event.Listener):
         if not module.startswith(_PACKAGE):
             return
         _Listener.announced = True
-        what = getattr(_call, "description", None)
+        plan, dtype, activation = getattr(_call, "description", (None, None, None))
+        what = f"{dtype} {activation}, plan {plan.path}" if plan else "a new variant"
         warnings.warn(
-            f"simplernn_numba is compiling kernels for this call ({what or 'a new variant'}); "
+            f"simplernn_numba is compiling kernels for this call ({what}); "
             f"it happens once per machine and variant, compiled code is cached in "
             f"{_cache_location()}. `python -m simplernn_numba compile` compiles the common "
             "variants ahead of time.", CompileWarning, stacklevel=_caller_level())

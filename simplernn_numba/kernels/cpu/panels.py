@@ -19,6 +19,7 @@ from numba import njit
 
 from ..config import PANEL_ROW_BLOCK
 from .activation import activation
+from .launch import row_quads
 from .products import pack_rows, packed_product
 from .rowsteps import step_dz
 
@@ -44,16 +45,18 @@ def _pack_quads(source, t, lo, rows, packed):
 
 
 @njit(**_FLAGS)
-def forward(seq, wp, count, act, xw, copy_out, lo, hi):
-    """Rows ``lo:hi`` of a forward call (``seq``, a :class:`.bundles.Sequence` with no mask
-    and no recurrent dropout, any input dropout applied to ``seq.x``) through every step.
+def forward(seq, wp, count, act, xw, copy_out, run, runs):
+    """Run ``run`` of ``runs`` of quads of rows of a forward call (``seq``, a
+    :func:`.bundles.sequence` with no mask and no recurrent dropout, any input dropout applied
+    to ``seq.x``) through every step.
 
     ``wp``: the ``count`` panels of the kernel, then of the recurrent kernel. The input
     projection goes into ``xw`` (B, T, U), and each step's output is written over its projection
     there (``xw`` may be ``seq.outputs`` itself); with ``copy_out`` it is also copied to
     ``seq.outputs[:, s]``.
     """
-    x, outputs, bias = seq.x, seq.outputs, seq.bias
+    x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
+    lo, hi = row_quads(x.shape[0], run, runs)
     steps, features = x.shape[1], x.shape[2]
     units, width = xw.shape[2], wp.shape[1]
     rows = hi - lo
@@ -73,10 +76,10 @@ def forward(seq, wp, count, act, xw, copy_out, lo, hi):
     h = np.zeros((2, quads, units, 4), x.dtype)
     for i in range(rows):
         for u in range(units):
-            h[0, i // 4, u, i % 4] = seq.initial_state[lo + i, u]
+            h[0, i // 4, u, i % 4] = initial_state[lo + i, u]
     t = 0
     for s in range(steps):
-        t = steps - 1 - s if seq.go_backwards else s
+        t = steps - 1 - s if go_backwards else s
         packed_product(h[s % 2], quads, recurrent, count, z)
         for i in range(rows):
             zb, xb = z[i], xw[lo + i, t]
@@ -90,27 +93,29 @@ def forward(seq, wp, count, act, xw, copy_out, lo, hi):
     for i in range(rows):
         last = xw[lo + i, t]
         for u in range(units):
-            seq.final_state[lo + i, u] = last[u]
+            final_state[lo + i, u] = last[u]
             if outputs.shape[1] != steps:
                 outputs[lo + i, 0, u] = last[u]
 
 
 @njit(**_FLAGS)
-def backward(g, wp, count, act, lo, hi):
-    """Rows ``lo:hi`` of a backward pass (``g``, a :class:`.bundles.Gradients` without a mask,
-    recurrent dropout or pre-activations) through every step, last first:
+def backward(g, wp, count, act, run, runs):
+    """Run ``run`` of ``runs`` of quads of rows of a backward pass (``g``, a
+    :func:`.bundles.gradients` without a mask, recurrent dropout or pre-activations) through
+    every step, last first:
     ``dz[:, t] = (dh + d_outputs of step s) * act'(outputs[:, s])``, packed by quads of rows,
     then ``dh = dz[:, t] @ U.T`` over ``wp``, the ``count`` panels of ``U.T``."""
-    dz, dh = g.dz, g.dh
+    outputs, d_outputs, _, _, _, _, go_backwards, _, dh, dz = g
+    lo, hi = row_quads(dh.shape[0], run, runs)
     steps, units = dz.shape[1], dz.shape[2]
     rows = hi - lo
     quads = (rows + 3) // 4
     packed = np.zeros((quads, units, 4), dz.dtype)
     z = np.empty((4 * quads, count * wp.shape[1]), dz.dtype)
     for s in range(steps - 1, -1, -1):
-        t = steps - 1 - s if g.go_backwards else s
+        t = steps - 1 - s if go_backwards else s
         for i in range(rows):
-            step_dz(g, lo + i, s, t, dh[lo + i], True, act)
+            step_dz(outputs, d_outputs, None, dz, dh, lo + i, s, t, True, act)
         _pack_quads(dz, t, lo, rows, packed)
         packed_product(packed, quads, wp, count, z)
         for i in range(rows):

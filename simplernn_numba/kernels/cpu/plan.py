@@ -23,6 +23,7 @@ Plan(path='lanes', runs=1, tile=-1, fused=True)
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numba
@@ -42,23 +43,16 @@ class Plan(NamedTuple):
     fused: bool = False
 
 
+@functools.lru_cache(maxsize=256)
+def _plan(path: str, runs: int, tile: int = -1, fused: bool = False) -> Plan:
+    """The :class:`Plan` of these values (one object each: building a named tuple costs more
+    than finding one)."""
+    return Plan(path, runs, tile, fused)
+
+
 def _runs(rows: int, per_thread: int) -> int:
     """Runs for ``rows`` row pairs or quads: ``per_thread`` a thread, at most one per pair/quad."""
     return max(1, min(per_thread * numba.get_num_threads(), rows))
-
-
-def pair_bounds(batch: int, runs: int, run: int) -> tuple[int, int]:
-    """Rows ``lo, hi`` of ``run`` when ``batch`` rows are cut into ``runs`` runs of row pairs (the
-    per-row paths: pairs of rows share a tile)."""
-    pairs = (batch + 1) // 2
-    return min(batch, 2 * (run * pairs // runs)), min(batch, 2 * ((run + 1) * pairs // runs))
-
-
-def quad_bounds(batch: int, runs: int, run: int) -> tuple[int, int]:
-    """Rows ``lo, hi`` of ``run`` when ``batch`` rows are cut into ``runs`` runs of whole quads
-    of rows (the panels path)."""
-    quads = -(-batch // 4)
-    return min(batch, 4 * (run * quads // runs)), min(batch, 4 * ((run + 1) * quads // runs))
 
 
 def largest_run(batch: int, runs: int) -> int:
@@ -77,18 +71,18 @@ def forward_plan(batch: int, steps: int, features: int, units: int, itemsize: in
     plain = not (masked or recurrent_dropout)
     if fits and units <= c.LANES_MAX_UNITS and batch >= c.LANES_MIN_BATCH:
         runs = _runs(batch // 2, 1) if batch >= 4 and work >= c.SERIAL_WORK else 1
-        return Plan("lanes", runs, fused=True)
+        return _plan("lanes", runs, -1, True)
     if plain and batch >= c.PANELS_MIN_BATCH and (
             large or (units >= c.PANELS_MIN_UNITS and work >= c.SERIAL_WORK)):
-        return Plan("panels", _runs(-(-batch // 4), 1))
+        return _plan("panels", _runs(-(-batch // 4), 1))
     fused = fits and (training or (batch > 1 and work < c.FUSED_MAX_WORK))
     if not fused and large and batch >= c.PANELS_MIN_BATCH:
-        return Plan("gemm", 1)
+        return _plan("gemm", 1)
     runs = _runs(batch // 2, c.RUNS_PER_THREAD) if batch >= 4 and work >= c.SERIAL_WORK else 1
     tile = tile_shape(largest_run(batch, runs), units, itemsize)
     if tile == ONE_ROW and not fused and plain:
-        return Plan("one_row", 1, tile)
-    return Plan("rows", runs, tile, fused)
+        return _plan("one_row", 1, tile)
+    return _plan("rows", runs, tile, fused)
 
 
 def backward_plan(batch: int, steps: int, units: int, itemsize: int, *, masked: bool,
@@ -101,11 +95,11 @@ def backward_plan(batch: int, steps: int, units: int, itemsize: int, *, masked: 
         if batch > 1 and batch * steps * units * units >= c.BACKWARD_SERIAL_WORK:
             runs = _runs((batch + 1) // 2, 1 if lanes else c.RUNS_PER_THREAD)
         if lanes:
-            return Plan("lanes", runs)
-        return Plan("rows", runs, tile_shape(largest_run(batch, runs), units, itemsize))
+            return _plan("lanes", runs)
+        return _plan("rows", runs, tile_shape(largest_run(batch, runs), units, itemsize))
     if masked or recurrent_dropout or preactivations:
-        return Plan("gemm", 1)
+        return _plan("gemm", 1)
     if batch >= c.PANELS_MIN_BATCH:
-        return Plan("panels", _runs(-(-batch // 4), 1))
-    return Plan("gemm_plain", 1)
+        return _plan("panels", _runs(-(-batch // 4), 1))
+    return _plan("gemm_plain", 1)
 

@@ -37,6 +37,8 @@ does not depend on the thread count, so results are the same on any number of th
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 from numba.extending import overload
@@ -50,9 +52,9 @@ from ..config import (
     ROW_BLOCK,
     ROW_BLOCK_T,
 )
+from .launch import row_quads, run_all
 from .simd import WIDTH, vadd, vbroadcast, vfma, vload, vstore, vterm, vzero
 from .specialise import static, value_of
-from .threads import parallel
 from .workspace import aligned_empty
 
 #: Reassociation lets LLVM keep vector partial sums, contraction gives FMAs; NaN/inf semantics
@@ -140,6 +142,7 @@ def row_tile(w, v, z, r, u):
     vstore(z, r, c3, vadd(a3, b3))
 
 
+@functools.lru_cache(maxsize=1024)
 def tile_shape(rows: int, units: int, itemsize: int) -> int:
     """Index into :data:`TILE_SHAPES` for a (rows, units) product: the one-row shape for one row;
     otherwise, of the shapes of several rows (which give the same bits), the one with the least
@@ -301,7 +304,7 @@ def _tiled_product(w, v, z, shape):
     shape = value_of(shape)
     if shape == 0:
         def four_rows(w, v, z, shape):
-            four_row_tiles(w, v, z, 0 * z.shape[0], z.shape[0])  # 0 * n: an int64, not a literal
+            four_row_tiles(w, v, z, 0, z.shape[0])
         return four_rows
     if shape == 1:
         def two_rows(w, v, z, shape):
@@ -343,26 +346,20 @@ def product(a, b, c):
     fma_rows(a, b, c, whole, rows)
 
 
-@njit(inline="always", cache=True)
-def split(count, chunks, part):
-    """Start of ``part`` when ``count`` rows are cut into ``chunks`` runs of whole quads of rows."""
-    return min(count, 4 * (part * (-(-count // 4)) // chunks))
-
-
 @njit(nogil=True, **_FLAGS)
 def _products(dz, dz_cols, kernel_t, x, prev, d_inputs, d_kernel, d_recurrent, d_bias, part,
               chunks):
     """Part ``part`` of ``chunks`` of the products (see :func:`gradient_products`)."""
     rows = dz.shape[0]
     whole = rows // 4 * 4
-    _blocked_product(dz, kernel_t, d_inputs, split(whole, chunks, part),
-                     split(whole, chunks, part + 1), PLAIN)
+    lo, hi = row_quads(whole, part, chunks)
+    _blocked_product(dz, kernel_t, d_inputs, lo, hi, PLAIN)
     if part == chunks - 1:  # the last rows, fewer than a tile's
         fma_rows(dz, kernel_t, d_inputs, whole, rows)
-    _blocked_product(x, dz_cols, d_kernel, split(d_kernel.shape[0], chunks, part),
-                     split(d_kernel.shape[0], chunks, part + 1), TRANSPOSED)
-    _blocked_product(prev, dz_cols, d_recurrent, split(d_recurrent.shape[0], chunks, part),
-                     split(d_recurrent.shape[0], chunks, part + 1), TRANSPOSED)
+    lo, hi = row_quads(d_kernel.shape[0], part, chunks)
+    _blocked_product(x, dz_cols, d_kernel, lo, hi, TRANSPOSED)
+    lo, hi = row_quads(d_recurrent.shape[0], part, chunks)
+    _blocked_product(prev, dz_cols, d_recurrent, lo, hi, TRANSPOSED)
     units = d_bias.shape[0]
     lo, hi = part * units // chunks, (part + 1) * units // chunks
     for u in range(lo, hi):
@@ -408,7 +405,7 @@ def gradient_products(x, prev, dz, kernel, chunks: int):
     d_recurrent = np.empty((prev4.shape[1], dz_cols.shape[1]), dtype)
     d_bias = np.empty(units, dtype)
     arrays = (dz, dz_cols, kernel_t, x4, prev4, d_inputs, d_kernel, d_recurrent, d_bias)
-    parallel(lambda part: _products(*arrays, part, chunks), chunks)
+    run_all(_products, arrays, chunks)
     if d_inputs.shape[1] != features:
         d_inputs = np.ascontiguousarray(d_inputs[:, :features])
     return d_inputs, np.concatenate((d_kernel[:features, :units], d_recurrent[:units, :units])), d_bias

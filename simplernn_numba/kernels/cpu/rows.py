@@ -10,7 +10,7 @@ The weights are padded with zero columns to whole tiles (U' columns). One batch 
 mask or recurrent dropout has a kernel of its own (:func:`one_row`).
 
 A row's result does not depend on the other rows of its run (each element of a tile is one FMA
-per term, in order), so a batch cut into runs of rows over the threads (:mod:`.threads`) gives
+per term, in order), so a batch cut into runs of rows over the threads (:mod:`.launch`) gives
 the same bits as one run.
 """
 
@@ -21,6 +21,7 @@ from numba import njit
 from numba.extending import overload
 
 from .activation import activation
+from .launch import row_pairs
 from .products import TILE_SHAPES, one_row_tiles, product, tiled_product
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
 from .specialise import skipped, times, value_of
@@ -39,14 +40,15 @@ def _tile_rows(tile):
 
 
 @njit(inline="always", **_FLAGS)
-def _finish_row(seq, z, r, xw, t, slot, act, operands, offset, lo):
-    """Finish row ``lo + r``'s unmasked step from its product ``z[r]``: add the input
-    projection ``xw[r, t]`` (absent, None, in fused mode) and the bias, activate, and write the
-    new state to ``final_state``, to ``outputs[:, slot]`` when every output is kept, and, times
-    the recurrent dropout mask, to ``operands[r, offset:]`` for the next step's product."""
-    b = lo + r
-    units = seq.final_state.shape[1]
-    zr, bias = z[r], seq.bias
+def _finish_row(z, r, xw, t, bias, recurrent_dropout, act, state, outputs, slot, keep, operands,
+                offset, b):
+    """Finish row ``b``'s unmasked step from its product ``z[r]``: add the input projection
+    ``xw[r, t]`` (absent, None, in fused mode) and the bias, activate, and write the new state to
+    ``state[b]``, with ``keep`` to ``outputs[b, slot]`` and, times the recurrent dropout mask, to
+    ``operands[r, offset:]`` for the next step's product. (The rows are taken here: taken by
+    the caller and passed in, they cost a reference count each, per row and step.)"""
+    units = state.shape[1]
+    zr = z[r, :units]
     if xw is None:
         for u in range(units):
             zr[u] = activation(zr[u] + bias[u], act)
@@ -54,50 +56,50 @@ def _finish_row(seq, z, r, xw, t, slot, act, operands, offset, lo):
         xr = xw[r, t]
         for u in range(units):
             zr[u] = activation(zr[u] + (xr[u] + bias[u]), act)
-    state = seq.final_state[b]
+    sr = state[b]
     for u in range(units):
-        state[u] = zr[u]
-    if seq.outputs.shape[1] == seq.x.shape[1]:
-        out = seq.outputs[b, slot]
+        sr[u] = zr[u]
+    if keep:
+        out = outputs[b, slot]
         for u in range(units):
             out[u] = zr[u]
-    op = operands[r]
+    op = operands[r, offset:]
     for u in range(units):
-        op[offset + u] = times(zr[u], seq.recurrent_dropout, b, u)
+        op[u] = times(zr[u], recurrent_dropout, b, u)
 
 
 @njit(inline="always", **_FLAGS)
 def _steps(seq, w, xw, act, tile, lo, operands, z, seen):
     """The timesteps of :func:`forward` for its rows ``lo:lo + len(seen)``."""
-    x, outputs, state = seq.x, seq.outputs, seq.final_state
+    x, bias, _, mask, input_dropout, recurrent_dropout, go_backwards, outputs, state = seq
     steps, features = x.shape[1], x.shape[2]
     units = state.shape[1]
     offset = w.shape[0] - units
     keep_all = outputs.shape[1] == steps
     for s in range(steps):
-        t = steps - 1 - s if seq.go_backwards else s
-        slot = s if keep_all else 0
+        t = steps - 1 - s if go_backwards else s
         if xw is None:
             for r in range(seen.shape[0]):
                 op = operands[r]
                 for f in range(features):
-                    op[f] = times(x[lo + r, t, f], seq.input_dropout, lo + r, f)
+                    op[f] = times(x[lo + r, t, f], input_dropout, lo + r, f)
         tiled_product(w, operands, z, tile)
         for r in range(seen.shape[0]):
             b = lo + r
-            if skipped(seq.mask, b, t):
+            if skipped(mask, b, t):
                 if keep_all:
                     for u in range(units):
-                        outputs[b, slot, u] = state[b, u] if seen[r] else 0
+                        outputs[b, s, u] = state[b, u] if seen[r] else 0
                 continue
             seen[r] = True
-            _finish_row(seq, z, r, xw, t, slot, act, operands, offset, lo)
+            _finish_row(z, r, xw, t, bias, recurrent_dropout, act, state, outputs,
+                        s if keep_all else 0, keep_all, operands, offset, b)
 
 
 @njit(**_FLAGS)
-def forward(seq, w, kernel, projections, act, tile, lo, hi, run):
-    """Rows ``lo:hi`` of a forward call (``seq``, a :class:`.bundles.Sequence`) through every
-    step, as run number ``run``.
+def forward(seq, w, kernel, projections, act, tile, run, runs):
+    """Run ``run`` of ``runs`` of row pairs of a forward call (``seq``, a
+    :func:`.bundles.sequence`) through every step.
 
     Fused mode (``kernel`` None): ``w`` is ``[kernel; recurrent_kernel]`` (F + U, U'). Projected
     mode: ``w`` is the recurrent kernel (U, U') and ``kernel`` the kernel (F, U'); the run
@@ -105,7 +107,8 @@ def forward(seq, w, kernel, projections, act, tile, lo, hi, run):
     ``seq.input_dropout`` must be None (applied to ``seq.x`` by the caller). A masked step leaves
     the state, and the operands' state part, as they were.
     """
-    x, outputs, state = seq.x, seq.outputs, seq.final_state
+    x, _, initial_state, _, _, recurrent_dropout, _, outputs, state = seq
+    lo, hi = row_pairs(x.shape[0], run, runs)
     steps = x.shape[1]
     width, padded = w.shape
     units = state.shape[1]
@@ -118,9 +121,9 @@ def forward(seq, w, kernel, projections, act, tile, lo, hi, run):
     for r in range(rows):
         b = lo + r
         for u in range(units):
-            h = seq.initial_state[b, u]
+            h = initial_state[b, u]
             state[b, u] = h
-            operands[r, offset + u] = times(h, seq.recurrent_dropout, b, u)
+            operands[r, offset + u] = times(h, recurrent_dropout, b, u)
     if kernel is None:
         _steps(seq, w, None, act, tile, lo, operands, z, seen)
     else:
@@ -143,36 +146,39 @@ def one_row(seq, w, kernel, projection, act):
     ``kernel`` the kernel, padded to whole tiles of the one-row shape; ``projection`` a (T, U')
     work array.
     """
-    x, outputs, bias = seq.x, seq.outputs, seq.bias
+    x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
     steps = x.shape[1]
-    units = seq.final_state.shape[1]
+    units = final_state.shape[1]
     keep_all = outputs.shape[1] == steps
     product(x[0], kernel, projection)
     z = np.empty((1, w.shape[1]), w.dtype)
     ring = np.empty((2, units), w.dtype)
     for u in range(units):
-        ring[1, u] = seq.initial_state[0, u]
+        ring[1, u] = initial_state[0, u]
     state = ring[1:2]
     for s in range(steps):
-        t = steps - 1 - s if seq.go_backwards else s
+        t = steps - 1 - s if go_backwards else s
         one_row_tiles(w, state, z, 0)  # inlined
         new = outputs[0, s:s + 1] if keep_all else ring[s % 2:s % 2 + 1]
         for u in range(units):
             new[0, u] = activation(z[0, u] + (projection[t, u] + bias[u]), act)
         state = new
     for u in range(units):
-        seq.final_state[0, u] = state[0, u]
+        final_state[0, u] = state[0, u]
         if not keep_all:
             outputs[0, 0, u] = state[0, u]
 
 
 @njit(**_FLAGS)
-def backward(g, recurrent_t, act, tile, lo, hi):
-    """Rows ``lo:hi`` of a backward pass (``g``, a :class:`.bundles.Gradients`) through every
-    step, last first: ``dz_t`` per row (:func:`.rowsteps.row_dz`), then ``dz_t @ U.T`` as a tiled
-    product with ``recurrent_t``, the transposed recurrent kernel padded to whole tiles (U, U'),
-    and ``dh`` from it times the recurrent dropout mask on the rows whose step was unmasked."""
-    outputs = g.outputs
+def backward(g, recurrent_t, act, tile, run, runs):
+    """Run ``run`` of ``runs`` of row pairs of a backward pass (``g``, a
+    :func:`.bundles.gradients`) through every step, last first: ``dz_t`` per row
+    (:func:`.rowsteps.row_dz`), then ``dz_t @ U.T`` as a tiled product with ``recurrent_t``, the
+    transposed recurrent kernel padded to whole tiles (U, U'), and ``dh`` from it times the
+    recurrent dropout mask on the rows whose step was unmasked."""
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards,
+     previous, dh, dz) = g
+    lo, hi = row_pairs(outputs.shape[0], run, runs)
     steps, units = outputs.shape[1], outputs.shape[2]
     rows = hi - lo
     step_rows = tile_rows(tile)
@@ -181,19 +187,20 @@ def backward(g, recurrent_t, act, tile, lo, hi):
     first = np.empty(rows, np.int64)
     live = np.empty(rows, np.bool_)
     for r in range(rows):
-        previous_states(g, lo + r, g.previous)
-        first[r] = first_unmasked(g.mask, lo + r, steps, g.go_backwards)
+        previous_states(outputs, initial_state, mask, recurrent_dropout, go_backwards, lo + r,
+                        previous)
+        first[r] = first_unmasked(mask, lo + r, steps, go_backwards)
     for s in range(steps - 1, -1, -1):
-        t = steps - 1 - s if g.go_backwards else s
+        t = steps - 1 - s if go_backwards else s
         for r in range(rows):
-            live[r] = row_dz(g, lo + r, s, t, g.dh[lo + r], first[r], act)
-            source, target = g.dz[lo + r, t], operand[r]
+            b = lo + r
+            live[r] = row_dz(outputs, d_outputs, preactivations, dz, dh, mask, b, s, t, first[r], act)
+            source, target = dz[b, t], operand[r]
             for u in range(units):  # a loop: a slice assignment was 4x slower
                 target[u] = source[u]
         tiled_product(recurrent_t, operand, product_, tile)
         for r in range(rows):
             if live[r]:
-                dh, p = g.dh[lo + r], product_[r]
+                row, p = dh[lo + r], product_[r]
                 for k in range(units):
-                    dh[k] = times(p[k], g.recurrent_dropout, lo + r, k)
-
+                    row[k] = times(p[k], recurrent_dropout, lo + r, k)

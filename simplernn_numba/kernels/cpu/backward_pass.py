@@ -21,22 +21,23 @@ from ... import activations as A
 from .. import config
 from . import gemm, lanes, panels, rows, workspace
 from .activation import NEEDS_PREACTIVATION
-from .bundles import Gradients
-from .forward import input_projection, record
+from .bundles import gradients
+from .forward_pass import input_projection
+from .launch import run_all
 from .notice import about_to_run
-from .plan import backward_plan, pair_bounds, quad_bounds
+from .plan import backward_plan
 from .products import gradient_products, padded_units, panel_width
 from .rowsteps import previous_states
 from .specialise import static
-from .threads import parallel
 from .weights import prepared_weights
 
 
 @njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def _previous_states(g, previous):
     """:func:`.rowsteps.previous_states` for every batch row, on the calling thread."""
+    outputs, _, _, initial_state, mask, recurrent_dropout, go_backwards, _, _, _ = g
     for b in range(previous.shape[0]):
-        previous_states(g, b, previous)
+        previous_states(outputs, initial_state, mask, recurrent_dropout, go_backwards, b, previous)
 
 
 def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_outputs, d_state=None,
@@ -60,16 +61,15 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     use_preact = code in NEEDS_PREACTIVATION
     plan = backward_plan(batch, steps, units, dtype.itemsize, masked=mask is not None,
                          recurrent_dropout=recurrent_dropout is not None, preactivations=use_preact)
-    record(plan)
+    about_to_run(plan, dtype, activation)
     per_row = plan.path in ("lanes", "rows")
     plain = plan.path in ("panels", "gemm_plain")
     shifted = plain and not go_backwards  # the recurrent-kernel gradient needs no previous states
     sequence = (batch, steps, units)
     prev, dz, preact = workspace.arrays(dtype, sequence, sequence,
                                         sequence if use_preact else (1, 1, 1))
-    g = Gradients(outputs, d_seq, preact if use_preact else None, initial_state, mask,
+    g = gradients(outputs, d_seq, preact if use_preact else None, initial_state, mask,
                   recurrent_dropout, go_backwards, prev if per_row and not use_preact else None, dh, dz)
-    about_to_run(plan, dtype, activation)
     if batch and steps and (use_preact or not (per_row or shifted)):
         _previous_states(g, prev)
     flat_prev = prev.reshape(batch * steps, units)
@@ -114,9 +114,7 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
 
 def _run_lanes(plan, g, kernel, recurrent_kernel, act):
     weights = np.ascontiguousarray(recurrent_kernel)
-    batch = g.dh.shape[0]
-    parallel(lambda run: lanes.backward(g, weights, act, *pair_bounds(batch, plan.runs, run)),
-             plan.runs)
+    run_all(lanes.backward, (g, weights, act), plan.runs)
 
 
 def _run_rows(plan, g, kernel, recurrent_kernel, act):
@@ -124,18 +122,15 @@ def _run_rows(plan, g, kernel, recurrent_kernel, act):
     weights = prepared_weights(kernel, recurrent_kernel, "recurrent_t",
                                padded_units(units, plan.tile, itemsize))
     tile = static(plan.tile)
-    batch = g.dh.shape[0]
-    parallel(lambda run: rows.backward(g, weights, act, tile, *pair_bounds(batch, plan.runs, run)),
-             plan.runs)
+    run_all(rows.backward, (g, weights, act, tile), plan.runs)
 
 
 def _run_panels(plan, g, kernel, recurrent_kernel, act):
     width = panel_width(kernel.itemsize)
     weights = prepared_weights(kernel, recurrent_kernel, "recurrent_t_panels", width)
-    count, batch = -(-kernel.shape[1] // width), g.dh.shape[0]
-    parallel(lambda run: panels.backward(g, weights, count, act, *quad_bounds(batch, plan.runs, run)),
-             plan.runs)
-    return g.dz.reshape(-1, g.dz.shape[2]).sum(axis=0)
+    run_all(panels.backward, (g, weights, -(-kernel.shape[1] // width), act), plan.runs)
+    dz = g[9]
+    return dz.reshape(-1, dz.shape[2]).sum(axis=0)
 
 
 def _run_gemm_plain(plan, g, kernel, recurrent_kernel, act):
@@ -143,9 +138,10 @@ def _run_gemm_plain(plan, g, kernel, recurrent_kernel, act):
 
 
 def _run_gemm(plan, g, kernel, recurrent_kernel, act):
-    first = np.zeros(g.dh.shape[0], np.int64)
-    if g.mask is not None:  # each row's first unmasked processing step (T if none)
-        in_order = g.mask[:, ::-1] if g.go_backwards else g.mask
+    _, _, _, _, mask, _, go_backwards, _, dh, _ = g
+    first = np.zeros(dh.shape[0], np.int64)
+    if mask is not None:  # each row's first unmasked processing step (T if none)
+        in_order = mask[:, ::-1] if go_backwards else mask
         first = np.where(in_order.any(axis=1), in_order.argmax(axis=1), in_order.shape[1])
     gemm.backward(g, recurrent_kernel, act, first)
 

@@ -1,7 +1,7 @@
 """The CPU forward pass: check, pick the plan (:mod:`.plan`), run the plan's kernel.
 
 Each plan calls entry kernels of its own, on the calling thread or, for a plan of several runs
-of rows, on several threads (:mod:`.threads`).
+of rows, over Numba's threads (:mod:`.launch`).
 
 >>> import numpy as np
 >>> x = np.ones((1, 3, 1))
@@ -14,32 +14,19 @@ of rows, on several threads (:mod:`.threads`).
 from __future__ import annotations
 
 import functools
-import threading
 
 import numpy as np
 
 from ... import _validate
 from . import gemm, lanes, panels, rows, workspace
 from .activation import choose
-from .bundles import Sequence
+from .bundles import sequence
+from .launch import run_all
 from .notice import about_to_run
-from .plan import Plan, forward_plan, largest_run, pair_bounds, quad_bounds
+from .plan import forward_plan, largest_run
 from .products import ONE_ROW, padded_units, panel_width
 from .specialise import static
-from .threads import parallel
 from .weights import prepared_weights
-
-_last = threading.local()
-
-
-def last_plan() -> Plan | None:
-    """The plan of this thread's last CPU call (forward or backward), None before one."""
-    return getattr(_last, "plan", None)
-
-
-def record(plan: Plan) -> None:
-    """Remember ``plan`` as this thread's last (see :func:`last_plan`)."""
-    _last.plan = plan
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -96,73 +83,67 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
     final_state = np.empty((batch, units), dtype)
     plan = forward_plan(batch, steps, features, units, dtype.itemsize, masked=mask is not None,
                         recurrent_dropout=recurrent_dropout is not None, training=training)
-    record(plan)
+    about_to_run(plan, dtype, activation)
     if batch == 0 or steps == 0:  # nothing to run, and no kernel compiled for it
         final_state[...] = initial_state
         outputs[...] = 0
         return (outputs if return_sequences else outputs[:, 0]), final_state
     bias = _zeros(units, dtype.char) if bias is None else _read_only(bias)
-    act = choose(activation)
-    projected = plan.path in ("one_row", "panels", "gemm") or (plan.path == "rows" and not plan.fused)
-    if projected and input_dropout is not None:
-        x = x * input_dropout[:, None, :]
+    if input_dropout is not None and not (plan.path == "lanes" or plan.fused):
+        x = x * input_dropout[:, None, :]  # the paths that project the inputs first
         input_dropout = None
-    seq = Sequence(x, bias, initial_state, mask, input_dropout, recurrent_dropout,
+    seq = sequence(x, bias, initial_state, mask, input_dropout, recurrent_dropout,
                    bool(go_backwards), outputs, final_state)
-    about_to_run(plan, dtype, activation)
-    _RUN[plan.path](plan, seq, kernel, recurrent_kernel, act)
+    _RUN[plan.path](plan, seq, kernel, recurrent_kernel, choose(activation))
     return (outputs if return_sequences else outputs[:, 0]), final_state
 
 
 def _run_lanes(plan, seq, kernel, recurrent_kernel, act):
     w = prepared_weights(kernel, recurrent_kernel, "fused")
-    batch = seq.x.shape[0]
-    parallel(lambda run: lanes.forward(seq, w, act, *pair_bounds(batch, plan.runs, run)), plan.runs)
+    run_all(lanes.forward, (seq, w, act), plan.runs)
 
 
 def _run_rows(plan, seq, kernel, recurrent_kernel, act):
-    batch, steps, features = seq.x.shape
+    x = seq[0]
+    batch, steps, features = x.shape
     w = prepared_weights(kernel, recurrent_kernel, "fused",
-                         padded_units(kernel.shape[1], plan.tile, seq.x.itemsize))
+                         padded_units(kernel.shape[1], plan.tile, x.itemsize))
     tile = static(plan.tile)
     if plan.fused:
         projection_kernel = projections = None
     else:  # each run projects its own rows (see rows.forward)
         projection_kernel, w = w[:features], w[features:]
         run_rows = largest_run(batch, plan.runs) * steps
-        projections = workspace.arrays(seq.x.dtype, (plan.runs, run_rows, w.shape[1]))[0]
-    parallel(lambda run: rows.forward(seq, w, projection_kernel, projections, act, tile,
-                                      *pair_bounds(batch, plan.runs, run), run), plan.runs)
+        projections = workspace.arrays(x.dtype, (plan.runs, run_rows, w.shape[1]))[0]
+    run_all(rows.forward, (seq, w, projection_kernel, projections, act, tile), plan.runs)
 
 
 def _run_one_row(plan, seq, kernel, recurrent_kernel, act):
+    x = seq[0]
     features, units = kernel.shape
-    steps = seq.x.shape[1]
-    w = prepared_weights(kernel, recurrent_kernel, "fused",
-                         padded_units(units, ONE_ROW, seq.x.itemsize))
-    projection = workspace.arrays(seq.x.dtype, (steps, w.shape[1]))[0]
+    w = prepared_weights(kernel, recurrent_kernel, "fused", padded_units(units, ONE_ROW, x.itemsize))
+    projection = workspace.arrays(x.dtype, (x.shape[1], w.shape[1]))[0]
     rows.one_row(seq, w[features:], w[:features], projection, act)
 
 
 def _run_panels(plan, seq, kernel, recurrent_kernel, act):
-    batch, steps = seq.x.shape[:2]
+    x, _, _, _, _, _, go_backwards, outputs, _ = seq
+    batch, steps = x.shape[:2]
     units = kernel.shape[1]
-    width = panel_width(seq.x.itemsize)
+    width = panel_width(x.itemsize)
     wp = prepared_weights(kernel, recurrent_kernel, "panels", width)
-    in_place = seq.outputs.shape[1] == steps and not seq.go_backwards
-    xw = seq.outputs if in_place else workspace.arrays(seq.x.dtype, (batch, steps, units))[0]
-    copy_out = not in_place and seq.outputs.shape[1] == steps
-    count = -(-units // width)
-    parallel(lambda run: panels.forward(seq, wp, count, act, xw, copy_out,
-                                        *quad_bounds(batch, plan.runs, run)), plan.runs)
+    in_place = outputs.shape[1] == steps and not go_backwards
+    xw = outputs if in_place else workspace.arrays(x.dtype, (batch, steps, units))[0]
+    copy_out = not in_place and outputs.shape[1] == steps
+    run_all(panels.forward, (seq, wp, -(-units // width), act, xw, copy_out), plan.runs)
 
 
 def _run_gemm(plan, seq, kernel, recurrent_kernel, act):
-    batch, steps = seq.x.shape[:2]
-    in_place = seq.outputs.shape[1] == steps and not seq.go_backwards
-    target = seq.outputs if in_place else workspace.arrays(seq.x.dtype, (batch, steps, kernel.shape[1]))[0]
-    xw = input_projection(seq.x, kernel, out=target)
-    gemm.forward(seq, recurrent_kernel, act, xw)
+    x, _, _, _, _, _, go_backwards, outputs, _ = seq
+    batch, steps = x.shape[:2]
+    in_place = outputs.shape[1] == steps and not go_backwards
+    target = outputs if in_place else workspace.arrays(x.dtype, (batch, steps, kernel.shape[1]))[0]
+    gemm.forward(seq, recurrent_kernel, act, input_projection(x, kernel, out=target))
 
 
 _RUN = {"lanes": _run_lanes, "rows": _run_rows, "one_row": _run_one_row, "panels": _run_panels,
