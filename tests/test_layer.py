@@ -272,7 +272,7 @@ def test_get_config_keys_and_round_trip():
                   "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
                   "kernel_constraint", "recurrent_constraint", "bias_constraint", "dropout",
                   "recurrent_dropout", "return_sequences", "return_state", "go_backwards",
-                  "stateful", "unroll", "name", "trainable", "dtype"}
+                  "stateful", "unroll", "zero_output_for_mask", "name", "trainable", "dtype"}
     assert keras_keys <= set(config) and set(config) - keras_keys == {"seed"}
     assert SimpleRNN.from_config(config).get_config() == config
 
@@ -304,7 +304,8 @@ def test_constructor_errors(kwargs, error, match):
 
 @pytest.mark.parametrize("inputs,kwargs,error,match", [
     (np.zeros((2, 3)), {}, ValueError, r"3-D.*\(batch, timesteps, features\).*\(2, 3\)"),
-    (np.zeros((2, 3, 5)), {}, ValueError, "4 features.*received shape"),
+    (np.zeros((2, 3, 5)), {}, ValueError, r"inputs have 5 features \(shape \(2, 3, 5\)\) but layer "
+                                          "'.*' was built for 4 features"),
     (np.zeros((2, 3, 4), complex), {}, TypeError, "complex"),
     (np.array([[["a"]]]), {}, TypeError, "dtype"),
     (np.zeros((2, 3, 4)), {"mask": np.ones((2, 4), bool)}, ValueError, r"mask.*\(2, 3\).*\(2, 4\)"),
