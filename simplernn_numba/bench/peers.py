@@ -9,7 +9,8 @@ the peer cannot express the case.
 - ours: the public layer call ``layer(x)`` (validation and dispatch included);
 - numpy: a NumPy loop; torch: ``torch.nn.RNN`` under ``inference_mode``;
 - keras_tf_function / keras_eager: tf_keras ``SimpleRNN`` under ``tf.function`` / eagerly;
-- onnxruntime: the ONNX ``RNN`` operator; jax: ``jax.jit`` of a ``lax.scan`` loop.
+- onnxruntime: our layer exported by :func:`simplernn_numba.interop.onnx.to_onnx` (the ONNX
+  ``RNN`` operator); jax: ``jax.jit`` of a ``lax.scan`` loop.
 
 >>> from simplernn_numba.bench.cases import Case, case_problem
 >>> case = Case(2, 3, 4, 5)
@@ -128,43 +129,26 @@ def _keras_eager(p: Problem, case: Case) -> Callable[[], np.ndarray]:
 
 
 def _onnxruntime(p: Problem, case: Case) -> Callable[[], np.ndarray]:
-    import onnx
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+
+    from ..interop.onnx import to_onnx
+    from ..layer import SimpleRNN
 
     if p.mask is not None:
         raise NotImplementedError("the ONNX RNN operator has no per-step mask")
     if case.dtype != "float32":
         raise NotImplementedError("ONNX Runtime's CPU RNN kernel is float32 only")
-    u = case.units
-    inits = [
-        numpy_helper.from_array(p.kernel.T[None].copy(), "W"),
-        numpy_helper.from_array(p.recurrent_kernel.T[None].copy(), "R"),
-        numpy_helper.from_array(np.concatenate([p.bias, np.zeros_like(p.bias)])[None], "B"),
-    ]
-    node = helper.make_node("RNN", ["X", "W", "R", "B"], ["Y"], hidden_size=u,
-                            activations=["Tanh"])
-    graph = helper.make_graph(
-        [node], "simplernn",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [case.steps, case.batch,
-                                                                case.features])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [case.steps, 1, case.batch, u])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    model.ir_version = min(model.ir_version, 9)
-    onnx.checker.check_model(model)
+    layer = SimpleRNN(case.units, return_sequences=True, dtype=case.dtype)
+    layer.build(p.x.shape)
+    layer.set_weights([p.kernel, p.recurrent_kernel, p.bias])
     options = ort.SessionOptions()
     if THREADS_ENV in os.environ:
         options.intra_op_num_threads = int(os.environ[THREADS_ENV])
         options.inter_op_num_threads = 1
-    runner = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    x = p.x
-
-    def run():
-        y = runner.run(None, {"X": np.ascontiguousarray(x.transpose(1, 0, 2))})[0]
-        return np.ascontiguousarray(y[:, 0].transpose(1, 0, 2))
-    return run
+    runner = ort.InferenceSession(to_onnx(layer).SerializeToString(), options,
+                                  providers=["CPUExecutionProvider"])
+    feeds = {"inputs": p.x}
+    return lambda: runner.run(None, feeds)[0]
 
 
 def jax_rnn(x, kernel, recurrent_kernel, bias, mask):

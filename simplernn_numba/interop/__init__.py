@@ -7,14 +7,16 @@ that need them.
 
 - :mod:`.keras`: :func:`from_keras`, :func:`to_keras` (Keras 3 and tf_keras).
 - :mod:`.torch`: :func:`from_torch`, :func:`to_torch` (``torch.nn.RNN``).
+- :mod:`.onnx`: :func:`to_onnx` (the standard ONNX ``RNN`` operator).
 - :mod:`.saving`: :func:`save`, :func:`load` (``.npz`` without pickle).
 - :mod:`.streaming`: :class:`Stream`, :func:`step` (one timestep at a time).
 - :mod:`.dask`: :func:`~simplernn_numba.interop.dask.predict` over Dask arrays.
 """
 
 from .keras import from_keras, to_keras
+from .onnx import to_onnx
 from .saving import load, save
 from .streaming import Stream, step
 from .torch import from_torch, to_torch
 
-__all__ = ["Stream", "from_keras", "from_torch", "load", "save", "step", "to_keras", "to_torch"]
+__all__ = ["Stream", "from_keras", "from_torch", "load", "save", "step", "to_keras", "to_onnx", "to_torch"]
