@@ -1,4 +1,4 @@
-"""SimpleRNN layer: the seed's examples, Keras semantics, errors, config."""
+"""SimpleRNN layer: the Keras documentation's examples, Keras semantics, errors, config, repr."""
 
 import numpy as np
 import pytest
