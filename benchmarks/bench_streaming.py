@@ -3,7 +3,7 @@
     python benchmarks/bench_streaming.py [--batch 1] [--units 64] [--features 16] [--calls 20000]
 
 Prints the median time per call, over ``--calls`` calls after a warm-up, of:
-the raw compiled step kernel, ``Stream.step``, ``layer.step``, a full layer call
+the raw compiled step kernel, ``Stream.step``, ``step(layer, ...)``, a full layer call
 on one timestep, and (when installed) ``torch.nn.RNNCell`` for comparison.
 """
 
@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from simplernn_numba import SimpleRNN
+from simplernn_numba import SimpleRNN, Stream
+from simplernn_numba.interop.streaming import step
 from simplernn_numba.kernels.cpu_step import step as step_kernel
 
 
@@ -43,13 +44,13 @@ def main() -> None:
     x_t = rng.random((args.batch, args.features), dtype=np.float32)
     state = np.zeros((args.batch, args.units), np.float32)
     out = np.empty_like(state)
-    stream = layer.stream(batch_size=args.batch)
+    stream = Stream(layer, batch_size=args.batch)
     k, r, b = layer.kernel, layer.recurrent_kernel, layer.bias
     x_seq = x_t[:, None]
     cases = {
         "step kernel (no checks)": lambda: step_kernel(x_t, state, k, r, b, 1, out),
         "Stream.step": lambda: stream.step(x_t),
-        "layer.step(x_t, state)": lambda: layer.step(x_t, state),
+        "step(layer, x_t, state)": lambda: step(layer, x_t, state),
         "layer(x[:, None]) full call, T=1": lambda: layer(x_seq),
     }
     try:

@@ -1,4 +1,4 @@
-"""Forward inference through the public layer call over the ``shared/perf_anchors.md`` grid.
+"""Forward inference through the public layer call over the benchmark grid.
 
 Run ``python -m pytest benchmarks --benchmark-enable -n 0 -m "not slow"`` for the quick part,
 drop ``-m`` for the 128,200,512,512 case as well. Peers are timed side by side by
@@ -21,10 +21,11 @@ def _param(case):
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_forward(benchmark, case):
-    problem = bench.make_problem(case)
+    problem = bench.case_problem(case)
     run = bench.BUILDERS[bench.OURS](problem, case)
     run()  # compile or load from the cache outside the timing
     benchmark.extra_info["gflop"] = case.flops / 1e9
     out = benchmark(run)
     expected = bench.BUILDERS["numpy"](problem, case)()
-    np.testing.assert_allclose(out, expected, **bench._tolerance(case.dtype))
+    rtol, atol = bench.tolerance(case.dtype, "peer")
+    np.testing.assert_allclose(out, expected, rtol=rtol, atol=atol)

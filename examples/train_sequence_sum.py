@@ -4,7 +4,9 @@ Each sequence holds 3..12 numbers in [-1, 1] followed by zero padding; the mask
 marks the real steps, and the target is the sum of the real numbers. The
 layer's gradients come from ``SimpleRNN.backward``, the readout's are written
 out by hand, and Adam updates both. Run ``python examples/train_sequence_sum.py``;
-the mean squared error falls from about 0.8 to about 0.003 in 600 steps (~10 s on 2 cores).
+the mean squared error falls from about 1 to about 0.005 in 600 steps (~10 s on 2 cores).
+``--seed`` seeds everything (:func:`simplernn_numba.set_random_seed`), so a run prints the
+same losses every time.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from simplernn_numba import SimpleRNN
+from simplernn_numba import SimpleRNN, set_random_seed
 from simplernn_numba.optimizers import Adam
 
 MAX_STEPS = 12
@@ -31,6 +33,7 @@ def make_batch(rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.nda
 def main(steps: int = 600, batch: int = 64, units: int = 16, learning_rate: float = 0.01, seed: int = 0,
          log_every: int = 50, verbose: bool = True) -> list[float]:
     """Train and return the loss of every step."""
+    set_random_seed(seed)
     rng = np.random.default_rng(seed)
     rnn = SimpleRNN(units, seed=seed)
     readout = {"w": (rng.normal(size=(units, 1)) / np.sqrt(units)).astype(np.float32),

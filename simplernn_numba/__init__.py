@@ -6,14 +6,32 @@
 (2, 4)
 """
 
-from . import _threading, activations, constraints, functional, initializers, optimizers, regularizers
+from importlib import metadata as _metadata
+
+from . import (
+    _threading,
+    activations,
+    constraints,
+    functional,
+    initializers,
+    interop,
+    optimizers,
+    regularizers,
+)
 from .bidirectional import Bidirectional
 from .functional import backward, forward
+from .interop.saving import load, save
+from .interop.streaming import Stream
 from .layer import SimpleRNN
-from .streaming import Stream
+from .seeding import set_random_seed
 
 _threading.make_pip_tbb_loadable()
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("simplernn_numba")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "backward", "constraints", "forward",
-           "functional", "initializers", "optimizers", "regularizers"]
+           "functional", "initializers", "interop", "load", "optimizers", "regularizers", "save",
+           "set_random_seed"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from ._validate import did_you_mean
+
 
 def snake_case(name: str) -> str:
     """``"GlorotUniform"`` -> ``"glorot_uniform"``."""
@@ -52,14 +54,16 @@ def resolve(identifier, registry: dict, kind: str, allow_callable: bool = True):
         return None
     if isinstance(identifier, str):
         if identifier not in registry:
-            names = ", ".join(sorted(k for k in registry if not k[0].isupper()))
-            raise ValueError(f"Unknown {kind} {identifier!r}; expected one of: {names}.")
+            names = sorted(k for k in registry if not k[0].isupper())
+            raise ValueError(f"Unknown {kind} {identifier!r};{did_you_mean(identifier, names)} "
+                             f"Expected one of: {', '.join(names)}.")
         return registry[identifier]()
     if isinstance(identifier, dict):
         name = identifier.get("class_name")
         config = identifier.get("config") or {}
         if not isinstance(name, str) or name not in registry:
-            raise ValueError(f"Unknown {kind} config {identifier!r}: class_name must be registered.")
+            hint = did_you_mean(name, registry) if isinstance(name, str) else ""
+            raise ValueError(f"Unknown {kind} config {identifier!r}: class_name must be registered.{hint}")
         if not isinstance(config, dict):
             raise ValueError(f"{kind} config for {name!r} must be a dict; received {config!r}.")
         factory = registry[name]
@@ -83,23 +87,3 @@ def serialize(obj):
     if isinstance(obj, Serializable):
         return {"class_name": type(obj).__name__, "config": obj.get_config()}
     return getattr(obj, "__name__", repr(obj))
-
-
-class NpzSavable:
-    """``save(path)`` / ``load(path)`` for layers, through :mod:`simplernn_numba.saving` (no pickle)."""
-
-    def save(self, path) -> None:
-        """Write config, weights (and any stateful state) to an ``.npz`` file; no pickle."""
-        from .saving import save
-
-        save(self, path)
-
-    @classmethod
-    def load(cls, path, *, device: str = "auto"):
-        """Read a layer written by :meth:`save`; never executes code from the file."""
-        from .saving import load
-
-        layer = load(path, device=device)
-        if not isinstance(layer, cls):
-            raise ValueError(f"{path!r} holds a {type(layer).__name__}, not a {cls.__name__}.")
-        return layer

@@ -7,6 +7,7 @@ expected and what was received.
 
 from __future__ import annotations
 
+import difflib
 import numbers
 import sys
 
@@ -60,8 +61,12 @@ def check_shape(arr: np.ndarray, name: str, expected: tuple) -> None:
         raise ValueError(f"{name} must have shape {shown}; received shape {arr.shape}.")
 
 
-def inputs(x, dtype: np.dtype, features: int | None = None) -> np.ndarray:
-    """Validate model inputs: (batch, timesteps, features) with timesteps >= 1."""
+def inputs(x, dtype: np.dtype, features: int | None = None, source: str = "") -> np.ndarray:
+    """Validate model inputs: (batch, timesteps, features) with timesteps >= 1.
+
+    ``features`` is the feature count the weights fix, and ``source`` says where it
+    comes from in the error message (e.g. ``"layer 'rnn' was built for 4"``).
+    """
     arr = device_array(x, "inputs", dtype) if is_device_array(x) else as_float_array(x, "inputs", dtype)
     if arr.ndim != 3:
         raise ValueError(
@@ -74,8 +79,8 @@ def inputs(x, dtype: np.dtype, features: int | None = None) -> np.ndarray:
         )
     if features is not None and arr.shape[2] != features:
         raise ValueError(
-            f"inputs must have {features} features (the layer was built for that); "
-            f"received shape {arr.shape}."
+            f"inputs have {arr.shape[2]} features (shape {arr.shape}) but "
+            f"{source or f'{features} are expected'}."
         )
     return arr
 
@@ -139,7 +144,31 @@ def flag(value, name: str) -> bool:
     return bool(value)
 
 
-# ---------------------------------------------------------------- reliability additions
+def training(value) -> bool:
+    """The ``training`` call argument: None, a bool (Python or NumPy) or the integers 0 and 1
+    (Keras 2's learning-phase values); anything else is a TypeError."""
+    if value is None:
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"training must be True, False or None; received {value!r}.")
+
+
+def did_you_mean(name: str, choices) -> str:
+    """`` Did you mean 'x'?`` for the choice closest to ``name`` (a case-insensitive match
+    first, then :func:`difflib.get_close_matches`), or ``""`` when none is close."""
+    choices = [c for c in choices if isinstance(c, str)]
+    by_lower = {c.lower(): c for c in sorted(choices, key=lambda c: (c != c.lower(), c))}
+    match = by_lower.get(name.lower()) if isinstance(name, str) else None
+    if match is None and isinstance(name, str):
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+        match = by_lower[close[0]] if close else None
+    return f" Did you mean {match!r}?" if match is not None else ""
+
+
+# ---------------------------------------------------------------- arrays and arguments
 def writeable_c(arr: np.ndarray) -> np.ndarray:
     """``arr`` if it is C-contiguous and writeable, else a copy that is.
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ._validate import did_you_mean
+
 # Integer codes used inside the compiled kernels (compile-time constants there).
 LINEAR, TANH, RELU, SIGMOID, ELU, SELU, SOFTPLUS, SOFTSIGN = range(8)
 HARD_SIGMOID, EXPONENTIAL, SILU, GELU, RELU6, LEAKY_RELU, MISH, HARD_SILU = range(8, 16)
@@ -193,7 +195,8 @@ def canonical_name(name: str) -> str:
     name = _ALIASES.get(name, name)
     if name not in _BUILTINS:
         raise ValueError(
-            f"Unknown activation {name!r}; expected one of {', '.join(NAMES)} or a callable."
+            f"Unknown activation {name!r};{did_you_mean(name, NAMES)} Expected one of "
+            f"{', '.join(NAMES)} or a callable."
         )
     return name
 

@@ -5,8 +5,9 @@ The forward layer is rebuilt from the wrapped layer's config (named
 ``go_backwards=True`` (named ``backward_<name>``), exactly as Keras does: the
 wrapper starts with freshly initialised weights, not the wrapped layer's.
 With ``return_sequences`` the backward outputs are flipped back to input
-order before merging and, as Keras forces ``zero_output_for_mask`` on both
-directions then, masked steps output zeros.
+order before merging. As in Keras, both layers get
+``zero_output_for_mask=return_sequences`` (the wrapped layer's own value is
+overridden), so with ``return_sequences`` masked steps output zeros.
 
 The two directions run one after the other. Running them in two threads is
 only safe under a thread-safe Numba threading layer (the default
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as V
-from ._serialization import NpzSavable
+from .dispatch import CallInfo
 from .layer import SimpleRNN
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -55,20 +56,18 @@ def _clone(layer: SimpleRNN, **changes) -> SimpleRNN:
 class _Saved:
     """What :meth:`Bidirectional.backward` needs from a ``training=True`` call.
 
-    The two layers' caches (to check they still belong to that call), the
-    (batch, timesteps, 1) bool ``keep`` mask applied to the sequences (None
-    when nothing was zeroed), and the two outputs as merged: ``y`` and
-    ``y_rev`` (already flipped to input order and masked with return_sequences).
+    The two layers' caches (to check they still belong to that call) and the
+    two outputs as merged: ``y`` and ``y_rev`` (already flipped to input order
+    with return_sequences).
     """
 
     forward_cache: object
     backward_cache: object
-    keep: np.ndarray | None
     y: np.ndarray
     y_rev: np.ndarray
 
 
-class Bidirectional(NpzSavable):
+class Bidirectional:
     """Bidirectional wrapper for :class:`~simplernn_numba.SimpleRNN` (Keras ``Bidirectional``).
 
     Parameters
@@ -104,7 +103,8 @@ class Bidirectional(NpzSavable):
                 f"backward_layer must be a SimpleRNN layer; received {type(backward_layer).__name__}."
             )
         if merge_mode not in MERGE_MODES:
-            raise ValueError(f"Invalid merge mode {merge_mode!r}; expected one of {MERGE_MODES}.")
+            hint = V.did_you_mean(merge_mode, MERGE_MODES) if isinstance(merge_mode, str) else ""
+            raise ValueError(f"Invalid merge mode {merge_mode!r}; expected one of {MERGE_MODES}.{hint}")
         self.forward_layer = _clone(layer, name=_prefixed("forward_", layer.name))
         if backward_layer is None:
             backward_layer = _clone(layer, go_backwards=True, name=_prefixed("backward_", layer.name))
@@ -121,6 +121,8 @@ class Bidirectional(NpzSavable):
                     f"Forward layer and backward layer must have the same {attr!r}; "
                     f"received {fwd} (forward) and {bwd} (backward)."
                 )
+        for direction in (self.forward_layer, self.backward_layer):  # as Keras does
+            direction.zero_output_for_mask = direction.return_sequences
         self.merge_mode = merge_mode
         self.name = name or _default_name()
         self._initial_weights = None if weights is None else list(weights)
@@ -148,6 +150,11 @@ class Bidirectional(NpzSavable):
     @property
     def built(self) -> bool:
         return self.forward_layer.built and self.backward_layer.built
+
+    @property
+    def last_call(self) -> tuple[CallInfo | None, CallInfo | None]:
+        """(forward, backward): each layer's :attr:`SimpleRNN.last_call`."""
+        return self.forward_layer.last_call, self.backward_layer.last_call
 
     @property
     def trainable(self) -> bool:
@@ -243,6 +250,7 @@ class Bidirectional(NpzSavable):
         -------
         The merged output, a list (see the class docstring).
         """
+        training = V.training(training)
         fwd_state = bwd_state = None
         if initial_state is not None:
             fwd_state, bwd_state = self._split_states(initial_state, "initial_state")
@@ -252,15 +260,11 @@ class Bidirectional(NpzSavable):
         if self.return_state:
             states = [y[1], y_rev[1]]
             y, y_rev = y[0], y_rev[0]
-        keep = None
         if self.return_sequences:
             y_rev = y_rev[:, ::-1]
-            if mask is not None:
-                keep = V.mask(mask, y.shape[0], y.shape[1])[:, :, None]
-                y, y_rev = np.where(keep, y, 0).astype(y.dtype), np.where(keep, y_rev, 0).astype(y.dtype)
         y_rev = np.ascontiguousarray(y_rev)
         output = self._merge(y, y_rev)
-        self._saved = _Saved(self.forward_layer._cache, self.backward_layer._cache, keep, y, y_rev) \
+        self._saved = _Saved(self.forward_layer._cache, self.backward_layer._cache, y, y_rev) \
             if training else None
         if self.merge_mode is None:
             return output + states if self.return_state else output
@@ -281,9 +285,9 @@ class Bidirectional(NpzSavable):
     def backward(self, d_output=None, d_states=None) -> dict:
         """Gradients through the last call, which must have used ``training=True``.
 
-        Each direction's own :meth:`SimpleRNN.backward` does the work; this
-        method only undoes the merge, the masking and the flip of the backward
-        sequence.
+        Each direction's own :meth:`SimpleRNN.backward` does the work (masked
+        outputs pass no gradient back there); this method only undoes the merge
+        and the flip of the backward sequence.
 
         Parameters
         ----------
@@ -330,11 +334,8 @@ class Bidirectional(NpzSavable):
                     "d_states must be None."
                 )
             d_h, d_h_rev = self._split_states(d_states, "d_states")
-        if self.return_sequences:
-            if saved.keep is not None:
-                d_y = None if d_y is None else np.where(saved.keep, d_y, 0).astype(d_y.dtype)
-                d_y_rev = None if d_y_rev is None else np.where(saved.keep, d_y_rev, 0).astype(d_y_rev.dtype)
-            d_y_rev = None if d_y_rev is None else np.ascontiguousarray(d_y_rev[:, ::-1])
+        if self.return_sequences and d_y_rev is not None:
+            d_y_rev = np.ascontiguousarray(d_y_rev[:, ::-1])
         fwd = self.forward_layer.backward(d_y, d_h)
         bwd = self.backward_layer.backward(d_y_rev, d_h_rev)
         weights = ("kernel", "recurrent_kernel", "bias")
@@ -415,37 +416,6 @@ class Bidirectional(NpzSavable):
         layer = cls(layers[0], backward_layer=layers[1], **config)
         layer.trainable = trainable
         return layer
-
-    # ------------------------------------------------------------------ interop
-    @classmethod
-    def from_keras(cls, keras_layer, *, device: str = "auto") -> Bidirectional:
-        """Equivalent of a Keras ``Bidirectional(SimpleRNN(...))`` (Keras 3 or 2), weights copied."""
-        from .convert_keras import from_keras
-
-        if type(keras_layer).__name__ != "Bidirectional":
-            raise TypeError(f"Expected a Keras Bidirectional layer; received {type(keras_layer).__name__}.")
-        return from_keras(keras_layer, device=device)
-
-    def to_keras(self, module="keras"):
-        """A Keras ``Bidirectional(SimpleRNN)`` (``module="keras"`` or ``"tf_keras"``), weights copied."""
-        from .convert_keras import to_keras
-
-        return to_keras(self, module)
-
-    @classmethod
-    def from_torch(cls, rnn, **kwargs) -> Bidirectional:
-        """Equivalent of a bidirectional single-layer ``torch.nn.RNN`` (``merge_mode="concat"``)."""
-        from .convert_torch import from_torch
-
-        if not getattr(rnn, "bidirectional", False):
-            raise ValueError("Use SimpleRNN.from_torch for a unidirectional torch.nn.RNN.")
-        return from_torch(rnn, **kwargs)
-
-    def to_torch(self, batch_first: bool = True):
-        """A bidirectional ``torch.nn.RNN`` with both directions' weights."""
-        from .convert_torch import to_torch
-
-        return to_torch(self, batch_first)
 
     def __repr__(self) -> str:
         return f"Bidirectional({self.forward_layer!r}, merge_mode={self.merge_mode!r}, name={self.name!r})"

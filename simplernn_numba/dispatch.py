@@ -21,6 +21,7 @@ import functools
 import importlib
 import os
 import weakref
+from dataclasses import dataclass
 from types import ModuleType
 
 from . import _validate as V
@@ -30,10 +31,40 @@ from .kernels import config, cpu, reference
 DEVICES = ("auto", "cpu", "cuda")
 ENV_VAR = "SIMPLERNN_NUMBA_DEVICE"
 
+@dataclass(frozen=True)
+class CallInfo:
+    """Which path a layer call took (``layer.last_call``).
+
+    Attributes
+    ----------
+    device : {"cpu", "cuda", "reference"}
+        The kernel module :func:`backend` chose: the Numba CPU kernels, the Numba CUDA
+        kernels, or the NumPy reference (Python-callable activations).
+    plan : object or None
+        The kernel's own plan for the call, where the kernel module names one; None
+        where it does not.
+    """
+
+    device: str
+    plan: object = None
+
+
+_CALL_INFO: dict[str, CallInfo] = {}
+
+
+def call_info(kernels: ModuleType) -> CallInfo:
+    """The :class:`CallInfo` of a call that ran on ``kernels`` (one shared instance per module)."""
+    info = _CALL_INFO.get(kernels.__name__)
+    if info is None:
+        info = _CALL_INFO[kernels.__name__] = CallInfo(kernels.__name__.rsplit(".", 1)[-1])
+    return info
+
+
 def check_device(device: str) -> str:
     """Validate a device name."""
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}; received {device!r}.")
+        hint = V.did_you_mean(device, DEVICES) if isinstance(device, str) else ""
+        raise ValueError(f"device must be one of {DEVICES}; received {device!r}.{hint}")
     return device
 
 

@@ -54,8 +54,19 @@ class Cache:
 
 
 def run(kernels: ModuleType, x, kernel, recurrent_kernel, bias, initial_state, *, mask, input_dropout,
-        recurrent_dropout, go_backwards, activation, return_sequences):
-    """Forward on validated arrays, keeping what backward needs: ``(output, final_state, cache)``."""
+        recurrent_dropout, go_backwards, activation, return_sequences, training: bool = True):
+    """Forward on validated arrays: ``(output, final_state, cache)``, the one route to a kernel.
+
+    With ``training`` the kernel's ``forward_for_training`` runs (where it has one) and
+    ``cache`` holds what :func:`backward` needs; without, ``forward_validated`` runs and
+    ``cache`` is None.
+    """
+    if not training:
+        output, state = kernels.forward_validated(
+            x, kernel, recurrent_kernel, bias, initial_state, mask=mask, input_dropout=input_dropout,
+            recurrent_dropout=recurrent_dropout, go_backwards=go_backwards, activation=activation,
+            return_sequences=return_sequences)
+        return output, state, None
     forward_pass = getattr(kernels, "forward_for_training", kernels.forward_validated)
     outputs, final_state = forward_pass(
         x, kernel, recurrent_kernel, bias, initial_state, mask=mask, input_dropout=input_dropout,
@@ -121,7 +132,8 @@ def forward(x, kernel, recurrent_kernel, bias=None, initial_state=None, *, mask=
     features, units = kernel.shape
     recurrent_kernel = V.weight(recurrent_kernel, "recurrent_kernel", (units, units), dtype)
     bias = None if bias is None else V.weight(bias, "bias", (units,), dtype)
-    x = V.inputs(x, dtype, features)
+    x = V.inputs(x, dtype, features, f"kernel has shape {kernel.shape} = (features, units), "
+                                          f"for {features} features")
     batch, steps, _ = x.shape
     if initial_state is None:
         initial_state = np.zeros((batch, units), dtype)

@@ -2,7 +2,7 @@
 
 Each initializer is called as ``init(shape, dtype)`` and returns a NumPy array.
 A ``seed`` makes it reproducible; without one every call draws fresh values,
-as in Keras 3.
+as in Keras 3, from the global stream that :func:`simplernn_numba.set_random_seed` seeds.
 
 >>> w = GlorotUniform(seed=0)((3, 2), "float32")
 >>> w.shape, w.dtype
@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from . import seeding
 from ._serialization import Serializable, make_registry, resolve, serialize
 
 __all__ = [
@@ -36,7 +37,7 @@ class _Seeded(Initializer):
         self.seed = seed
 
     def _rng(self) -> np.random.Generator:
-        return np.random.default_rng(self.seed)
+        return seeding.generator(self.seed)
 
     def get_config(self) -> dict:
         return {"seed": self.seed}

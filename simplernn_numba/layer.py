@@ -2,7 +2,8 @@
 
 The layer holds weights, configuration and state; it validates arguments,
 prepares masks, and hands arrays to a kernel chosen by :mod:`.dispatch`. It
-contains no recurrence math.
+contains no recurrence math. Conversion, saving, streaming and the other adapters
+live in :mod:`simplernn_numba.interop` and use the layer's public attributes only.
 """
 
 from __future__ import annotations
@@ -11,18 +12,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _threading, activations, constraints, dispatch, functional, initializers, regularizers
+from . import _threading, activations, constraints, dispatch, functional, initializers, regularizers, seeding
 from . import _validate as V
-from ._serialization import NpzSavable, serialize
+from ._serialization import serialize
 
-_CONFIG_OBJECTS = {
+#: The constructor arguments that hold initializer, regularizer and constraint objects,
+#: each with the catalog module whose ``get`` resolves it.
+CONFIG_OBJECTS = {
     "kernel_initializer": initializers, "recurrent_initializer": initializers,
     "bias_initializer": initializers, "kernel_regularizer": regularizers,
     "recurrent_regularizer": regularizers, "bias_regularizer": regularizers,
     "activity_regularizer": regularizers, "kernel_constraint": constraints,
     "recurrent_constraint": constraints, "bias_constraint": constraints,
 }
-_FLAGS = ("use_bias", "return_sequences", "return_state", "go_backwards", "stateful", "unroll")
+_FLAGS = ("use_bias", "return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+          "zero_output_for_mask")
 _WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
 #: The layer dtype's name -> dtype (``np.dtype(name)`` costs a fraction of a µs per call).
 _DTYPES = {dt.name: dt for dt in V.FLOAT_DTYPES}
@@ -35,7 +39,7 @@ def _default_name() -> str:
     return "simple_rnn" if _layer_count == 1 else f"simple_rnn_{_layer_count - 1}"
 
 
-class SimpleRNN(NpzSavable):
+class SimpleRNN:
     """Fully-connected RNN where the output is fed back to the input (Keras ``SimpleRNN``).
 
     ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``
@@ -60,12 +64,23 @@ class SimpleRNN(NpzSavable):
     return_sequences, return_state, go_backwards, stateful, unroll : bool
         As in Keras; ``unroll`` is accepted and changes nothing (same results).
     seed : int or None
-        Seeds the dropout masks.
+        Seeds the dropout masks; without it they come from the global stream of
+        :func:`simplernn_numba.set_random_seed`.
+    zero_output_for_mask : bool
+        Keras' RNN argument: masked steps output zeros instead of the previous
+        output (the state is carried either way). With ``return_sequences=False``
+        the output is then zero in rows whose last processed step is masked.
     name, trainable, dtype : Keras layer keywords; ``dtype`` is float32 or float64.
     device : {"auto", "cpu", "cuda"}
         Where the kernels run (see :mod:`simplernn_numba.dispatch`).
     input_shape, batch_input_shape, batch_size : Keras 2 shape keywords; a
         known batch size lets a stateful layer reset its states before a call.
+
+    Attributes
+    ----------
+    last_call : simplernn_numba.dispatch.CallInfo or None
+        Which path the last call took: ``last_call.device`` is ``"cpu"``, ``"cuda"``
+        or ``"reference"`` (None before the first call).
 
     Examples
     --------
@@ -76,6 +91,10 @@ class SimpleRNN(NpzSavable):
     >>> seq, state = SimpleRNN(4, return_sequences=True, return_state=True)(inputs)
     >>> seq.shape, state.shape
     ((32, 10, 4), (32, 4))
+    >>> layer = SimpleRNN(4, device="cpu")
+    >>> _ = layer(inputs)
+    >>> layer.last_call.device
+    'cpu'
     """
 
     def __init__(
@@ -102,6 +121,7 @@ class SimpleRNN(NpzSavable):
         unroll: bool = False,
         seed: int | None = None,
         *,
+        zero_output_for_mask: bool = False,
         name: str | None = None,
         trainable: bool = True,
         dtype="float32",
@@ -112,7 +132,7 @@ class SimpleRNN(NpzSavable):
     ):
         self.units = V.positive_int(units, "units")
         self.activation = activations.get(activation)
-        for key, module in _CONFIG_OBJECTS.items():
+        for key, module in CONFIG_OBJECTS.items():
             setattr(self, key, module.get(locals()[key]))
         for key in _FLAGS:
             setattr(self, key, V.flag(locals()[key], key))
@@ -125,13 +145,15 @@ class SimpleRNN(NpzSavable):
         self.trainable = V.flag(trainable, "trainable")
         self.dtype = V.float_dtype(dtype).name
         self.device = dispatch.check_device(device)
-        self._rng = np.random.default_rng(seed)
+        self._rng = None if seed is None else seeding.generator(seed)
+        self._rng_epoch = -1
         self._weights: dict[str, np.ndarray | None] = dict.fromkeys(_WEIGHT_NAMES)
         self._weights_version = 0
         self._features: int | None = None
         self._state: np.ndarray | None = None
         self._activity_losses: list[float] = []
         self._cache: functional.Cache | None = None
+        self.last_call: dispatch.CallInfo | None = None
         self.built = False
         if batch_input_shape is None and input_shape is not None:
             batch_input_shape = (batch_size, *tuple(input_shape))
@@ -173,6 +195,16 @@ class SimpleRNN(NpzSavable):
     def _shape_of(self, key: str) -> tuple:
         return {"kernel": (self._features, self.units), "recurrent_kernel": (self.units, self.units),
                 "bias": (self.units,)}[key]
+
+    @property
+    def weights_version(self) -> int:
+        """A counter bumped on every change of the weights (for caches of derived arrays)."""
+        return self._weights_version
+
+    @property
+    def batch_size(self) -> int | None:
+        """The batch size fixed at build time or by a stateful layer's first call, else None."""
+        return self._batch_size
 
     @property
     def kernel(self) -> np.ndarray:
@@ -308,8 +340,9 @@ class SimpleRNN(NpzSavable):
         inputs : array (batch, timesteps, features), timesteps >= 1
         mask : array (batch, timesteps) of bool, optional
             True marks steps to use; False steps are skipped.
-        training : bool, optional
-            Dropout is applied only when True.
+        training : bool or None, optional
+            Dropout is applied only when True. NumPy bools and the integers 0 and 1
+            (Keras 2's learning phase) are accepted too; anything else is a TypeError.
         initial_state : array (batch, units) or list of one, optional
 
         Returns
@@ -317,10 +350,14 @@ class SimpleRNN(NpzSavable):
         output : (batch, units), or (batch, timesteps, units) with return_sequences;
         with return_state, the list [output, final_state (batch, units)].
 
+        After the call, :attr:`last_call` says which kernels ran.
+
         A non-stateful layer may be called from several threads at once. Calls
         of a stateful layer (and the first, building call of any layer) are
         serialised by a per-layer lock.
         """
+        if training is not None and training is not True and training is not False:
+            training = V.training(training)
         if self.stateful or not self.built:
             with _threading.object_lock(self):
                 return self._call(inputs, mask, training, initial_state)
@@ -330,7 +367,8 @@ class SimpleRNN(NpzSavable):
         dt = _DTYPES.get(self.dtype) or np.dtype(self.dtype)
         if mask is not None or initial_state is not None:
             V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
-        x = V.inputs(inputs, dt, self._features)
+        x = V.inputs(inputs, dt, self._features,
+                     f"layer {self.name!r} was built for {self._features} features")
         if not self.built:
             self.build((self._batch_size if self.stateful else None, *x.shape[1:]))
         batch, steps, features = x.shape
@@ -344,19 +382,32 @@ class SimpleRNN(NpzSavable):
         stored = self._weights
         weights = dispatch.weights(kernels, self, self._weights_version,
                                    (stored["kernel"], stored["recurrent_kernel"], stored["bias"]))
-        run = functional.run if training else _forward_only
         self._cache = None  # the last call's arrays go first: their memory serves this call's
-        output, state, self._cache = run(
+        output, state, self._cache = functional.run(
             kernels, x, *weights, h0,
             mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
             go_backwards=self.go_backwards, activation=self._kernel_activation(),
-            return_sequences=self.return_sequences,
+            return_sequences=self.return_sequences, training=bool(training),
         )
+        self.last_call = dispatch.call_info(kernels)
+        if self.zero_output_for_mask and mask is not None:
+            output = self._zero_masked(output, mask)
         if self.stateful:
             self._state = state
         result = [output, state] if self.return_state else output
         self._record_activity(result)
         return result
+
+    def _zero_masked(self, output, mask: np.ndarray) -> np.ndarray:
+        """``output`` (as the call returns it) with zeros at masked steps (``zero_output_for_mask``)."""
+        if V.is_device_array(output):
+            raise ValueError(
+                f"Layer {self.name!r} has zero_output_for_mask=True, which needs host (NumPy) "
+                "inputs and mask; GPU arrays are never copied implicitly."
+            )
+        keep = mask[:, ::-1] if self.go_backwards else mask  # in processing order, as the outputs
+        keep = keep[:, :, None] if self.return_sequences else keep[:, -1:]
+        return np.where(keep, output, output.dtype.type(0))
 
     def _kernel_activation(self):
         return activations.name_of(self.activation) or self.activation
@@ -381,6 +432,8 @@ class SimpleRNN(NpzSavable):
     def _dropout_mask(self, rate: float, shape: tuple, dt: np.dtype) -> np.ndarray | None:
         if rate == 0:
             return None
+        if self.seed is None and self._rng_epoch != seeding.epoch():
+            self._rng, self._rng_epoch = seeding.generator(), seeding.epoch()
         keep = self._rng.random(shape) >= rate
         return (keep / (1.0 - rate)).astype(dt)
 
@@ -429,13 +482,13 @@ class SimpleRNN(NpzSavable):
             "units": self.units, "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
         }
-        for key in _CONFIG_OBJECTS:
+        for key in CONFIG_OBJECTS:
             config[key] = serialize(getattr(self, key))
         config.update(
             dropout=self.dropout, recurrent_dropout=self.recurrent_dropout,
             return_sequences=self.return_sequences, return_state=self.return_state,
             go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
-            seed=self.seed,
+            zero_output_for_mask=self.zero_output_for_mask, seed=self.seed,
         )
         return config
 
@@ -446,51 +499,11 @@ class SimpleRNN(NpzSavable):
 
     def __repr__(self) -> str:
         act = activations.serialize(self.activation)
-        return f"SimpleRNN(units={self.units}, activation={act!r}, name={self.name!r})"
-
-    # ------------------------------------------------------------------ interop
-    # Thin delegations to convert_keras, convert_torch, saving and streaming (no logic here).
-    @classmethod
-    def from_keras(cls, keras_layer, *, device: str = "auto") -> SimpleRNN:
-        """Layer equivalent to a Keras 3 or Keras 2 ``SimpleRNN`` (config, weights, state)."""
-        from .convert_keras import from_keras
-
-        if type(keras_layer).__name__ == "Bidirectional":
-            raise TypeError("Use Bidirectional.from_keras for a Keras Bidirectional layer.")
-        return from_keras(keras_layer, device=device)
-
-    def to_keras(self, module="keras"):
-        """A Keras ``SimpleRNN`` (``module="keras"`` or ``"tf_keras"``) with this config and weights."""
-        from .convert_keras import to_keras
-
-        return to_keras(self, module)
-
-    @classmethod
-    def from_torch(cls, rnn, **kwargs) -> SimpleRNN:
-        """Layer with the weights of a single-layer unidirectional ``torch.nn.RNN``."""
-        from .convert_torch import from_torch
-
-        if getattr(rnn, "bidirectional", False):
-            raise ValueError("Use Bidirectional.from_torch for a bidirectional torch.nn.RNN.")
-        return from_torch(rnn, **kwargs)
-
-    def to_torch(self, batch_first: bool = True):
-        """A ``torch.nn.RNN`` (tanh or relu) with this layer's weights."""
-        from .convert_torch import to_torch
-
-        return to_torch(self, batch_first)
-
-    def stream(self, batch_size: int = 1, initial_state=None):
-        """A :class:`~simplernn_numba.streaming.Stream` that advances one timestep per call."""
-        from .streaming import Stream
-
-        return Stream(self, batch_size, initial_state)
-
-    def step(self, x_t, state):
-        """The state after one timestep, (batch, units), from ``x_t`` (batch, F) and ``state``."""
-        from .streaming import step
-
-        return step(self, x_t, state)
+        flags = "".join(f", {key}=True" for key in ("go_backwards", "stateful", "zero_output_for_mask")
+                        if getattr(self, key))
+        return (f"SimpleRNN(units={self.units}, activation={act!r}, dtype={self.dtype!r}, "
+                f"device={self.device!r}, return_sequences={self.return_sequences}, "
+                f"return_state={self.return_state}{flags}, built={self.built}, name={self.name!r})")
 
     # ------------------------------------------------------------------ gradients (backward pass)
     def backward(self, d_output=None, d_state=None) -> dict[str, np.ndarray | None]:
@@ -551,14 +564,19 @@ class SimpleRNN(NpzSavable):
         d_output = V.gradient(d_output, "d_output", out_shape, dt)
         d_state = V.gradient(d_state, "d_state", (batch, units), dt)
         reg = self.activity_regularizer
+        zero_masked = self.zero_output_for_mask and cache.mask is not None
         if reg is not None:
             output = cache.outputs if self.return_sequences else cache.outputs[:, -1]
+            if zero_masked:
+                output = self._zero_masked(output, cache.mask)
             d_output = _plus(d_output, reg.gradient(output) / dt.type(batch))
             if self.return_state:
                 state = cache.outputs[:, -1]  # the final state, except in rows masked throughout
                 if cache.mask is not None:
                     state = np.where(cache.mask.any(axis=1)[:, None], state, cache.initial_state)
                 d_state = _plus(d_state, reg.gradient(state) / dt.type(batch))
+        if zero_masked and d_output is not None:  # a zeroed output passes no gradient back
+            d_output = self._zero_masked(d_output, cache.mask)
         grads = functional._backward(cache, d_output, d_state)  # checked above
         for key, weight_reg in zip(
             _WEIGHT_NAMES, (self.kernel_regularizer, self.recurrent_regularizer, self.bias_regularizer)
@@ -569,17 +587,6 @@ class SimpleRNN(NpzSavable):
             if weight_reg is not None and weights is not None:
                 grads[key] = grads[key] + weight_reg.gradient(weights)
         return grads
-
-
-def _forward_only(kernels, x, kernel, recurrent_kernel, bias, initial_state, *, mask, input_dropout,
-                  recurrent_dropout, go_backwards, activation, return_sequences):
-    """Inference call: ``(output, final_state, None)`` (no cache to keep). The keywords are
-    spelled out: packing them into ``**options`` and out again cost about 1 µs a call."""
-    output, state = kernels.forward_validated(
-        x, kernel, recurrent_kernel, bias, initial_state, mask=mask, input_dropout=input_dropout,
-        recurrent_dropout=recurrent_dropout, go_backwards=go_backwards, activation=activation,
-        return_sequences=return_sequences)
-    return output, state, None
 
 
 def _plus(grad, extra):

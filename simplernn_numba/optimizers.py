@@ -8,6 +8,8 @@ which returns the new arrays). Slot variables (momentum, moments) are kept per
 
 >>> import numpy as np
 >>> opt = SGD(learning_rate=0.1)
+>>> opt
+SGD(learning_rate=0.1, momentum=0.0, nesterov=False)
 >>> opt.step({"w": np.array([1.0, 2.0])}, {"w": np.array([1.0, -1.0])})["w"].tolist()
 [0.9, 2.1]
 """
@@ -90,6 +92,14 @@ class Optimizer:
         layer.set_weights([new[name] for name in names])
         layer.apply_constraints()
 
+    def get_config(self) -> dict:
+        """The constructor arguments (Keras names)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
     def _update(self, param, grad, slots, iteration):
         raise NotImplementedError
 
@@ -106,6 +116,9 @@ class SGD(Optimizer):
         self.learning_rate = _positive(learning_rate, "learning_rate")
         self.momentum = _unit_interval(momentum, "momentum")
         self.nesterov = bool(nesterov)
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "momentum": self.momentum, "nesterov": self.nesterov}
 
     def _update(self, param, grad, slots, iteration):
         lr = self.learning_rate
@@ -132,6 +145,10 @@ class Adam(Optimizer):
         self.beta_1 = _unit_interval(beta_1, "beta_1")
         self.beta_2 = _unit_interval(beta_2, "beta_2")
         self.epsilon = _positive(epsilon, "epsilon")
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
 
     def _update(self, param, grad, slots, iteration):
         m = slots.get("m", np.zeros_like(param))

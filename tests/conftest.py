@@ -1,15 +1,14 @@
 import numpy as np
 import pytest
 
+from simplernn_numba.bench.cases import tolerance
+
+__all__ = ["rng", "tolerance"]  # tolerance: (rtol, atol) of a kernel against the reference
+
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
-
-
-def tolerance(dtype):
-    """(rtol, atol) for comparing a kernel against the reference at ``dtype``."""
-    return (1e-10, 1e-12) if np.dtype(dtype) == np.float64 else (2e-5, 2e-6)
 
 
 # ---------------------------------------------------------------- hypothesis profiles (fuzz tests)

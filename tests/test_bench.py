@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from simplernn_numba import bench
+from simplernn_numba.bench import cases, timing
+from simplernn_numba.bench import training as bench_train
 
 
 def test_cli_writes_table_with_ratio_and_roofline(tmp_path, capsys):
@@ -42,19 +44,19 @@ def test_missing_peer_is_skipped_with_a_note(monkeypatch):
         raise ImportError("no module", name="somepeer")
     monkeypatch.setitem(bench.BUILDERS, "torch", missing)
     (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("torch",), rounds=1, progress=False)
-    assert row.notes == {"torch": "not installed (somepeer)"}
-    assert "- torch: not installed (somepeer)" in bench.markdown([row])
+    assert row.notes == {"torch": 'not installed (somepeer; pip install -e ".[bench]")'}
+    assert '- torch: not installed (somepeer; pip install -e ".[bench]")' in bench.markdown([row])
 
 
 def test_masked_numpy_peer_matches_layer():
     case = bench.Case(3, 6, 4, 5, masked=True)
-    problem = bench.make_problem(case)
+    problem = bench.case_problem(case)
     ours = bench.BUILDERS[bench.OURS](problem, case)()
     np.testing.assert_allclose(bench.BUILDERS["numpy"](problem, case)(), ours, rtol=1e-5, atol=1e-6)
 
 
 def test_parse_case_and_unknown_peer():
-    assert bench.parse_case("1,2,3,4,float64") == bench.Case(1, 2, 3, 4, "float64")
+    assert cases.parse_case("1,2,3,4,float64") == bench.Case(1, 2, 3, 4, "float64")
     with pytest.raises(SystemExit):
         bench.main(["--peers", "nope", "--no-roofline"])
 
@@ -68,8 +70,6 @@ def test_plot_writes_png(tmp_path):
 
 # ---------------------------------------------------------------------- training mode (--train)
 def test_train_cli_checks_gradients_and_skips_missing_peers(tmp_path, monkeypatch):
-    from simplernn_numba import bench_train
-
     def missing(problem, case):
         raise ImportError("no module", name="torch")
     monkeypatch.setitem(bench_train.TRAIN_BUILDERS, "torch", missing)
@@ -78,24 +78,20 @@ def test_train_cli_checks_gradients_and_skips_missing_peers(tmp_path, monkeypatc
                        "--no-plot", "--no-roofline"])
     text = (tmp_path / "bench_train.md").read_text()
     assert set(rows[0].timings) == {"simplernn_numba", "numpy"}
-    assert rows[1].notes == {"torch": "not installed (torch)"}
-    assert "| 3,4,5,6 |" in text and "- torch: not installed (torch)" in text
+    assert rows[1].notes == {"torch": 'not installed (torch; pip install -e ".[bench]")'}
+    assert "| 3,4,5,6 |" in text and "- torch: not installed (torch" in text
     assert "layer.backward(d_output)" in text
 
 
 def test_train_step_returns_layer_gradients():
-    from simplernn_numba import bench_train
-
     case = bench.Case(3, 5, 4, 6)
-    problem = bench.make_problem(case)
+    problem = bench.case_problem(case)
     grads = bench_train.TRAIN_BUILDERS[bench.OURS](problem, case)()
     assert [g.shape for g in grads] == [(3, 5, 4), (4, 6), (6, 6), (6,)]
-    bench.assert_close(bench_train.TRAIN_BUILDERS["numpy"](problem, case)(), grads, rtol=1e-4, atol=1e-5)
+    cases.assert_close(bench_train.TRAIN_BUILDERS["numpy"](problem, case)(), grads, rtol=1e-4, atol=1e-5)
 
 
 def test_train_peer_with_wrong_gradient_is_reported(monkeypatch):
-    from simplernn_numba import bench_train
-
     numpy_step = bench_train.TRAIN_BUILDERS["numpy"]
 
     def wrong(problem, case):
@@ -110,12 +106,10 @@ def test_train_peer_with_wrong_gradient_is_reported(monkeypatch):
 @pytest.mark.parametrize("peer", ["torch", "jax"])
 def test_train_peer_gradients_match_ours(peer):
     pytest.importorskip(peer)
-    from simplernn_numba import bench_train
-
     case = bench.Case(3, 6, 4, 5)
-    problem = bench.make_problem(case)
+    problem = bench.case_problem(case)
     ours = bench_train.TRAIN_BUILDERS[bench.OURS](problem, case)()
-    bench.assert_close(bench_train.TRAIN_BUILDERS[peer](problem, case)(), ours, rtol=1e-4, atol=1e-5)
+    cases.assert_close(bench_train.TRAIN_BUILDERS[peer](problem, case)(), ours, rtol=1e-4, atol=1e-5)
 
 
 def test_blocks_wait_while_another_thread_is_busy():
@@ -129,10 +123,10 @@ def test_blocks_wait_while_another_thread_is_busy():
 
     busy = threading.Thread(target=spin, args=(0.2,))
     busy.start()
-    waited = bench._wait_until_idle(limit_s=5.0)
+    waited = timing._wait_until_idle(limit_s=5.0)
     busy.join()
     assert 0.1 < waited < 5.0  # waited for the spinning thread, not for the limit
-    assert bench._wait_until_idle(limit_s=5.0) < 5.0  # an idle process goes on at once
+    assert timing._wait_until_idle(limit_s=5.0) < 5.0  # an idle process goes on at once
 
 
 def test_every_implementation_is_timed_in_interleaved_rounds(monkeypatch):
@@ -150,7 +144,7 @@ def test_every_implementation_is_timed_in_interleaved_rounds(monkeypatch):
             return fn
         return build
 
-    monkeypatch.setattr(bench, "_block", fake_block)
+    monkeypatch.setattr(timing, "_block", fake_block)
     builders = {bench.OURS: builder("ours", 1e-5, 1000), "short": builder("short", 1e-5, 1000),
                 "long": builder("long", 0.5, 1)}
     (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("short", "long"), rounds=4, repeat=30,
@@ -166,8 +160,8 @@ def test_every_implementation_is_timed_in_interleaved_rounds(monkeypatch):
 
 def test_a_block_of_short_calls_lasts_its_time_slice():
     calls = []
-    times = bench._block(lambda: calls.append(1))
+    times = timing._block(lambda: calls.append(1))
     assert len(calls) == len(times) + 1  # one untimed call first
-    assert len(times) > 100 and sum(times) < bench.BLOCK_S
-    slow = bench._block(lambda: __import__("time").sleep(bench.BLOCK_S))
+    assert len(times) > 100 and sum(times) < timing.BLOCK_S
+    slow = timing._block(lambda: __import__("time").sleep(timing.BLOCK_S))
     assert len(slow) == 1  # one call as long as the block: timed alone

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from simplernn_numba import Bidirectional, SimpleRNN
+from simplernn_numba.interop.keras import from_keras, to_keras
 from simplernn_numba.kernels import reference
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -74,7 +75,7 @@ def test_relu_without_bias_default_state_matches_keras():
     config = dict(activation="relu", use_bias=False, return_sequences=True)
     theirs = keras.layers.Bidirectional(keras.layers.SimpleRNN(3, **config), merge_mode="sum")
     theirs.build((None, None, 2))
-    ours = Bidirectional.from_keras(theirs)
+    ours = from_keras(theirs)
     x = rng.normal(size=(3, 4, 2)).astype(np.float32)
     np.testing.assert_allclose(ours(x), _numpy(keras, theirs(x))[0], rtol=2e-5, atol=2e-6)
 
@@ -85,10 +86,10 @@ def test_keras_config_round_trip_and_names():
     assert ours.forward_layer.name == "forward_rnn"
     assert ours.backward_layer.name == "backward_rnn"
     assert not ours.forward_layer.go_backwards and ours.backward_layer.go_backwards
-    theirs = ours.to_keras()
+    theirs = to_keras(ours)
     assert isinstance(theirs, keras.layers.Bidirectional)
     assert theirs.forward_layer.name == "forward_rnn" and theirs.backward_layer.go_backwards
-    back = Bidirectional.from_keras(theirs)
+    back = from_keras(theirs)
     assert back.get_config() == ours.get_config()
 
 
@@ -98,7 +99,7 @@ def test_built_round_trip_through_keras_is_exact():
     ours = Bidirectional(SimpleRNN(3, return_sequences=True))
     ours.build((None, None, 2))
     _random_weights(ours, rng)
-    back = Bidirectional.from_keras(ours.to_keras())
+    back = from_keras(to_keras(ours))
     for a, b in zip(ours.get_weights(), back.get_weights()):
         np.testing.assert_array_equal(a, b)
 
@@ -182,10 +183,10 @@ def test_stateful_states_travel_to_keras_and_back():
     rng = np.random.default_rng(5)
     ours = Bidirectional(SimpleRNN(2, stateful=True, return_sequences=True), merge_mode="sum")
     ours(rng.normal(size=(3, 4, 2)))  # non-zero states in both directions
-    theirs = ours.to_keras()
+    theirs = to_keras(ours)
     for state, keras_state in zip(ours.states, theirs.states, strict=True):
         np.testing.assert_array_equal(state, keras.ops.convert_to_numpy(keras_state))
-    back = Bidirectional.from_keras(theirs)
+    back = from_keras(theirs)
     for a, b in zip(back.states, ours.states, strict=True):
         np.testing.assert_array_equal(a, b)
     x = rng.normal(size=(3, 4, 2)).astype(np.float32)

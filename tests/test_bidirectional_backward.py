@@ -8,6 +8,7 @@ from gradcheck import assert_gradients_close, numeric_gradients
 
 import simplernn_numba as srn
 from simplernn_numba import Bidirectional, SimpleRNN
+from simplernn_numba.interop.torch import from_torch
 
 BATCH, STEPS, FEATURES, UNITS = 3, 4, 2, 2
 WEIGHTS = ("kernel", "recurrent_kernel", "bias")
@@ -104,7 +105,7 @@ def test_matches_torch_autograd():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     rnn = torch.nn.RNN(FEATURES, UNITS, batch_first=True, bidirectional=True, dtype=torch.float64)
-    layer = Bidirectional.from_torch(rnn, return_sequences=True, return_state=True)
+    layer = from_torch(rnn, return_sequences=True, return_state=True)
     rng = np.random.default_rng(7)
     x, h0 = rng.normal(size=(BATCH, STEPS, FEATURES)), rng.normal(size=(2, BATCH, UNITS))
     d_out, d_h = rng.normal(size=(BATCH, STEPS, 2 * UNITS)), rng.normal(size=(2, BATCH, UNITS))

@@ -7,7 +7,7 @@ from simplernn_numba import Bidirectional, SimpleRNN
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
-from simplernn_numba.dask import predict  # noqa: E402
+from simplernn_numba.interop.dask import predict  # noqa: E402
 
 
 @pytest.fixture(scope="module")

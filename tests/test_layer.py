@@ -1,4 +1,4 @@
-"""SimpleRNN layer: the seed's examples, Keras semantics, errors, config."""
+"""SimpleRNN layer: the Keras documentation's examples, Keras semantics, errors, config, repr."""
 
 import numpy as np
 import pytest
@@ -272,7 +272,7 @@ def test_get_config_keys_and_round_trip():
                   "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
                   "kernel_constraint", "recurrent_constraint", "bias_constraint", "dropout",
                   "recurrent_dropout", "return_sequences", "return_state", "go_backwards",
-                  "stateful", "unroll", "name", "trainable", "dtype"}
+                  "stateful", "unroll", "zero_output_for_mask", "name", "trainable", "dtype"}
     assert keras_keys <= set(config) and set(config) - keras_keys == {"seed"}
     assert SimpleRNN.from_config(config).get_config() == config
 
@@ -304,7 +304,8 @@ def test_constructor_errors(kwargs, error, match):
 
 @pytest.mark.parametrize("inputs,kwargs,error,match", [
     (np.zeros((2, 3)), {}, ValueError, r"3-D.*\(batch, timesteps, features\).*\(2, 3\)"),
-    (np.zeros((2, 3, 5)), {}, ValueError, "4 features.*received shape"),
+    (np.zeros((2, 3, 5)), {}, ValueError, r"inputs have 5 features \(shape \(2, 3, 5\)\) but layer "
+                                          "'.*' was built for 4 features"),
     (np.zeros((2, 3, 4), complex), {}, TypeError, "complex"),
     (np.array([[["a"]]]), {}, TypeError, "dtype"),
     (np.zeros((2, 3, 4)), {"mask": np.ones((2, 4), bool)}, ValueError, r"mask.*\(2, 3\).*\(2, 4\)"),
@@ -341,3 +342,83 @@ def test_a_call_releases_the_last_calls_arrays_before_running(monkeypatch):
     layer(x, training=True)
     assert seen == [True]
     layer.backward(np.ones((2, 4, 3), np.float32))  # the new call's cache works
+
+
+# ---------------------------------------------------------------- repr, last_call, training, names
+def test_repr_shows_configuration_and_build_state():
+    layer = SimpleRNN(3, activation="relu", return_state=True, go_backwards=True, dtype="float64",
+                      device="cpu", name="rnn")
+    assert repr(layer) == ("SimpleRNN(units=3, activation='relu', dtype='float64', device='cpu', "
+                           "return_sequences=False, return_state=True, go_backwards=True, built=False, "
+                           "name='rnn')")
+    layer.build((None, None, 2))
+    assert "built=True" in repr(layer)
+    from simplernn_numba import Bidirectional
+
+    wrapper = Bidirectional(SimpleRNN(2, name="r"), merge_mode="sum", name="bi")
+    assert repr(wrapper) == (f"Bidirectional({wrapper.forward_layer!r}, merge_mode='sum', name='bi')")
+    assert "forward_r" in repr(wrapper)
+
+
+def test_optimizers_repr():
+    from simplernn_numba.optimizers import SGD, Adam
+
+    assert repr(SGD(0.1, momentum=0.5)) == "SGD(learning_rate=0.1, momentum=0.5, nesterov=False)"
+    assert repr(Adam()) == "Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07)"
+
+
+def test_last_call_names_the_kernels_that_ran():
+    from simplernn_numba import Bidirectional
+    from simplernn_numba.dispatch import CallInfo
+
+    layer = SimpleRNN(2, device="cpu")
+    assert layer.last_call is None
+    layer(np.ones((1, 2, 3), np.float32))
+    assert layer.last_call == CallInfo("cpu") and layer.last_call.plan is None
+    layer = SimpleRNN(2, activation=lambda z: np.tanh(z))
+    layer(np.ones((1, 2, 3), np.float32))
+    assert layer.last_call.device == "reference"
+    wrapper = Bidirectional(SimpleRNN(2, device="cpu"))
+    wrapper(np.ones((1, 2, 3), np.float32))
+    assert wrapper.last_call == (CallInfo("cpu"), CallInfo("cpu"))
+
+
+@pytest.mark.parametrize("training", [True, False, None, np.True_, np.bool_(False), 1, 0, np.int64(1)])
+def test_training_takes_bools_none_and_learning_phase_integers(training):
+    layer = SimpleRNN(2, dropout=0.5, seed=0, kernel_initializer="ones", recurrent_initializer="zeros")
+    x = np.ones((64, 2, 3), np.float32)
+    inference = layer(x, training=False)
+    out = layer(x, training=training)
+    assert (layer._cache is not None) == bool(training)  # a training call keeps its cache
+    assert np.array_equal(out, inference) != bool(training)  # and drops inputs
+
+
+@pytest.mark.parametrize("training", ["yes", 2, 0.0, [True]])
+def test_training_refuses_anything_else(training):
+    from simplernn_numba import Bidirectional
+
+    with pytest.raises(TypeError, match="training must be True, False or None"):
+        SimpleRNN(2)(np.ones((1, 2, 3), np.float32), training=training)
+    with pytest.raises(TypeError, match="training must be True, False or None"):
+        Bidirectional(SimpleRNN(2))(np.ones((1, 2, 3), np.float32), training=training)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"activation": "Tanh"}, "Did you mean 'tanh'"),
+    ({"activation": "sigmod"}, "Did you mean 'sigmoid'"),
+    ({"kernel_initializer": "Glorot_Uniform"}, "Did you mean 'glorot_uniform'"),
+    ({"kernel_initializer": "glorot_unifrom"}, "Did you mean 'glorot_uniform'"),
+    ({"kernel_regularizer": "L1_L2"}, "Did you mean 'l1_l2'"),
+    ({"kernel_constraint": "maxnorm"}, "Did you mean 'max_norm'"),
+    ({"kernel_initializer": {"class_name": "GlorotUnifrom"}}, "Did you mean 'GlorotUniform'"),
+    ({"device": "CPU"}, "Did you mean 'cpu'"),
+])
+def test_unknown_names_get_a_suggestion(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SimpleRNN(2, **kwargs)
+
+
+def test_unknown_name_far_from_any_gets_no_suggestion():
+    with pytest.raises(ValueError) as info:
+        SimpleRNN(2, activation="qqqqqq")
+    assert "Did you mean" not in str(info.value) and "Expected one of" in str(info.value)

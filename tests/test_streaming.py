@@ -5,6 +5,7 @@ import pytest
 from conftest import tolerance
 
 from simplernn_numba import SimpleRNN, Stream
+from simplernn_numba.interop.streaming import step
 from simplernn_numba.kernels import cpu_step, reference
 
 
@@ -24,12 +25,12 @@ def test_steps_equal_one_call(activation, use_bias, dtype):
     x = rng.normal(size=(3, 7, 3)).astype(dtype)
     h0 = rng.normal(size=(3, 5)).astype(dtype)
     expected = layer(x, initial_state=h0)
-    stream = layer.stream(batch_size=3, initial_state=h0)
+    stream = Stream(layer, batch_size=3, initial_state=h0)
     state = h0
     rtol, atol = tolerance(dtype)
     for t in range(7):
         out = stream.step(x[:, t])
-        state = layer.step(x[:, t], state)
+        state = step(layer, x[:, t], state)
         np.testing.assert_allclose(out, expected[:, t], rtol=rtol, atol=atol)
         np.testing.assert_array_equal(state, out)
     assert stream.state is out
@@ -51,7 +52,7 @@ def test_stream_follows_weight_changes_and_reset():
 
 def test_no_compilation_after_the_first_step():
     rng = np.random.default_rng(2)
-    stream = _layer(rng).stream()
+    stream = Stream(_layer(rng))
     x_t = rng.normal(size=(1, 3)).astype(np.float32)
     stream.step(x_t)
     compiled = len(cpu_step.step.signatures)
@@ -65,16 +66,16 @@ def test_no_compilation_after_the_first_step():
 def test_inputs_are_validated():
     rng = np.random.default_rng(3)
     layer = _layer(rng)
-    stream = layer.stream(batch_size=2)
+    stream = Stream(layer, batch_size=2)
     with pytest.raises(ValueError, match=r"x_t must have shape \(2, 3\)"):
         stream.step(np.zeros((1, 3), np.float32))
     with pytest.raises(TypeError, match="real numbers"):
         stream.step(np.array([["a", "b", "c"]] * 2))
     with pytest.raises(ValueError, match="state must have shape"):
-        layer.step(np.zeros((2, 3)), np.zeros((1, 5)))
+        step(layer, np.zeros((2, 3)), np.zeros((1, 5)))
     with pytest.raises(ValueError, match="not built"):
-        SimpleRNN(2).stream()
+        Stream(SimpleRNN(2))
     with pytest.raises(ValueError, match="Python-callable"):
-        _layer(rng, activation=lambda z: z).stream()
+        Stream(_layer(rng, activation=lambda z: z))
     with pytest.raises(ValueError, match="batch_size"):
-        layer.stream(batch_size=0)
+        Stream(layer, batch_size=0)

@@ -158,3 +158,4 @@ def test_training_example_reduces_loss_tenfold():
     spec.loader.exec_module(example)
     losses = example.main(steps=150, verbose=False)
     assert np.mean(losses[:10]) > 10 * np.mean(losses[-10:])
+    assert example.main(steps=150, verbose=False) == losses  # seeded: the same run every time

@@ -29,7 +29,7 @@ BAD_CALLS = [
     ("bytes", np.zeros((2, 4, 2), "S3"), {}, TypeError, "S3"),
     ("structured", np.zeros((2, 4, 2), [("a", "f4")]), {}, TypeError, "dtype"),
     ("complex", X.astype(complex), {}, TypeError, "complex128"),
-    ("features", np.ones((2, 4, 3)), {}, ValueError, "2 features.*received shape"),
+    ("features", np.ones((2, 4, 3)), {}, ValueError, "inputs have 3 features.*built for 2 features"),
     ("timesteps 0", np.ones((2, 0, 2)), {}, ValueError, "at least one timestep"),
     ("mask rank 3", X, {"mask": np.ones((2, 4, 1), bool)}, ValueError, r"mask.*\(2, 4\).*\(2, 4, 1\)"),
     ("mask scalar", X, {"mask": True}, ValueError, r"mask.*\(2, 4\).*received shape \(\)"),

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bidirectional import Bidirectional
-from .layer import SimpleRNN
+from ..bidirectional import Bidirectional
+from ..layer import SimpleRNN
 
 
 def _output_units(layer) -> int:

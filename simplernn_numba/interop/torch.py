@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _validate as V
-from . import activations
-from .bidirectional import Bidirectional
-from .layer import SimpleRNN
+from .. import _validate as V
+from .. import activations
+from ..bidirectional import Bidirectional
+from ..layer import SimpleRNN
 
 #: torch nonlinearity <-> our activation name
 _TORCH_ACTIVATIONS = ("tanh", "relu")

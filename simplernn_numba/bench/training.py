@@ -1,10 +1,10 @@
-"""Training-step builders for :mod:`simplernn_numba.bench` (``--train``): forward + backward.
+"""Training-step builders for ``python -m simplernn_numba.bench --train``: forward + backward.
 
 Each builder returns a callable that runs one training step on the problem's
 weights and inputs, with a fixed upstream gradient ``d_output`` (B, T, U), and
 returns the gradients ``(inputs, kernel, recurrent_kernel, bias)`` as NumPy
-arrays in Keras layout, so that :func:`simplernn_numba.bench.run` checks every
-peer's gradients against ours.
+arrays in Keras layout, so that :func:`simplernn_numba.bench.timing.run` checks every
+peer's gradients against ours (:func:`tolerance`).
 
 - ours: the public layer API, ``layer(x, training=True)`` then ``layer.backward(d_output)``
   (validation, dispatch and the cached forward outputs included);
@@ -13,9 +13,10 @@ peer's gradients against ours.
   gradients for the input and every weight);
 - jax: ``jax.jit(jax.vjp(...))`` of the ``lax.scan`` RNN of the forward benchmark.
 
->>> from simplernn_numba import bench
->>> rows = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), rounds=1, progress=False,
-...                  builders=TRAIN_BUILDERS, tolerance=tolerance)
+>>> from simplernn_numba.bench.cases import Case
+>>> from simplernn_numba.bench.timing import run
+>>> rows = run([Case(2, 3, 4, 5)], peers=("numpy",), rounds=1, progress=False,
+...            builders=TRAIN_BUILDERS, tolerance=tolerance)
 >>> sorted(rows[0].timings)
 ['numpy', 'simplernn_numba']
 """
@@ -26,7 +27,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .bench import OURS, Case, Problem, jax_rnn, torch_rnn
+from . import cases
+from .cases import Case, Problem
+from .peers import OURS, jax_rnn, torch_rnn
 
 #: Implementations with a training step, in table order after ours.
 PEERS = ("numpy", "torch", "jax")
@@ -43,12 +46,13 @@ def d_output(problem: Problem, case: Case) -> np.ndarray:
 
 
 def tolerance(case: Case) -> dict:
-    """Gradients are sums over B*T terms: float32 agrees to ~1e-3 of the largest entry."""
-    return dict(rtol=1e-9, atol=1e-9) if case.dtype == "float64" else dict(rtol=1e-3, atol=1e-3)
+    """``rtol``/``atol`` of the gradient check: ``cases.tolerance(dtype, "gradient")``."""
+    rtol, atol = cases.tolerance(case.dtype, "gradient")
+    return dict(rtol=rtol, atol=atol)
 
 
 def _ours(p: Problem, case: Case) -> Callable[[], Grads]:
-    from .layer import SimpleRNN
+    from ..layer import SimpleRNN
 
     layer = SimpleRNN(case.units, return_sequences=True, dtype=case.dtype)
     layer.build(p.x.shape)
@@ -63,7 +67,7 @@ def _ours(p: Problem, case: Case) -> Callable[[], Grads]:
 
 
 def _numpy(p: Problem, case: Case) -> Callable[[], Grads]:
-    from .kernels import reference
+    from ..kernels import reference
 
     h0 = np.zeros((case.batch, case.units), case.dtype)
     dy = d_output(p, case)

@@ -25,8 +25,8 @@ restarts it from ``seed``).
 >>> x = np.ones((2, 4, 5), np.float32)
 >>> path = os.path.join(tempfile.mkdtemp(), "rnn.npz")
 >>> y = layer(x)
->>> layer.save(path)
->>> bool(np.array_equal(SimpleRNN.load(path)(x), y))
+>>> save(layer, path)
+>>> bool(np.array_equal(load(path)(x), y))
 True
 """
 
@@ -39,10 +39,10 @@ import zipfile
 
 import numpy as np
 
-from . import activations
-from ._serialization import Serializable
-from .bidirectional import Bidirectional
-from .layer import _CONFIG_OBJECTS, SimpleRNN
+from .. import activations
+from .._serialization import Serializable
+from ..bidirectional import Bidirectional
+from ..layer import CONFIG_OBJECTS, SimpleRNN
 
 FORMAT = "simplernn_numba"
 VERSION = 1
@@ -66,7 +66,7 @@ def _check_savable(layer: SimpleRNN) -> None:
             f"Layer {layer.name!r} has a Python-callable activation, which a file cannot hold "
             "without executing code on load; use a built-in activation name."
         )
-    for key in _CONFIG_OBJECTS:
+    for key in CONFIG_OBJECTS:
         value = getattr(layer, key)
         if value is not None and not isinstance(value, Serializable):
             raise ValueError(
@@ -110,7 +110,7 @@ def save(layer, path) -> None:
     header = {
         "format": FORMAT, "version": VERSION, "class_name": type(layer).__name__,
         "config": layer.get_config(), "features": int(first.kernel.shape[0]),
-        "batch_size": first._batch_size,
+        "batch_size": first.batch_size,
     }
     text = json.dumps(header, allow_nan=False).encode("utf-8")
     np.savez(path, **{_HEADER: np.frombuffer(text, np.uint8)}, **arrays)
@@ -256,7 +256,7 @@ def _load(archive: zipfile.ZipFile, where: str, device: str):
 
 
 def load(path, *, device: str = "auto"):
-    """Read a layer written by :func:`save` (or ``layer.save``).
+    """Read a layer written by :func:`save`.
 
     Parameters
     ----------

@@ -1,7 +1,8 @@
 """Move config and weights between our layers and Keras ``SimpleRNN`` / ``Bidirectional``.
 
 Works with Keras 3 (``import keras``) and with Keras 2 (``import tf_keras``,
-or ``keras`` 2.x); Keras is imported only inside :func:`to_keras`. Mapping:
+or ``keras`` 2.x); Keras is imported only inside :func:`to_keras`
+(:func:`from_keras` only reads the Keras layer it is given). Mapping:
 
 - every SimpleRNN config key is copied; initializer, regularizer and constraint
   configs keep ``class_name`` and ``config`` (Keras' ``module`` and
@@ -10,8 +11,8 @@ or ``keras`` 2.x); Keras is imported only inside :func:`to_keras`. Mapping:
 - our ``seed`` is Keras 3's ``layer.cell.seed`` (Keras drops it from
   ``get_config``); Keras 2 has no seed, so none is passed there;
 - ``dtype`` is the Keras variable dtype; mixed-precision policies are refused;
-- ``zero_output_for_mask=True`` (outside a Bidirectional) and ``time_major=True``
-  are refused: our layer has neither;
+- ``zero_output_for_mask`` is copied (inside a ``Bidirectional`` both sides force it
+  to ``return_sequences``, as Keras does); ``time_major=True`` is refused;
 - ``hard_sigmoid`` is refused for Keras 2, whose definition differs from Keras 3's;
 - a stateful layer's state travels with its weights.
 """
@@ -23,16 +24,16 @@ import inspect
 
 import numpy as np
 
-from . import activations, constraints, initializers, regularizers
-from ._serialization import Serializable
-from .bidirectional import Bidirectional
-from .layer import _CONFIG_OBJECTS, SimpleRNN
+from .. import activations, constraints, initializers, regularizers
+from .._serialization import Serializable
+from ..bidirectional import Bidirectional
+from ..layer import CONFIG_OBJECTS, SimpleRNN
 
 _MODULES = {initializers: "initializer", regularizers: "regularizer", constraints: "constraint"}
 _COPIED = ("name", "trainable", "units", "use_bias", "dropout", "recurrent_dropout", "return_sequences",
-           "return_state", "go_backwards", "stateful", "unroll")
-#: Keras config keys that we read elsewhere, or that must hold the value given here.
-_FIXED = {"zero_output_for_mask": False, "time_major": False}
+           "return_state", "go_backwards", "stateful", "unroll", "zero_output_for_mask")
+#: Keras config keys that must hold the value given here.
+_FIXED = {"time_major": False}
 _IGNORED = ("dtype", "activation", "seed", "batch_input_shape", "input_shape")
 
 
@@ -84,22 +85,21 @@ def _check_dtype(keras_layer) -> str:
     return variable
 
 
-def _simple_rnn_from_keras(keras_layer, *, in_bidirectional: bool = False,
-                           device: str = "auto") -> SimpleRNN:
+def _simple_rnn_from_keras(keras_layer, *, device: str = "auto") -> SimpleRNN:
     if type(keras_layer).__name__ != "SimpleRNN" or not hasattr(keras_layer, "get_config"):
         raise TypeError(f"Expected a Keras SimpleRNN layer; received {type(keras_layer).__name__}.")
     keras2 = _is_keras2_layer(keras_layer)
     config = keras_layer.get_config()
     for key, value in config.items():
-        if key in _FIXED and not in_bidirectional and value != _FIXED[key]:
+        if key in _FIXED and value != _FIXED[key]:
             raise ValueError(f"Keras SimpleRNN {key}={value!r} has no equivalent here.")
-        if key not in (*_COPIED, *_CONFIG_OBJECTS, *_FIXED, *_IGNORED):
+        if key not in (*_COPIED, *CONFIG_OBJECTS, *_FIXED, *_IGNORED):
             raise ValueError(f"Keras SimpleRNN config key {key!r} is not supported.")
     activation = config.get("activation")
     if keras2 and activations.get(activation) is activations.hard_sigmoid:
         raise ValueError("Keras 2 hard_sigmoid (0.2 x + 0.5) differs from Keras 3's (x / 6 + 0.5).")
     ours = {key: config[key] for key in _COPIED if key in config}
-    for key, module in _CONFIG_OBJECTS.items():
+    for key, module in CONFIG_OBJECTS.items():
         ours[key] = _object_from_keras(config.get(key), module)
     seed = getattr(getattr(keras_layer, "cell", None), "seed", None)
     layer = SimpleRNN(activation=activation, dtype=_check_dtype(keras_layer),
@@ -129,12 +129,12 @@ def from_keras(keras_layer, *, device: str = "auto"):
     SimpleRNN or Bidirectional
     """
     if type(keras_layer).__name__ == "Bidirectional":
-        forward = _simple_rnn_from_keras(keras_layer.forward_layer, in_bidirectional=True, device=device)
-        backward = _simple_rnn_from_keras(keras_layer.backward_layer, in_bidirectional=True, device=device)
+        forward = _simple_rnn_from_keras(keras_layer.forward_layer, device=device)
+        backward = _simple_rnn_from_keras(keras_layer.backward_layer, device=device)
         layer = Bidirectional(forward, merge_mode=keras_layer.merge_mode, backward_layer=backward,
                               name=keras_layer.name)
         if forward.built and backward.built:
-            layer.build((forward._batch_size, None, forward.kernel.shape[0]))
+            layer.build((forward.batch_size, None, forward.kernel.shape[0]))
             layer.set_weights(forward.get_weights() + backward.get_weights())
             if layer.stateful and forward.states[0] is not None:
                 layer.reset_states([forward.states[0], backward.states[0]])
@@ -152,7 +152,7 @@ def _keras_kwargs(layer: SimpleRNN, keras2: bool) -> dict:
     if keras2 and layer.activation is activations.hard_sigmoid:
         raise ValueError("Keras 2 hard_sigmoid (0.2 x + 0.5) differs from ours (Keras 3: x / 6 + 0.5).")
     config = layer.get_config()
-    for key in _CONFIG_OBJECTS:
+    for key in CONFIG_OBJECTS:
         value = getattr(layer, key)
         if value is not None and not isinstance(value, Serializable):
             raise ValueError(
@@ -182,7 +182,7 @@ def _build_keras(keras_layer, layer) -> None:
     first = layer.forward_layer if isinstance(layer, Bidirectional) else layer
     if not first.built:
         return
-    keras_layer.build((first._batch_size, None, first.kernel.shape[0]))
+    keras_layer.build((first.batch_size, None, first.kernel.shape[0]))
     keras_layer.set_weights(layer.get_weights())
     if isinstance(layer, Bidirectional):
         _copy_into_keras(keras_layer.forward_layer, layer.forward_layer)

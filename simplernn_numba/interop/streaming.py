@@ -1,8 +1,8 @@
 """Online inference: advance a SimpleRNN one timestep at a time.
 
 :class:`Stream` keeps the state between calls; :func:`step` is the stateless
-form. Both run one compiled kernel (:mod:`.kernels.cpu.step`, compiled once per
-dtype and cached on disk) on weights validated once, and check each ``x_t``
+form. Both run one compiled kernel (:mod:`simplernn_numba.kernels.cpu.step`, compiled once per
+dtype and activation, cached on disk) on weights validated once, and check each ``x_t``
 with a few attribute tests (a full validation only when those fail). T calls
 equal one layer call over T steps, to float rounding (the full call sums the
 input projection with BLAS). A step is inference only: no dropout and no mask;
@@ -15,7 +15,7 @@ a GPU launch costs more than the step.
 >>> layer = SimpleRNN(4)
 >>> x = np.random.default_rng(0).random((2, 6, 3), dtype=np.float32)
 >>> y = layer(x)                      # builds the layer
->>> stream = layer.stream(batch_size=2)
+>>> stream = Stream(layer, batch_size=2)
 >>> for t in range(6):
 ...     h = stream.step(x[:, t])
 >>> bool(np.allclose(h, y, atol=1e-6))
@@ -28,11 +28,11 @@ import weakref
 
 import numpy as np
 
-from . import _validate as V
-from . import activations
-from .kernels.cpu.activation import choose as _choose_activation
-from .kernels.cpu.step import step as _step_kernel
-from .layer import SimpleRNN
+from .. import _validate as V
+from .. import activations
+from ..kernels.cpu.activation import choose as _choose_activation
+from ..kernels.cpu.step import step as _step_kernel
+from ..layer import SimpleRNN
 
 
 class _Weights:
@@ -51,7 +51,7 @@ class _Weights:
                 f"Layer {layer.name!r} has a Python-callable activation; the compiled step kernel "
                 "needs a built-in activation."
             )
-        self.version = layer._weights_version
+        self.version = layer.weights_version
         self.dtype = np.dtype(layer.dtype)
         self.kernel, self.recurrent_kernel = layer.kernel, layer.recurrent_kernel
         self.features, self.units = self.kernel.shape
@@ -77,7 +77,7 @@ _WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _weights(layer: SimpleRNN) -> _Weights:
     cached = _WEIGHTS.get(layer)
-    if cached is None or cached.version != layer._weights_version:
+    if cached is None or cached.version != layer.weights_version:
         cached = _WEIGHTS[layer] = _Weights(layer)
     return cached
 
@@ -141,7 +141,7 @@ class Stream:
     def step(self, x_t) -> np.ndarray:
         """Advance one timestep with inputs ``x_t`` (batch_size, features); returns the new state."""
         w = self._weights
-        if w.version != self._layer._weights_version:
+        if w.version != self._layer.weights_version:
             w = self._weights = _weights(self._layer)
         if (x_t.__class__ is not np.ndarray or x_t.shape != self._x_shape or x_t.dtype != w.dtype
                 or not x_t.flags.c_contiguous):
