@@ -41,22 +41,26 @@ class CallInfo:
         The kernel module :func:`backend` chose: the Numba CPU kernels, the Numba CUDA
         kernels, or the NumPy reference (Python-callable activations).
     plan : object or None
-        The kernel's own plan for the call, where the kernel module names one; None
-        where it does not.
+        The kernel's own plan for the call, where the kernel module names one (the CPU
+        kernels' :class:`simplernn_numba.kernels.cpu.plan.Plan`: path, runs of rows, tile
+        shape, fused projection); None where it does not.
     """
 
     device: str
     plan: object = None
 
 
-_CALL_INFO: dict[str, CallInfo] = {}
+_CALL_INFO: dict[tuple, CallInfo] = {}
 
 
 def call_info(kernels: ModuleType) -> CallInfo:
-    """The :class:`CallInfo` of a call that ran on ``kernels`` (one shared instance per module)."""
-    info = _CALL_INFO.get(kernels.__name__)
+    """The :class:`CallInfo` of the call that just ran on ``kernels`` on this thread (one shared
+    instance per module and plan)."""
+    last_plan = getattr(kernels, "last_plan", None)
+    key = (kernels.__name__, None if last_plan is None else last_plan())
+    info = _CALL_INFO.get(key)
     if info is None:
-        info = _CALL_INFO[kernels.__name__] = CallInfo(kernels.__name__.rsplit(".", 1)[-1])
+        info = _CALL_INFO[key] = CallInfo(key[0].rsplit(".", 1)[-1], key[1])
     return info
 
 

@@ -370,17 +370,20 @@ def test_optimizers_repr():
 def test_last_call_names_the_kernels_that_ran():
     from simplernn_numba import Bidirectional
     from simplernn_numba.dispatch import CallInfo
+    from simplernn_numba.kernels.cpu.plan import Plan
 
     layer = SimpleRNN(2, device="cpu")
     assert layer.last_call is None
     layer(np.ones((1, 2, 3), np.float32))
-    assert layer.last_call == CallInfo("cpu") and layer.last_call.plan is None
+    assert layer.last_call.device == "cpu" and layer.last_call.plan.path == "one_row"
+    layer(np.ones((32, 2, 3), np.float32))
+    assert layer.last_call.plan == Plan("lanes", 1, -1, True)
     layer = SimpleRNN(2, activation=lambda z: np.tanh(z))
     layer(np.ones((1, 2, 3), np.float32))
-    assert layer.last_call.device == "reference"
+    assert layer.last_call == CallInfo("reference")
     wrapper = Bidirectional(SimpleRNN(2, device="cpu"))
-    wrapper(np.ones((1, 2, 3), np.float32))
-    assert wrapper.last_call == (CallInfo("cpu"), CallInfo("cpu"))
+    wrapper(np.ones((32, 2, 3), np.float32))
+    assert wrapper.last_call == (CallInfo("cpu", Plan("lanes", 1, -1, True)),) * 2
 
 
 @pytest.mark.parametrize("training", [True, False, None, np.True_, np.bool_(False), 1, 0, np.int64(1)])
