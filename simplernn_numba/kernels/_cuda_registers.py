@@ -42,9 +42,9 @@ _FULL_MASK = 0xFFFFFFFF
 
 
 class Shape(NamedTuple):
-    """Compile-time shape of a register-resident kernel: ``bucket`` columns (a power of two
-    >= U) of ``lanes`` threads each, ``rows`` batch rows per block, chunks of ``stage_steps``
-    steps staged in shared memory."""
+    """Compile-time shape of a register-resident kernel: ``bucket`` columns (>= U) of ``lanes``
+    threads each, ``rows`` batch rows per block, chunks of ``stage_steps`` steps staged in shared
+    memory; all four powers of two."""
 
     bucket: int
     lanes: int
@@ -95,6 +95,8 @@ def _staging(dt, shape: Shape):
     (``load``) and of the mask (``load_mask``); see the module docstring."""
     bucket, rows = shape.bucket, shape.rows
     per_step = rows * bucket
+    log_bucket, log_rows = bucket.bit_length() - 1, rows.bit_length() - 1
+    log_per_step = log_bucket + log_rows
     zero = dt(0)
 
     @cuda.jit(device=True)
@@ -102,10 +104,10 @@ def _staging(dt, shape: Shape):
         """Element ``e`` (step ``q``, row ``r``, column ``c``) of the chunk starting at loop step
         ``j0``: row ``j0 + q`` of batch row ``b0 + r`` of ``src`` (row ``T - 1 - (j0 + q)`` if
         ``reverse``); 0 past the ends."""
-        q = e // per_step
-        rest = e - q * per_step
-        r = rest // bucket
-        c = rest - r * bucket
+        q = e >> log_per_step  # shifts and masks: no signed-division fix-ups
+        rest = e & (per_step - 1)
+        r = rest >> log_bucket
+        c = rest & (bucket - 1)
         j = j0 + q
         b = b0 + r
         if j < steps and b < batch and c < units:
@@ -117,8 +119,8 @@ def _staging(dt, shape: Shape):
     def load_mask(mask, e, j0, b0, batch, steps, go_backwards, reverse):
         """Element ``e`` (step ``q``, row ``r``) of the chunk's mask: 1 where processing step
         ``j0 + q`` (``T - 1 - (j0 + q)`` if ``reverse``) runs."""
-        q = e // rows
-        r = e - q * rows
+        q = e >> log_rows
+        r = e & (rows - 1)
         j = j0 + q
         b = b0 + r
         if j < steps and b < batch:
@@ -151,7 +153,9 @@ def forward_kernel(dtype: np.dtype, shape: Shape, act: int, has_mask: bool, has_
     chunk = stage * rows * bucket
     loads = -(-chunk // threads)  # staged loads per thread and chunk
     mask_loads = -(-(stage * rows) // threads)
+    mask_slots = stage * rows if has_mask else 1  # shared-memory shapes: constants at typing
     levels = lanes.bit_length() - 1
+    log_stage = stage.bit_length() - 1
     scratch_size = threads if simulated() else 1
     f = activation(dtype, act)
     exchange = _exchange()
@@ -163,7 +167,7 @@ def forward_kernel(dtype: np.dtype, shape: Shape, act: int, has_mask: bool, has_
     def forward_registers(xw, u, h0, rdrop, mask, out, state, batch, steps, units, go_backwards):
         hs = cuda.shared.array((2, rows, bucket), dt)
         xs = cuda.shared.array((2, chunk), dt)
-        ms = cuda.shared.array((2, stage * rows if has_mask else 1), numba.uint8)
+        ms = cuda.shared.array((2, mask_slots), numba.uint8)
         scratch = cuda.shared.array(scratch_size, dt)
         w = cuda.local.array(weights, dt)
         acc = cuda.local.array(rows, dt)
@@ -173,8 +177,8 @@ def forward_kernel(dtype: np.dtype, shape: Shape, act: int, has_mask: bool, has_
         rd = cuda.local.array(owned, dt)
         seen = cuda.local.array(owned, numba.uint8)
         tid = cuda.threadIdx.x
-        col = tid // lanes
-        lane = tid - col * lanes
+        col = tid >> levels  # every size a power of two: shifts and masks, no signed-division
+        lane = tid & (lanes - 1)  # fix-ups, indices LLVM knows to be non-negative
         b0 = cuda.blockIdx.x * rows
         for j in range(weights):
             k = lane + j * lanes
@@ -201,9 +205,9 @@ def forward_kernel(dtype: np.dtype, shape: Shape, act: int, has_mask: bool, has_
                     ms[0, e] = load_mask(mask, e, 0, b0, batch, steps, go_backwards, False)
         cuda.syncthreads()
         for s in range(steps):
-            q = s % stage
-            buf = (s // stage) % 2
-            cur = s % 2
+            q = s & (stage - 1)
+            buf = (s >> log_stage) & 1
+            cur = s & 1
             if q == 0 and s + stage < steps:  # the next chunk's loads, stored at this chunk's end
                 for j in range(loads):
                     e = tid + j * threads
@@ -285,10 +289,13 @@ def backward_kernel(dtype: np.dtype, shape: Shape, act: int, dout_mode: int, has
     chunk = stage * rows * bucket
     loads = -(-chunk // threads)
     mask_loads = -(-(stage * rows) // threads)
+    mask_slots = stage * rows if has_mask else 1  # shared-memory shapes: constants at typing
     levels = lanes.bit_length() - 1
+    log_stage = stage.bit_length() - 1
     scratch_size = threads if simulated() else 1
     sequence = dout_mode == DOUT_SEQUENCE
     last = dout_mode == DOUT_LAST
+    dout_slots = chunk if sequence else 1
     g = output_derivative(dtype, act)
     exchange = _exchange()
     load, load_mask = _staging(dt, shape)
@@ -301,8 +308,8 @@ def backward_kernel(dtype: np.dtype, shape: Shape, act: int, dout_mode: int, has
                            go_backwards, has_d_state):
         dzs = cuda.shared.array((2, rows, bucket), dt)
         os_ = cuda.shared.array((2, chunk), dt)
-        ds = cuda.shared.array((2, chunk if sequence else 1), dt)
-        ms = cuda.shared.array((2, stage * rows if has_mask else 1), numba.uint8)
+        ds = cuda.shared.array((2, dout_slots), dt)
+        ms = cuda.shared.array((2, mask_slots), numba.uint8)
         first = cuda.shared.array(rows, numba.int32)
         scratch = cuda.shared.array(scratch_size, dt)
         w = cuda.local.array(weights, dt)
@@ -314,8 +321,8 @@ def backward_kernel(dtype: np.dtype, shape: Shape, act: int, dout_mode: int, has
         rd = cuda.local.array(owned, dt)
         keep = cuda.local.array(owned, numba.uint8)
         tid = cuda.threadIdx.x
-        col = tid // lanes
-        lane = tid - col * lanes
+        col = tid >> levels  # every size a power of two: shifts and masks, no signed-division
+        lane = tid & (lanes - 1)  # fix-ups, indices LLVM knows to be non-negative
         b0 = cuda.blockIdx.x * rows
         for j in range(weights):
             k = lane + j * lanes
@@ -353,9 +360,9 @@ def backward_kernel(dtype: np.dtype, shape: Shape, act: int, dout_mode: int, has
         for j in range(steps):  # processing step s = T - 1 - j
             s = steps - 1 - j
             t = steps - 1 - s if go_backwards else s
-            q = j % stage
-            buf = (j // stage) % 2
-            cur = j % 2
+            q = j & (stage - 1)
+            buf = (j >> log_stage) & 1
+            cur = j & 1
             if q == 0 and j + stage < steps:
                 for p in range(loads):
                     e = tid + p * threads

@@ -18,6 +18,8 @@ The rule (every setting in :mod:`.config`):
   multiprocessors times the blocks each holds, from the compiled kernel's registers and the
   2048 threads a multiprocessor holds); one under the simulator. More rows reuse each
   register-held weight for more rows, a resident grid avoids running the steps in waves.
+- Rows and steps per chunk are rounded down to powers of two (so are bucket and lanes: the
+  kernels index with shifts and masks).
 - Steps per staged chunk: ``CUDA_REGISTERS_STAGED * lanes / rows`` (each thread issues about
   ``CUDA_REGISTERS_STAGED`` loads a chunk, at least one step), halved while the block's static
   shared memory exceeds ``CUDA_SHARED_MEMORY_LIMIT``; no plan if one step does not fit.
@@ -77,8 +79,12 @@ def _columns(units: int) -> tuple[int, int] | None:
     return None if bucket * lanes > _MAX_THREADS else (bucket, lanes)
 
 
+def _floor_power_of_two(n: int) -> int:
+    return 1 << (max(1, int(n)).bit_length() - 1)
+
+
 def _stage_steps(bucket: int, lanes: int, rows: int, itemsize: int, streams: int) -> int | None:
-    stage = max(1, int(config.CUDA_REGISTERS_STAGED) * lanes // rows)
+    stage = _floor_power_of_two(int(config.CUDA_REGISTERS_STAGED) * lanes // rows)
     while Shape(bucket, lanes, rows, stage).shared_bytes(itemsize, streams) > config.CUDA_SHARED_MEMORY_LIMIT:
         if stage == 1:
             return None
@@ -112,7 +118,7 @@ def _plan(make, batch: int, units: int, itemsize: int, streams: int) -> Register
     bucket, lanes = columns
     chosen = config.CUDA_REGISTERS_ROWS
     most = max(1, int(config.CUDA_REGISTERS_MAX_ROWS))
-    rows = 1 if chosen == "auto" else max(1, int(chosen))
+    rows = 1 if chosen == "auto" else _floor_power_of_two(chosen)
     if chosen == "auto" and not simulated():
         stage = _stage_steps(bucket, lanes, 1, itemsize, streams)
         if stage is None:
