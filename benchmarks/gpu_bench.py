@@ -1,19 +1,23 @@
 """GPU benchmark: our CUDA kernels against torch.nn.RNN on CUDA (cuDNN) and our CPU kernels.
 
 float32, tanh, return_sequences=True, batch-major (B, T, F). Inputs and weights
-already on the GPU for the GPU rows (the Layer caches weights there); median
-milliseconds per call after a warm-up (JIT compile excluded). Shapes: the grid
-of ``perf_anchors.md`` plus batch 1-8 cases. Writes a Markdown table to
-``--out`` (default ``$OUT/gpu_bench.md`` when ``OUT`` is set) and to stdout.
-Exits 0 with a message when no GPU is usable.
+already on the GPU for the GPU rows (the Layer caches weights there). Each shape runs
+both kernel choices in the same process: the register-resident plans and the rows /
+persistent / per-step choice without them, forward (median wall ms, CUDA-event GPU ms,
+Python µs per call) and a training step (forward + backward), against cuDNN with TF32
+on (torch's default) and off. Then per-step slopes at T = 100, 1000, 4000. Shapes: the
+README's GPU grid, batch 1-8 cases with U <= 128, larger U at small batch. Writes a
+Markdown report to ``--out`` (default ``$OUT/gpu_bench.md`` when ``OUT`` is set), rewritten
+after every shape, and to stdout. Exits 0 with a message when no GPU is usable.
 
-    python benchmarks/gpu_bench.py [--budget-s 240] [--out report.md] [--no-persistent]
-    python benchmarks/gpu_bench.py --probe   # one small persistent-vs-per-step check, exit 1 on mismatch
+    python benchmarks/gpu_bench.py [--budget-s 240] [--out report.md] [--no-persistent] [--quick]
+    python benchmarks/gpu_bench.py --probe   # persistent, rows and registers against per-step
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -27,6 +31,8 @@ ANCHORS = [(32, 10, 8, 4), (1, 1000, 16, 64), (64, 100, 128, 128), (16, 500, 32,
            (128, 200, 512, 512)]
 SMALL_BATCH = [(1, 200, 64, 256), (4, 200, 64, 256), (8, 200, 64, 256), (1, 100, 128, 512),
                (8, 100, 128, 512), (2, 1000, 32, 128)]
+#: Batch 1-8 with U <= 128, where the register-resident plans run.
+REGISTERS = [(1, 500, 32, 32), (2, 500, 32, 64), (4, 500, 32, 128), (8, 500, 64, 128), (8, 200, 16, 64)]
 
 
 def median_ms(fn, sync, min_time=0.3, max_reps=30) -> float:
@@ -63,57 +69,97 @@ def torch_cuda():
     return torch if torch.cuda.is_available() else None
 
 
-def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> dict:
+def event_ms(fn, calls=20) -> float:
+    """GPU milliseconds per call between two CUDA events around ``calls`` queued calls (after a
+    warm-up): the device's time per call when it exceeds the host's, else the host's."""
     from numba import cuda
 
+    fn()
+    cuda.synchronize()
+    start, end = cuda.event(), cuda.event()
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / calls
+
+
+def host_us(fn, calls=50) -> float:
+    """Microseconds of Python per call: ``calls`` calls queued without synchronising (the GPU
+    keeps up at small shapes, so this is the host's time)."""
+    from numba import cuda
+
+    fn()
+    cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - t0
+    cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
+def _problem(shape):
     batch, steps, features, units = shape
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, steps, features)).astype(np.float32)
     w = (rng.normal(size=(features, units)) / np.sqrt(features)).astype(np.float32)
     u = (rng.normal(size=(units, units)) / np.sqrt(units)).astype(np.float32)
-    b = np.zeros(units, np.float32)
-    h0 = np.zeros((batch, units), np.float32)
-    dev = [cuda.to_device(a) for a in (x, w, u, b, h0)]
+    return x, w, u, np.zeros(units, np.float32), np.zeros((batch, units), np.float32)
+
+
+def _torch_rnn(torch, w, u):
+    features, units = w.shape
+    rnn = torch.nn.RNN(features, units, batch_first=True).cuda()
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(w.T.copy()))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(u.T.copy()))
+        rnn.bias_ih_l0.zero_()
+        rnn.bias_hh_l0.zero_()
+    return rnn
+
+
+#: The kernel choices compared: the register-resident plans (where they apply) and the choice
+#: among the rows / persistent / per-step paths without them.
+MODES = {"reg": dict(CUDA_REGISTERS=True), "old": dict(CUDA_REGISTERS=False)}
+
+
+def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> dict:
+    """One row of the table: both modes and torch at ``shape`` (float32, tanh, sequences)."""
+    from numba import cuda
+
+    from simplernn_numba import activations as A
+    from simplernn_numba.kernels import _cuda_registers_host as host
+
+    batch, steps, features, units = shape
+    arrays = _problem(shape)
+    x, w, u, b, h0 = arrays
+    dev = [cuda.to_device(a) for a in arrays]
     row = {"shape": ",".join(map(str, shape))}
+    plan = host.forward_plan(batch, steps, features, units, np.dtype(np.float32), A.TANH, False, False, True)
+    row["reg_plan"] = (f"{plan.blocks}x{plan.shape.threads} r{plan.shape.rows} l{plan.shape.lanes} "
+                       f"s{plan.shape.stage_steps}" if plan else "-")
+    d_out = cuda.to_device(np.random.default_rng(1).normal(size=(batch, steps, units)).astype(np.float32))
+    for mode, settings in MODES.items():
+        if mode == "reg" and plan is None:
+            continue
+        with config.override(**settings, **({} if persistent else {"CUDA_PERSISTENT": False})):
+            row[f"{mode}_ms"] = median_ms(lambda: kernels.forward(*dev), cuda.synchronize)
+            row[f"{mode}_events"] = event_ms(lambda: kernels.forward(*dev))
+            row[f"{mode}_host_us"] = host_us(lambda: kernels.forward(*dev))
+            if train:
+                def step():
+                    out, state = kernels.forward(*dev)
+                    return kernels.backward(*dev, out, d_out, None)
 
-    def ours(use_persistent, use_rows=False):
-        config.set(CUDA_PERSISTENT=use_persistent, CUDA_ROWS=use_rows)
-        return kernels.forward(*dev)
-
-    sync = cuda.synchronize
-    compiled = kernels.kernels_for(np.dtype(np.float32))
-    row["ours_step"] = median_ms(lambda: ours(False), sync)
-    config.set(CUDA_PERSISTENT=True, CUDA_ROWS=True)
-    plan = kernels.persistent_plan(compiled["forward_persistent"], batch, units, 4) if persistent else None
-    rows = kernels.rows_plan(compiled["forward_rows"], batch, units, 4, 2, features=features,
-                             lanes=config.CUDA_ROWS_LANES)
-    row["ours_persistent"] = median_ms(lambda: ours(True), sync) if plan else None
-    row["ours_rows"] = median_ms(lambda: ours(False, True), sync) if rows else None
-    for lanes in (1, 16) if rows else ():
-        config.set(CUDA_ROWS_LANES=lanes)
-        row[f"rows_lanes{lanes}"] = median_ms(lambda: ours(False, True), sync)
-    config.set(CUDA_ROWS_LANES=config.DEFAULTS["CUDA_ROWS_LANES"])
-    row["plan"] = f"{plan.blocks}x{plan.threads}/{plan.lanes}{'s' if plan.stage else ''}" if plan else "-"
-    row["rows_plan"] = (f"{rows.blocks}x{rows.threads}/{rows.rows} {rows.shared_bytes // 1024}K l{rows.lanes}"
-                        if rows else "-")
-    config.reset()
-    row["ours_auto"] = median_ms(lambda: kernels.forward(*dev), sync)
-    row["auto_queued"] = queued_ms(lambda: kernels.forward(*dev), sync)
+                row[f"{mode}_train"] = median_ms(step, cuda.synchronize)
+            out = kernels.forward(*dev)[0].copy_to_host()
     row["ours_host"] = median_ms(lambda: kernels.forward(x, w, u, b, h0), lambda: None)
-    out, state = kernels.forward(*dev)
-    if train:
-        d_out = cuda.to_device(rng.normal(size=(batch, steps, units)).astype(np.float32))
-        row["ours_train"] = median_ms(
-            lambda: kernels.backward(*dev, *kernels.forward(*dev)[:1], d_out, None), sync)
     if cpu is not None:
         row["cpu"] = median_ms(lambda: cpu.forward(x, w, u, b, h0), lambda: None, max_reps=10)
     if torch is not None:
-        rnn = torch.nn.RNN(features, units, batch_first=True).cuda()
-        with torch.no_grad():
-            rnn.weight_ih_l0.copy_(torch.from_numpy(w.T.copy()))
-            rnn.weight_hh_l0.copy_(torch.from_numpy(u.T.copy()))
-            rnn.bias_ih_l0.zero_()
-            rnn.bias_hh_l0.zero_()
+        rnn = _torch_rnn(torch, w, u)
         tx = torch.from_numpy(x).cuda()
         th0 = torch.from_numpy(h0).cuda()[None]
 
@@ -121,55 +167,105 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
             with torch.inference_mode():
                 return rnn(tx, th0)
 
-        row["torch"] = median_ms(torch_forward, torch.cuda.synchronize)  # torch's defaults: TF32
-        torch.backends.cudnn.allow_tf32 = False
-        row["torch_fp32"] = median_ms(torch_forward, torch.cuda.synchronize)
-        ref = torch_forward()[0].cpu().numpy()
+        txg = tx.clone().requires_grad_(True)
+        tdo = torch.from_numpy(d_out.copy_to_host()).cuda()
+
+        def torch_train():
+            seq, _ = rnn(txg, th0)
+            seq.backward(tdo)
+
+        for tf32 in (True, False):
+            torch.backends.cudnn.allow_tf32 = tf32
+            suffix = "" if tf32 else "_fp32"
+            row["torch" + suffix] = median_ms(torch_forward, torch.cuda.synchronize)
+            row["torch_events" + suffix] = event_ms(torch_forward)
+            if train:
+                row["torch_train" + suffix] = median_ms(torch_train, torch.cuda.synchronize)
+        ref = torch_forward()[0].cpu().numpy()  # TF32 off
         torch.backends.cudnn.allow_tf32 = True
-        row["max_abs_diff"] = float(np.abs(out.copy_to_host() - ref).max())
-        if train:
-            txg = tx.clone().requires_grad_(True)
-            tdo = torch.from_numpy(d_out.copy_to_host()).cuda()
-
-            def torch_train():
-                seq, _ = rnn(txg, th0)
-                seq.backward(tdo)
-
-            row["torch_train"] = median_ms(torch_train, torch.cuda.synchronize)
+        row["max_abs_diff"] = float(np.abs(out - ref).max())
     return row
 
 
+#: (B, F, U) and the sequence lengths of the per-step slopes.
+SLOPE_SHAPES = [(1, 16, 64), (8, 32, 128), (64, 128, 128)]
+SLOPE_STEPS = (100, 1000, 4000)
+
+
+def slopes(kernels, torch, budget_s: float) -> str:
+    """Per-step cost: forward GPU time (CUDA events) at T = 100, 1000, 4000 for each mode and cuDNN
+    (TF32 off); the slope is (t(4000) - t(100)) / 3900 in µs a step."""
+    from numba import cuda
+
+    start = time.perf_counter()
+    lines = ["| B,F,U | mode | " + " | ".join(f"T={t} ms" for t in SLOPE_STEPS) + " | µs/step |",
+             "|---|---|" + "---|" * (len(SLOPE_STEPS) + 1)]
+    for batch, features, units in SLOPE_SHAPES:
+        if time.perf_counter() - start > budget_s:
+            lines.append(f"| {batch},{features},{units} | budget spent | |")
+            continue
+        times = {}
+        for steps in SLOPE_STEPS:
+            arrays = _problem((batch, steps, features, units))
+            dev = [cuda.to_device(a) for a in arrays]
+            for mode, settings in MODES.items():
+                with config.override(**settings):
+                    times.setdefault(mode, []).append(
+                        event_ms(functools.partial(kernels.forward, *dev), calls=5))
+            if torch is not None:
+                rnn = _torch_rnn(torch, arrays[1], arrays[2])
+                tx, th0 = torch.from_numpy(arrays[0]).cuda(), torch.from_numpy(arrays[4]).cuda()[None]
+                torch.backends.cudnn.allow_tf32 = False
+                with torch.inference_mode():
+                    times.setdefault("cudnn_fp32", []).append(
+                        event_ms(functools.partial(rnn, tx, th0), calls=5))
+                torch.backends.cudnn.allow_tf32 = True
+        for mode, values in times.items():
+            slope = (values[-1] - values[0]) / (SLOPE_STEPS[-1] - SLOPE_STEPS[0]) * 1e3
+            lines.append(f"| {batch},{features},{units} | {mode} | " + " | ".join(f"{v:.3g}" for v in values)
+                         + f" | {slope:.3g} |")
+    return "\n".join(lines)
+
+
 def probe(kernels) -> int:
-    """Persistent (grid-synchronised) against per-step kernels on one small problem; 1 on mismatch.
+    """Persistent (grid-synchronised), rows and register-resident kernels against the per-step
+    kernels on small problems; 1 when the persistent ones disagree.
 
     Run first, time-boxed, on a new GPU: a broken grid synchronisation shows here (a hang or a
-    wrong result) before the tests and the benchmark depend on it.
+    wrong result) before the tests and the benchmark depend on it. The other paths are printed
+    for information (the tests check them).
     """
     from numba import cuda
 
     rng = np.random.default_rng(0)
-    # the simulator runs one Python thread per GPU thread: a tiny problem there
-    batch, steps, features, units = (2, 4, 3, 8) if kernels.simulator_enabled() else (4, 50, 32, 200)
-    x = rng.normal(size=(batch, steps, features)).astype(np.float32)
-    w = (rng.normal(size=(features, units)) / np.sqrt(features)).astype(np.float32)
-    u = (rng.normal(size=(units, units)) / np.sqrt(units)).astype(np.float32)
-    b = rng.normal(size=units).astype(np.float32)
-    h0 = rng.normal(size=(batch, units)).astype(np.float32)
-    d_out = rng.normal(size=(batch, steps, units)).astype(np.float32)
-    results = {}
-    for path in ("step", "persistent", "rows"):
-        config.set(CUDA_PERSISTENT=path == "persistent", CUDA_ROWS=path == "rows")
-        t0 = time.perf_counter()
-        out, state = kernels.forward(x, w, u, b, h0)
-        grads = kernels.backward(x, w, u, b, h0, out, d_out, None)
-        cuda.synchronize()
-        print(f"probe: {path} first call (compile included) {time.perf_counter() - t0:.1f} s", flush=True)
-        results[path] = (out, state, *(grads[k] for k in sorted(grads)))
-    config.reset()
-    worst = {path: max(float(np.abs(a - b).max()) for a, b in zip(results["step"], results[path]))
-             for path in ("persistent", "rows")}
-    print(f"probe: max |persistent - per-step| = {worst['persistent']:.3g}, |rows - per-step| = "
-          f"{worst['rows']:.3g} over forward and backward", flush=True)
+    # the simulator runs one Python thread per GPU thread: tiny problems there
+    small = kernels.simulator_enabled()
+    worst = {}
+    problems = ((8 if small else 200, ("persistent", "rows")), (8 if small else 100, ("registers",)))
+    for units, paths in problems:
+        batch, steps, features = (2, 4, 3) if small else (4, 50, 32)
+        x = rng.normal(size=(batch, steps, features)).astype(np.float32)
+        w = (rng.normal(size=(features, units)) / np.sqrt(features)).astype(np.float32)
+        u = (rng.normal(size=(units, units)) / np.sqrt(units)).astype(np.float32)
+        b = rng.normal(size=units).astype(np.float32)
+        h0 = rng.normal(size=(batch, units)).astype(np.float32)
+        d_out = rng.normal(size=(batch, steps, units)).astype(np.float32)
+        results = {}
+        for path in ("step", *paths):
+            config.set(CUDA_PERSISTENT=path == "persistent", CUDA_ROWS=path == "rows",
+                       CUDA_REGISTERS=path == "registers")
+            t0 = time.perf_counter()
+            out, state = kernels.forward(x, w, u, b, h0)
+            grads = kernels.backward(x, w, u, b, h0, out, d_out, None)
+            cuda.synchronize()
+            print(f"probe: {path} (U={units}) first call (compile included) {time.perf_counter() - t0:.1f} s",
+                  flush=True)
+            results[path] = (out, state, *(grads[k] for k in sorted(grads)))
+        config.reset()
+        for path in paths:
+            worst[path] = max(float(np.abs(a - b).max()) for a, b in zip(results["step"], results[path]))
+    print("probe: max |path - per-step| over forward and backward: "
+          + ", ".join(f"{path} {value:.3g}" for path, value in worst.items()), flush=True)
     return 0 if worst["persistent"] < 1e-4 else 1
 
 
@@ -262,16 +358,20 @@ def fmt(v) -> str:
 
 
 def table(rows, torch_present: bool) -> str:
-    cols = ["shape", "plan", "rows_plan", "ours_step", "ours_persistent", "ours_rows", "rows_lanes1",
-            "rows_lanes16", "ours_auto", "auto_queued", "ours_host", "ours_train", "cpu"]
+    cols = ["shape", "reg_plan", "reg_ms", "old_ms", "reg_events", "old_events", "reg_host_us", "old_host_us",
+            "reg_train", "old_train", "ours_host", "cpu"]
     if torch_present:
-        cols += ["torch", "torch_fp32", "torch_train", "max_abs_diff"]
-    lines = ["| B,T,F,U | " + " | ".join(cols[1:]) + (" | auto/torch |" if torch_present else " |"),
-             "|" + "---|" * (len(cols) + (1 if torch_present else 0))]
+        cols += ["torch", "torch_fp32", "torch_events_fp32", "torch_train", "torch_train_fp32",
+                 "max_abs_diff"]
+    ratios = ["reg/fp32", "old/fp32", "reg_train/fp32"] if torch_present else []
+    lines = ["| B,T,F,U | " + " | ".join(cols[1:] + ratios) + " |", "|" + "---|" * (len(cols) + len(ratios))]
     for row in rows:
         cells = [fmt(row.get(c)) for c in cols]
-        if torch_present and row.get("torch"):
-            cells.append(f"{row['ours_auto'] / row['torch']:.2f}x")
+        if torch_present:
+            for ours, theirs in (("reg_events", "torch_events_fp32"), ("old_events", "torch_events_fp32"),
+                                 ("reg_train", "torch_train_fp32")):
+                ok = row.get(ours) and row.get(theirs)
+                cells.append(f"{row[ours] / row[theirs]:.2f}x" if ok else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -282,11 +382,11 @@ def main() -> int:
     parser.add_argument("--out", default=os.path.join(os.environ["OUT"], "gpu_bench.md")
                         if os.environ.get("OUT") else None)
     parser.add_argument("--no-train", action="store_true", help="forward only")
-    parser.add_argument("--quick", action="store_true",
-                        help="forward only, no CPU column, the grid of perf_anchors.md first")
+    parser.add_argument("--quick", action="store_true", help="forward only, no CPU column")
     parser.add_argument("--no-persistent", action="store_true",
                         help="never run the persistent kernels (after a failed --probe)")
-    parser.add_argument("--probe", action="store_true", help="only the persistent-vs-per-step check")
+    parser.add_argument("--probe", action="store_true",
+                        help="only the check of the persistent, rows and registers paths against per-step")
     args = parser.parse_args()
 
     from simplernn_numba import dispatch
@@ -312,15 +412,15 @@ def main() -> int:
     header = [f"# GPU benchmark ({device.name.decode() if isinstance(device.name, bytes) else device.name}, "
               f"{device.MULTIPROCESSOR_COUNT} SMs)", "",
               "float32 forward (and forward+backward `*_train`), tanh, return_sequences=True;"
-              " median ms per call;"
-              " inputs and weights already on the GPU (`ours_host`: NumPy in and out);"
-              " `cpu` is our CPU kernel on host arrays; `plan`: persistent blocks x threads/lanes"
-              " (s: states staged in shared memory); `rows_plan`: rows kernels' blocks x threads/rows"
-              " per block, shared memory and lanes; `rows_lanesN`: N threads per (row, unit) pair;"
-              " `ours_auto`: the default choice; `auto_queued`: 20 calls queued without"
-              " synchronising (the GPU's time per call when it exceeds the host's)."
-              " `torch` runs cuDNN with its default TF32"
-              " (~1e-3 errors), `torch_fp32` with TF32 off; `max_abs_diff` is against the latter.",
+              " inputs and weights already on the GPU. Modes: `reg` the register-resident plans"
+              " (CUDA_REGISTERS=True; `reg_plan`: blocks x threads, rows a block, lanes a column, steps"
+              " a staged chunk), `old` the rows / persistent / per-step choice (CUDA_REGISTERS=False)."
+              " `*_ms`: median wall ms per call, synchronised; `*_events`: GPU ms per call by CUDA"
+              " events over 20 queued calls; `*_host_us`: Python µs per call over 50 queued calls;"
+              " `ours_host`: default choice, NumPy in and out; `cpu`: our CPU kernel."
+              " `torch` runs cuDNN with its default TF32 (~1e-3 errors), `*_fp32` with TF32 off;"
+              " `max_abs_diff`: our last mode against TF32-off cuDNN; ratios: ours over TF32-off cuDNN"
+              " (below 1: faster).",
               "torch: " + (f"{torch.__version__} nn.RNN on CUDA (cuDNN)" if torch else "not available"), ""]
     try:
         overheads = launch_overheads(kernels)
@@ -330,8 +430,9 @@ def main() -> int:
     header += [overheads, ""]
     start = time.perf_counter()
     rows = []
-    for shape in ANCHORS + SMALL_BATCH if args.quick else SMALL_BATCH[:3] + ANCHORS + SMALL_BATCH[3:]:
-        if time.perf_counter() - start > args.budget_s:
+    shapes_budget = 0.75 * args.budget_s  # the rest for the per-step slopes
+    for shape in ANCHORS + REGISTERS + SMALL_BATCH:
+        if time.perf_counter() - start > shapes_budget:
             print(f"budget of {args.budget_s} s spent; skipping {shape}", file=sys.stderr)
             continue
         rows.append(bench_shape(shape, kernels, None if args.quick else cpu, torch,
@@ -342,6 +443,12 @@ def main() -> int:
         if args.out:  # rewritten after every shape, so a timeout keeps what was measured
             with open(args.out, "w") as fh:
                 fh.write(report)
+    left = args.budget_s - (time.perf_counter() - start)
+    report += "\n## Per-step slopes (forward, GPU ms per call by CUDA events)\n\n" + (
+        slopes(kernels, torch, left - 5) if left > 10 else "budget spent") + "\n"
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(report)
     print(report)
     return 0
 

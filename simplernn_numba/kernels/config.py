@@ -161,6 +161,24 @@ CUDA_ROWS_MAX_THREADS = 1024
 CUDA_ROWS_LANES = 4
 #: Dynamic shared memory a block may use without an opt-in (bytes): CUDA's default limit.
 CUDA_SHARED_MEMORY_LIMIT = 48 * 1024
+#: The register-resident kernels (``_cuda_registers_host``: U's columns in registers, one barrier a
+#: step, pointer arguments, two launches a forward call): "auto" or True whenever the plan's rule
+#: finds a shape (U <= 128 with 16 weights a thread), False never. Off by default until they have
+#: run and been timed on a GPU (they are tested in the simulator and compiled for sm_90 only);
+#: off, the rows / persistent / per-step plans run.
+CUDA_REGISTERS = False
+#: Entries of U each thread keeps in registers: 16 float32 weights kept a U = 64 step at 48
+#: registers, 0-byte stack (ptxas, sm_90); 1024 threads of 16 weights hold U = 128.
+CUDA_REGISTERS_WEIGHTS = 16
+#: Batch rows per register-resident block: "auto" (the fewest that keep the whole batch resident
+#: at once) or a number (a power of two).
+CUDA_REGISTERS_ROWS = "auto"
+#: Most rows per register-resident block under "auto": each row adds an accumulator and a share
+#: of the staged loads to every thread's registers.
+CUDA_REGISTERS_MAX_ROWS = 8
+#: Staged global loads per thread per chunk of steps (the chunk: this times lanes / rows steps),
+#: issued a chunk ahead of their use so that their latency overlaps the chunk's steps.
+CUDA_REGISTERS_STAGED = 4
 
 # ------------------------------------------------------------------------------------------------
 

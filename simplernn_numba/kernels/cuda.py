@@ -49,6 +49,7 @@ import numpy as np
 from numba import cuda
 
 from .. import activations as A
+from . import _cuda_registers_host as _registers
 from . import config
 from ._cuda_compile import kernels_for, tiled_kernels_for
 from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE, NO_DOUT
@@ -386,13 +387,20 @@ def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
     if batch == 0:
         empty = (cuda.device_array(out_shape, dtype), cuda.device_array((batch, units), dtype))
         return _host_or_device(empty, on_device)
-    kernels = kernels_for(dtype)
-    none = _placeholders(dtype)
-    u_flat = to_device(recurrent_kernel).reshape(units * units)
     _check_dtypes(dtype, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
                   initial_state=initial_state, mask=mask, input_dropout=input_dropout,
                   recurrent_dropout=recurrent_dropout)
     mask, input_dropout, recurrent_dropout = map(to_device, (mask, input_dropout, recurrent_dropout))
+    registers = _registers.forward_plan(batch, steps, features, units, dtype, act, mask is not None,
+                                        recurrent_dropout is not None, bool(return_sequences))
+    if registers:
+        results = _registers.forward(registers, x, to_device(kernel), to_device(recurrent_kernel),
+                                     to_device(bias), to_device(initial_state), mask, input_dropout,
+                                     recurrent_dropout, bool(go_backwards), bool(return_sequences))
+        return _host_or_device(results, on_device)
+    kernels = kernels_for(dtype)
+    none = _placeholders(dtype)
+    u_flat = to_device(recurrent_kernel).reshape(units * units)
     rows = rows_plan(kernels["forward_rows"], batch, units, dtype.itemsize,
                      buffers=2 if recurrent_dropout is None else 4, features=features,
                      lanes=config.CUDA_ROWS_LANES)
@@ -469,17 +477,43 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     if batch:
         _launch(kernels["previous_states"], batch * units, to_device(outputs).reshape(rows, units), h0,
                 none.mask if mask is None else mask, mask is not None, bool(go_backwards), h_prev)
-    grad = cuda.device_array((rows, units), dtype)
-    _gemm(x_flat, kernel_d, grad, a_scale=input_dropout, steps=steps, bias=bias_d)
-    _gemm(h_prev, u_mat, grad, a_scale=recurrent_dropout, steps=steps, accumulate=True)
-    _launch(kernels["derivative_in_place"], rows * units, grad, act)
-
     if d_outputs is None:
         dout, dout_mode = none.matrix, NO_DOUT
     else:
         dout = to_device(d_outputs)
         dout_mode = DOUT_SEQUENCE if dout.ndim == 3 else DOUT_LAST
         dout = dout.reshape(rows, units) if dout.ndim == 3 else dout
+    registers = (_registers.backward_plan(batch, steps, features, units, dtype, act, dout_mode,
+                                          mask is not None, recurrent_dropout is not None)
+                 if batch else None)
+    if registers:
+        dz, grads["initial_state"] = _registers.backward_recurrence(
+            registers, to_device(outputs), None if d_outputs is None else dout, to_device(d_state), u_mat,
+            mask, recurrent_dropout, bool(go_backwards))
+    else:
+        dz, grads["initial_state"] = _backward_recurrence(
+            kernels, batch, steps, x_flat, kernel_d, bias_d, u_mat, h_prev, dout, dout_mode, d_state, mask,
+            input_dropout, recurrent_dropout, go_backwards, act)
+    _gemm(dz, kernel_d, grads["inputs"], b_trans=True, c_scale=input_dropout, steps=steps)
+    _gemm(x_flat, dz, grads["kernel"], a_trans=True, a_scale=input_dropout, steps=steps)
+    _gemm(h_prev, dz, grads["recurrent_kernel"], a_trans=True, a_scale=recurrent_dropout, steps=steps)
+    if bias is not None:
+        _launch(kernels["column_sum"], units, dz, grads["bias"])
+    grads["inputs"] = grads["inputs"].reshape(batch, steps, features)
+    return dict(zip(names, _host_or_device(tuple(grads[k] for k in names), on_device)))
+
+
+def _backward_recurrence(kernels, batch, steps, x_flat, kernel_d, bias_d, u_mat, h_prev, dout, dout_mode,
+                         d_state, mask, input_dropout, recurrent_dropout, go_backwards, act):
+    """The rows, persistent or per-step backward recurrence: (``dz`` (B * T, U), the initial state's
+    gradient (B, U)). The activation's derivative comes from the pre-activations (two GEMMs)."""
+    rows, units = h_prev.shape
+    dtype = np.dtype(h_prev.dtype)
+    none = _placeholders(dtype)
+    grad = cuda.device_array((rows, units), dtype)
+    _gemm(x_flat, kernel_d, grad, a_scale=input_dropout, steps=steps, bias=bias_d)
+    _gemm(h_prev, u_mat, grad, a_scale=recurrent_dropout, steps=steps, accumulate=True)
+    _launch(kernels["derivative_in_place"], rows * units, grad, act)
     rows_run = rows_plan(kernels["backward_rows"], batch, units, dtype.itemsize, buffers=3)
     first = (_first_unmasked(kernels, mask, batch, go_backwards) if mask is not None or not rows_run
              else none.first)
@@ -489,9 +523,9 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     dz = cuda.device_array((rows, units), dtype)
     u_flat = u_mat.reshape(units * units)
     if rows_run:  # reads d_state in place (the placeholder: zeros)
-        grads["initial_state"] = cuda.device_array((batch, units), dtype)
+        initial = cuda.device_array((batch, units), dtype)
         kernels["backward_rows"][rows_run.blocks, rows_run.threads, 0, rows_run.shared_bytes](
-            params, u_flat, none.matrix if d_state is None else to_device(d_state), grads["initial_state"],
+            params, u_flat, none.matrix if d_state is None else to_device(d_state), initial,
             dz, rows_run.rows)
     else:
         dh_a = (cuda.to_device(np.zeros((batch, units), dtype)) if d_state is None
@@ -506,12 +540,5 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
             for j in range(steps):
                 dh_cur, dh_next = (dh_a, dh_b) if j % 2 == 0 else (dh_b, dh_a)
                 step(params, u_flat, dh_cur, dh_next, dz, steps - 1 - j)
-        grads["initial_state"] = dh_b if steps % 2 == 1 and batch else dh_a
-
-    _gemm(dz, kernel_d, grads["inputs"], b_trans=True, c_scale=input_dropout, steps=steps)
-    _gemm(x_flat, dz, grads["kernel"], a_trans=True, a_scale=input_dropout, steps=steps)
-    _gemm(h_prev, dz, grads["recurrent_kernel"], a_trans=True, a_scale=recurrent_dropout, steps=steps)
-    if bias is not None:
-        _launch(kernels["column_sum"], units, dz, grads["bias"])
-    grads["inputs"] = grads["inputs"].reshape(batch, steps, features)
-    return dict(zip(names, _host_or_device(tuple(grads[k] for k in names), on_device)))
+        initial = dh_b if steps % 2 == 1 and batch else dh_a
+    return dz, initial

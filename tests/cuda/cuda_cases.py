@@ -25,14 +25,15 @@ def real_gpu() -> bool:
 
 @pytest.fixture
 def kernels():
-    """The CUDA kernel module with a tiny launch configuration (grid-stride loops run several times)."""
+    """The CUDA kernel module with a tiny launch configuration (grid-stride loops run several times)
+    and the register-resident plans off (their tests turn them on)."""
     if not dispatch.cuda_available():
         pytest.skip("no CUDA GPU; run with NUMBA_ENABLE_CUDASIM=1 to test the kernels in the simulator")
     from simplernn_numba.kernels import cuda as kernels
 
     config.set(CUDA_THREADS_PER_BLOCK=4, CUDA_MAX_BLOCKS=2, CUDA_TILE=2, CUDA_MICRO=2,
                           CUDA_TILED_STEP_MIN_BATCH=10**9, CUDA_PERSISTENT=False, CUDA_PERSISTENT_LANES=2,
-                          CUDA_ROWS=False, CUDA_ROWS_MAX_THREADS=4)
+                          CUDA_ROWS=False, CUDA_ROWS_MAX_THREADS=4, CUDA_REGISTERS=False)
     yield kernels
     config.reset()
 

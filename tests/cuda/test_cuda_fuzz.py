@@ -30,16 +30,21 @@ def assert_close_normwise(ours, ref, dtype):
     np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol + rtol * scale, equal_nan=True)
 
 
-@pytest.mark.parametrize("path", ["rows", "step"])
+@pytest.mark.parametrize("path", ["rows", "step", "registers"])
 @CUDA_SETTINGS
 @given(problem=problems(max_batch=3, max_steps=5, max_features=4, max_units=6),
        d_output_kind=st.sampled_from(["sequence", "last", "none"]), with_d_state=st.booleans())
 def test_cuda_forward_and_backward_match_reference(kernels, path, problem, d_output_kind,  # noqa: F811
                                                    with_d_state):
     """``rows``: the rows kernels, two batch rows per block on three threads (blocks, partial
-    blocks and threads looping over pairs); ``step``: one launch per step."""
+    blocks and threads looping over pairs); ``step``: one launch per step; ``registers``: the
+    register-resident kernels, two rows per block, two weights a thread, chunks of two steps
+    (activations without a derivative from the output: the other paths backward)."""
     if path == "rows":
         config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK=2, CUDA_ROWS_MAX_THREADS=3)
+    if path == "registers":
+        config.set(CUDA_REGISTERS=True, CUDA_REGISTERS_ROWS=2, CUDA_REGISTERS_WEIGHTS=2,
+                   CUDA_REGISTERS_STAGED=1)
     arrays, options = split(problem)
     dtype = arrays[0].dtype
     with np.errstate(all="ignore"):

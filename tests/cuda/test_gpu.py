@@ -28,8 +28,9 @@ def gpu_kernels():
 
 
 def _run(kernels, problem, path, go_backwards=False):
-    """Forward and backward on ``path``: "rows", "persistent" (or True), "step" (or False)."""
-    config.set(CUDA_ROWS=path == "rows")
+    """Forward and backward on ``path``: "registers", "rows", "persistent" (or True), "step" (or
+    False)."""
+    config.set(CUDA_REGISTERS=path == "registers", CUDA_ROWS=path == "rows")
     config.set(CUDA_PERSISTENT=path in ("persistent", True))
     out, state = kernels.forward(*problem.arrays(), **problem.options(), go_backwards=go_backwards)
     d_out = np.random.default_rng(0).normal(size=out.shape).astype(out.dtype)
@@ -108,7 +109,7 @@ def test_rows_kernels_match_float64(gpu_kernels, batch, steps, features, units, 
         _assert_near(ours[2], grads, rel=1e-4 if dtype == np.float32 else 1e-10)
 
 
-@pytest.mark.parametrize("path", ["rows", "persistent", "step"])
+@pytest.mark.parametrize("path", ["registers", "rows", "persistent", "step"])
 def test_realistic_shape_matches_reference_float64(gpu_kernels, path):
     problem = make_problem(np.random.default_rng(1), batch=6, steps=40, features=24, units=96,
                            masked=True, dropout=True, scale=0.15)
@@ -196,3 +197,59 @@ def test_tiled_and_simple_steps_match_float64(gpu_kernels, batch, units):
         ours = _run(gpu_kernels, problem, "step")
         _assert_near(ours[:2], (out, state))
         _assert_near(ours[2], grads)
+
+
+@pytest.mark.parametrize("batch,steps,features,units,rows", [
+    (1, 300, 16, 64, "auto"), (8, 100, 64, 128, "auto"), (5, 40, 8, 100, "auto"),
+    (300, 20, 8, 64, "auto"), (10, 30, 16, 64, 4), (7, 30, 16, 20, 8),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_registers_match_float64(gpu_kernels, batch, steps, features, units, rows, dtype):
+    """The register-resident kernels (warp shuffles, launch bounds, pointer arguments) against
+    float64, forward and backward, both directions, masks and dropout; every plan fits the GPU."""
+    config.set(CUDA_REGISTERS=True, CUDA_REGISTERS_ROWS=rows)
+    from simplernn_numba import activations as A
+    from simplernn_numba.kernels import _cuda_registers_host as host
+
+    plan = host.forward_plan(batch, steps, features, units, np.dtype(dtype), A.TANH, True, True, True)
+    assert plan is not None, "U <= 128 should run register-resident (0 bytes of local memory)"
+    problem = make_problem(np.random.default_rng(units + batch), batch=batch, steps=steps,
+                           features=features, units=units, dtype=dtype, masked=True, dropout=True, scale=0.1)
+    exact = _float64(problem)
+    rel = 1e-4 if dtype == np.float32 else 1e-10
+    for go_backwards in (False, True):
+        out, state = reference.forward(*exact.arrays(), **exact.options(), go_backwards=go_backwards)
+        d_out = np.random.default_rng(0).normal(size=out.shape)
+        grads = reference.backward(*exact.arrays(), out, d_out, state, **exact.options(),
+                                   go_backwards=go_backwards)
+        ours = _run(gpu_kernels, problem, "registers", go_backwards=go_backwards)
+        _assert_near(ours[:2], (out, state), rel=rel)
+        _assert_near(ours[2], grads, rel=rel)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "linear", "gelu"])
+def test_registers_other_activations_match_float64(gpu_kernels, activation):
+    config.set(CUDA_REGISTERS=True)
+    problem = make_problem(np.random.default_rng(5), batch=4, steps=60, features=16, units=64,
+                           dtype=np.float32, masked=True, dropout=True, scale=0.1)
+    exact = _float64(problem)
+    out, state = reference.forward(*exact.arrays(), **exact.options(), activation=activation)
+    d_out = np.random.default_rng(0).normal(size=out.shape)
+    grads = reference.backward(*exact.arrays(), out, d_out, state, **exact.options(), activation=activation)
+    ours = gpu_kernels.forward(*problem.arrays(), **problem.options(), activation=activation)
+    _assert_near(ours, (out, state))
+    ours_grads = gpu_kernels.backward(*problem.arrays(), host(ours[0]), d_out.astype(np.float32),
+                                      host(ours[1]), **problem.options(), activation=activation)
+    _assert_near(ours_grads, grads, rel=3e-4)
+
+
+def test_registers_auto_rows_rule_on_this_gpu(gpu_kernels):
+    """One row a block while the batch's blocks are all resident, more rows beyond."""
+    from simplernn_numba import activations as A
+    from simplernn_numba.kernels import _cuda_registers_host as host
+
+    f32 = np.dtype(np.float32)
+    assert host.forward_plan(1, 10, 8, 64, f32, A.TANH, False, False, True).shape.rows == 1
+    big = host.forward_plan(100000, 10, 8, 64, f32, A.TANH, False, False, True)
+    assert big.shape.rows == config.CUDA_REGISTERS_MAX_ROWS
+    assert host.forward_plan(1, 10, 8, 256, f32, A.TANH, False, False, True) is None
