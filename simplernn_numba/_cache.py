@@ -1,13 +1,15 @@
-"""Numba's on-disk cache (``cache=True``) keyed on the whole package's source.
+"""Numba's on-disk cache (``cache=True``) keyed on the sources compiled code can read.
 
 Numba stamps a cached function with its own source file only, and documents that a change
-to a function in another file is not noticed. The CPU kernels compile in functions from
-other modules (:mod:`.kernels._products`, :mod:`.kernels._tanh`, :mod:`.kernels._simd`,
-:mod:`.activations`): after one of those changes (an edit, a ``git pull`` in an editable
-install) a cached kernel would keep the old code, and where the old code assumed another
-tile size than the Python side now allocates for, that is a write past a buffer, not only a
-stale result. :func:`install` puts cache locators first in Numba's list that, for functions
-defined in this package only, stamp the cache with a hash of every module of the package;
+to a function in another file is not noticed. The CPU kernels compile in functions and
+constants from other modules (:mod:`.kernels.cpu.products`, :mod:`.kernels.cpu.tanh`,
+:mod:`.kernels.config`, :mod:`.activations`, ...): after one of those changes (an edit, a
+``git pull`` in an editable install) a cached kernel would keep the old code, and where the old
+code assumed another tile size than the Python side now allocates for, that is a write past a
+buffer, not only a stale result. :func:`install` puts cache locators first in Numba's list
+that, for functions defined in this package only, stamp the cache with a hash of the modules
+compiled code can read (:data:`STAMPED`: every module of :mod:`.kernels`, and
+:mod:`.activations`); a change to the layer, the adapters or the benchmarks keeps the cache.
 :mod:`simplernn_numba.kernels` installs them before any of its modules is imported.
 """
 
@@ -17,14 +19,22 @@ import functools
 import hashlib
 from pathlib import Path
 
-#: The package's directory: functions defined under it get the package-wide stamp.
+#: The package's directory: functions defined under it get the stamp.
 PACKAGE = Path(__file__).resolve().parent
+#: What compiled code can read, relative to the package: every ``*.py`` under these folders,
+#: and these files (all the package's compiled functions live in ``kernels``).
+STAMPED = ("kernels", "activations.py")
 
 
-def source_stamp(root: Path = PACKAGE) -> str:
-    """SHA-256 of the paths and contents of every ``*.py`` file under ``root``."""
+def source_stamp(root: Path = PACKAGE, parts: tuple[str, ...] = STAMPED) -> str:
+    """SHA-256 of the paths (relative to ``root``) and contents of the ``*.py`` files among
+    ``parts`` of ``root``: folders (searched recursively) and files."""
+    paths = []
+    for part in parts:
+        path = root / part
+        paths.extend(path.rglob("*.py") if path.is_dir() else [path] if path.exists() else [])
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(paths):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -45,7 +55,7 @@ def _in_package(py_file: str) -> bool:
 
 def _package_locator(base: type) -> type:
     """``base`` (one of Numba's source-file locators) for this package's functions only,
-    stamped with :func:`source_stamp` of the package instead of the function's file."""
+    stamped with :func:`source_stamp` instead of the function's file."""
 
     class PackageLocator(base):
         def get_source_stamp(self):

@@ -6,13 +6,16 @@ import subprocess
 import sys
 import textwrap
 
+import numba
 import numpy as np
 import pytest
 from cases import ACTIVATIONS, make_problem
 from conftest import tolerance
 from gradcheck import assert_gradients_close, numeric_gradients
 
-from simplernn_numba.kernels import cpu, reference
+from simplernn_numba.kernels import config, cpu, reference
+from simplernn_numba.kernels.cpu import backward_pass, gemm
+from simplernn_numba.kernels.cpu.plan import Plan
 
 FLAGS = ("masked", "dropout", "go_backwards", "return_sequences", "with_d_state", "use_bias")
 GRID = list(itertools.product([True, False], repeat=len(FLAGS)))
@@ -83,22 +86,30 @@ def test_cpu_matches_reference(dtype, activation):
             np.testing.assert_allclose(ours[key], ref[key], rtol=rtol, atol=atol * 10, err_msg=key)
 
 
+#: config settings that send the small problems below down each backward path.
+PATHS = {
+    "gemm": dict(ROWS_WEIGHT_BYTES=0),  # with a mask, recurrent dropout or pre-activations
+    "rows_parallel": dict(LANES_MAX_UNITS=0, BACKWARD_SERIAL_WORK=0),
+    "lanes": dict(LANES_MIN_BATCH=1, LANES_MAX_UNITS=1 << 30),
+    "lanes_parallel": dict(LANES_MIN_BATCH=1, LANES_MAX_UNITS=1 << 30, BACKWARD_SERIAL_WORK=0),
+}
+
+
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "elu"])
-@pytest.mark.parametrize("path", ["per_step_gemm", "parallel_rows", "lanes", "parallel_lanes"])
-def test_other_recurrence_paths_match_reference(monkeypatch, activation, path):
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_other_recurrence_paths_match_reference(activation, path):
     # the small problems above run the serial per-row recurrence; force the others
-    if path == "per_step_gemm":
-        monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
-    if path.startswith("parallel"):
-        monkeypatch.setattr(cpu, "_PARALLEL_WORK", 0)
-    if path.endswith("lanes"):
-        monkeypatch.setattr(cpu, "LANES_MIN_BATCH", 1)
-    else:
-        monkeypatch.setattr(cpu, "LANES_MAX_UNITS", 0)
     rng = np.random.default_rng(3)
     for flags in GRID[::9]:
         problem, d_output, d_state, options = _config(rng, activation, *flags, batch=5, steps=7)
-        ours = _backward(cpu, problem, d_output, d_state, options)
+        with config.override(**PATHS[path]):
+            ours = _backward(cpu, problem, d_output, d_state, options)
+        plan = cpu.last_plan()
+        if path == "gemm":
+            plain = not (flags[0] or flags[1]) and activation != "gelu"  # masked, dropout, preact
+            assert plan.path == ("gemm_plain" if plain else "gemm"), plan
+        else:
+            assert plan.path == path.split("_")[0] and (plan.runs > 1) == path.endswith("parallel"), plan
         ref = _backward(reference, problem, d_output, d_state, options)
         for key in KEYS:
             if ref[key] is not None:
@@ -111,11 +122,10 @@ def test_per_step_gemm_path_without_mask_or_dropout_matches_reference(monkeypatc
     """Without a mask, recurrent dropout or pre-activations the per-step GEMM path takes one pass
     per step (and the bias gradient with it), and in input order computes the recurrent-kernel
     gradient from the outputs without gathering the previous states."""
-    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
     steps_taken, gathered = [], []
-    step, gather = cpu._bptt_step_unmasked, cpu._previous_states
-    monkeypatch.setattr(cpu, "_bptt_step_unmasked", lambda *a: steps_taken.append(a[0]) or step(*a))
-    monkeypatch.setattr(cpu, "_previous_states", lambda *a: gathered.append(1) or gather(*a))
+    step, gather = gemm._plain_step, backward_pass._previous_states
+    monkeypatch.setattr(gemm, "_plain_step", lambda *a: steps_taken.append(a[1]) or step(*a))
+    monkeypatch.setattr(backward_pass, "_previous_states", lambda *a: gathered.append(1) or gather(*a))
     rng = np.random.default_rng(11)
     for go_backwards, return_sequences, with_d_state in itertools.product([False, True], repeat=3):
         steps_taken.clear()
@@ -123,7 +133,9 @@ def test_per_step_gemm_path_without_mask_or_dropout_matches_reference(monkeypatc
         problem, d_output, d_state, options = _config(
             rng, activation, False, False, go_backwards, return_sequences, with_d_state, True,
             batch=batch, steps=6)
-        ours = _backward(cpu, problem, d_output, d_state, options)
+        with config.override(ROWS_WEIGHT_BYTES=0):
+            ours = _backward(cpu, problem, d_output, d_state, options)
+        assert cpu.last_plan().path == "gemm_plain"
         ref = _backward(reference, problem, d_output, d_state, options)
         for key in KEYS:
             np.testing.assert_allclose(ours[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
@@ -133,29 +145,23 @@ def test_per_step_gemm_path_without_mask_or_dropout_matches_reference(monkeypatc
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
 @pytest.mark.parametrize("batch", [8, 9])
-def test_large_kernels_without_mask_or_dropout_take_the_panels_path(monkeypatch, activation, batch):
-    """From ``GEMM_MIN_BATCH`` rows the backward recurrence with a large recurrent kernel and
+def test_large_kernels_without_mask_or_dropout_take_the_panels_path(activation, batch):
+    """From ``PANELS_MIN_BATCH`` rows the backward recurrence with a large recurrent kernel and
     neither a mask, recurrent dropout nor pre-activations runs on packed panels of
     ``recurrent_kernel.T``, one run of quads of rows per thread: the reference's gradients,
-    and the per-step BLAS path's (taken below ``GEMM_MIN_BATCH`` rows) to rounding."""
-    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)
-    monkeypatch.setattr(cpu.numba, "get_num_threads", lambda: 2)
-    taken = []
-    panels = cpu._bptt_panels
-    monkeypatch.setattr(cpu, "_bptt_panels", lambda *a: taken.append(a[-1]) or panels(*a))
+    and the per-step BLAS path's (taken below ``PANELS_MIN_BATCH`` rows) to rounding."""
     rng = np.random.default_rng(12)
     for go_backwards, return_sequences, with_d_state in itertools.product([False, True], repeat=3):
         problem, d_output, d_state, options = _config(
             rng, activation, False, False, go_backwards, return_sequences, with_d_state, True,
             batch=batch, steps=6)
-        taken.clear()
-        ours = _backward(cpu, problem, d_output, d_state, options)
-        assert taken == [2]  # two runs (2 threads; 2 or 3 quads of rows)
-        ref = _backward(reference, problem, d_output, d_state, options)
-        monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 1 << 62)
-        blas = _backward(cpu, problem, d_output, d_state, options)
-        monkeypatch.setattr(cpu, "GEMM_MIN_BATCH", 8)
-        assert taken == [2]
+        with config.override(ROWS_WEIGHT_BYTES=0):
+            ours = _backward(cpu, problem, d_output, d_state, options)
+            assert cpu.last_plan() == Plan("panels", min(numba.get_num_threads(), 3 if batch == 9 else 2))
+            ref = _backward(reference, problem, d_output, d_state, options)
+            with config.override(PANELS_MIN_BATCH=1 << 30):
+                blas = _backward(cpu, problem, d_output, d_state, options)
+                assert cpu.last_plan().path == "gemm_plain"
         for key in KEYS:
             np.testing.assert_allclose(ours[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
             np.testing.assert_allclose(ours[key], blas[key], rtol=1e-10, atol=1e-12, err_msg=key)
@@ -168,7 +174,7 @@ def test_recurrent_gradient_in_order_matches_gathered_previous_states():
         initial_state = rng.normal(size=(batch, 3))
         prev = np.concatenate((initial_state[:, None], outputs[:, :-1]), axis=1)
         expected = prev.reshape(-1, 3).T @ dz.reshape(-1, 3)
-        np.testing.assert_allclose(cpu._recurrent_gradient_in_order(outputs, initial_state, dz),
+        np.testing.assert_allclose(gemm.recurrent_gradient_in_order(outputs, initial_state, dz),
                                    expected, rtol=1e-12, atol=1e-12)
 
 
@@ -280,11 +286,11 @@ _DETERMINISM_SCRIPT = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, "tests")
     from cases import make_problem
-    from simplernn_numba.kernels import cpu, reference
+    from simplernn_numba.kernels import config, cpu, reference
     digest = hashlib.sha256()
-    cpu._PARALLEL_WORK = 0
+    config.set(BACKWARD_SERIAL_WORK=0, BLAS_SERIAL_MACS=0)  # parallel recurrences and products
     for rows_bytes, lanes_batch in ((0, 1 << 40), (1 << 40, 1 << 40), (1 << 40, 1)):
-        cpu._ROWS_WEIGHT_BYTES, cpu.LANES_MIN_BATCH = rows_bytes, lanes_batch
+        config.set(ROWS_WEIGHT_BYTES=rows_bytes, LANES_MIN_BATCH=lanes_batch)
         p = make_problem(np.random.default_rng(0), batch=9, steps=12, features=5, units=7,
                          masked=True, dropout=True)
         out, _ = reference.forward(*p.arrays(), **p.options())

@@ -1,41 +1,47 @@
-"""Numba's on-disk cache of the package's kernels is keyed on the whole package's source
-(:mod:`simplernn_numba._cache`): a kernel compiles in functions from other modules, so a
-change to any of them must invalidate it."""
+"""Numba's on-disk cache of the package's kernels is keyed on the sources compiled code can read
+(:mod:`simplernn_numba._cache`): a kernel compiles in functions from other modules, so a change
+to any of them must invalidate it; a change elsewhere (the layer, adapters, benchmarks) keeps it."""
 
 import importlib.util
 
 from numba.core import caching
 
 from simplernn_numba import _cache
-from simplernn_numba.kernels import _products, cpu
+from simplernn_numba.kernels.cpu import lanes, products, rows
 
 
 def _locators():
     return (getattr(caching, "CacheImpl", None) or caching._CacheImpl)._locator_classes
 
 
-def test_kernels_are_stamped_with_the_whole_package():
+def test_kernels_are_stamped_with_the_kernels_sources():
     stamp = _cache.source_stamp()
-    for kernel in (cpu._rows, cpu._recurrence_parallel, _products.product):
+    for kernel in (rows.forward, lanes.backward, products.product):
         locator = kernel._cache._impl.locator
         assert type(locator).__module__ == _cache.__name__
         assert locator.get_source_stamp() == stamp
 
 
-def test_source_stamp_changes_with_any_module(tmp_path):
-    (tmp_path / "kernels").mkdir()
-    (tmp_path / "a.py").write_text("A = 1\n")
-    (tmp_path / "kernels" / "b.py").write_text("B = 1\n")
-    (tmp_path / "notes.txt").write_text("not source")
+def test_source_stamp_follows_the_kernels_and_activations_only(tmp_path):
+    (tmp_path / "kernels" / "cpu").mkdir(parents=True)
+    (tmp_path / "kernels" / "cpu" / "a.py").write_text("A = 1\n")
+    (tmp_path / "activations.py").write_text("TANH = 1\n")
+    (tmp_path / "layer.py").write_text("class Layer: ...\n")
+    (tmp_path / "kernels" / "notes.txt").write_text("not source")
     first = _cache.source_stamp(tmp_path)
     assert _cache.source_stamp(tmp_path) == first
-    (tmp_path / "notes.txt").write_text("still not source")
+    (tmp_path / "kernels" / "notes.txt").write_text("still not source")
+    (tmp_path / "layer.py").write_text("class Layer: pass\n")  # not read by compiled code
+    (tmp_path / "bench.py").write_text("")
     assert _cache.source_stamp(tmp_path) == first
-    (tmp_path / "kernels" / "b.py").write_text("B = 2\n")
+    (tmp_path / "kernels" / "cpu" / "a.py").write_text("A = 2\n")
     second = _cache.source_stamp(tmp_path)
     assert second != first
-    (tmp_path / "kernels" / "b.py").rename(tmp_path / "kernels" / "c.py")
-    assert _cache.source_stamp(tmp_path) != second
+    (tmp_path / "kernels" / "cpu" / "a.py").rename(tmp_path / "kernels" / "cpu" / "b.py")
+    third = _cache.source_stamp(tmp_path)
+    assert third != second
+    (tmp_path / "activations.py").write_text("TANH = 2\n")
+    assert _cache.source_stamp(tmp_path) != third
 
 
 def test_functions_outside_the_package_keep_numbas_locators(tmp_path):
@@ -51,7 +57,7 @@ def test_functions_outside_the_package_keep_numbas_locators(tmp_path):
 def test_only_a_package_directory_gets_the_package_stamp(tmp_path, monkeypatch):
     """Inside a zip the sources cannot be listed (an empty stamp would never change): the
     package's functions then keep Numba's locators, whose zip locator stamps the archive."""
-    module = str(_cache.PACKAGE / "kernels" / "cpu.py")
+    module = str(_cache.PACKAGE / "kernels" / "cpu" / "rows.py")
     assert _cache._in_package(module)
     assert not _cache._in_package(str(tmp_path / "outside.py"))
     monkeypatch.setattr(_cache, "PACKAGE", tmp_path / "archive.zip" / "simplernn_numba")

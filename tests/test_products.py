@@ -1,12 +1,26 @@
 """The register-tiled products and the backward pass's BLAS-free products
-(kernels/_products.py, kernels/_simd.py) against NumPy."""
+(kernels/cpu/products.py, kernels/cpu/simd.py) against NumPy."""
 
 import numpy as np
 import pytest
+from numba import njit
 
-from simplernn_numba.kernels import _products, cpu
-from simplernn_numba.kernels._products import TILE_SHAPES, gradient_products, tiled_product
-from simplernn_numba.kernels._simd import WIDTH
+from simplernn_numba.kernels import config, cpu
+from simplernn_numba.kernels.cpu import backward_pass
+from simplernn_numba.kernels.cpu import products as _products
+from simplernn_numba.kernels.cpu.products import TILE_SHAPES, gradient_products
+from simplernn_numba.kernels.cpu.simd import WIDTH
+from simplernn_numba.kernels.cpu.specialise import static
+
+
+@njit
+def _tiled(w, v, z, shape):
+    _products.tiled_product(w, v, z, shape)
+
+
+def tiled_product(w, v, z, shape):
+    """:func:`._products.tiled_product` (an overload, compiled where it is called) from Python."""
+    _tiled(w, v, z, static(shape))
 
 
 def _problem(rng, rows, features, units, dtype):
@@ -41,7 +55,7 @@ def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
 def test_vector_loads_need_c_contiguous_arrays():
     from numba import njit
 
-    from simplernn_numba.kernels._simd import vbroadcast, vload, vstore
+    from simplernn_numba.kernels.cpu.simd import vbroadcast, vload, vstore
 
     @njit
     def copy(a, out):
@@ -76,15 +90,15 @@ def test_tile_shape_picks_the_least_padded_work():
 @pytest.mark.parametrize("rows", [0, 1, 4, 6, 9, 130])
 @pytest.mark.parametrize("vectors", [2, 4, 6, 8])
 def test_product_matches_numpy_with_any_row_count(rng, dtype, rows, vectors):
-    """``product`` (the recurrence runs' input projection): rows past a multiple of 4 go through
-    a padded tile, columns by tiles of three vectors and the rest (two or four vectors) by
-    tiles of two; the output's padding rows are scratch, the rows asked for are exact and the
+    """``product`` (the recurrence runs' input projection): rows past a multiple of 4 summed one
+    FMA per term in order, columns by tiles of three vectors and the rest (two or four vectors)
+    by tiles of two; the output's padding rows are scratch, the rows asked for are exact and the
     same bits as the recurrence's two-row tiles give (a different tile code path)."""
     lanes = WIDTH // np.dtype(dtype).itemsize
     width = vectors * lanes
     a = rng.standard_normal((rows, 37)).astype(dtype)
     b = rng.standard_normal((37, width)).astype(dtype)
-    tile = _products.PRODUCT_TILE_ROWS
+    tile = config.PRODUCT_TILE_ROWS
     c = np.full((-(-rows // tile) * tile, width), np.nan, dtype)
     _products.product(a, b, c)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
@@ -134,31 +148,39 @@ def test_gradient_products_propagate_nan(rng):
 
 
 def test_backward_uses_the_products_on_the_per_row_path_only(monkeypatch, rng):
+    """The per-row paths' weight and input gradients: BLAS while OpenBLAS would run each product
+    on the calling thread (``BLAS_SERIAL_MACS``), else the Numba products, on the calling thread
+    for little work and on every thread above ``BACKWARD_SERIAL_WORK``; the per-step GEMM path
+    always BLAS. The same gradients every way, the Numba products bit for bit on any split."""
     chunks = []
-    monkeypatch.setattr(cpu, "gradient_products",
+    monkeypatch.setattr(backward_pass, "gradient_products",
                         lambda *args: chunks.append(args[4]) or gradient_products(*args))
-    monkeypatch.setattr(cpu.numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(backward_pass.numba, "get_num_threads", lambda: 2)
     x = rng.standard_normal((3, 4, 5))
     kernel, recurrent = rng.standard_normal((5, 6)), rng.standard_normal((6, 6)) * 0.3
     bias, h0 = rng.standard_normal(6), np.zeros((3, 6))
     outputs, _ = cpu.forward(x, kernel, recurrent, bias, h0)
     d_outputs = rng.standard_normal(outputs.shape)
-    serial = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
-    monkeypatch.setattr(cpu, "_PARALLEL_WORK", 0)
-    parallel = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
-    assert chunks == [1, 2]  # small work on the calling thread, else on every thread
-    monkeypatch.setattr(cpu, "_ROWS_WEIGHT_BYTES", 0)  # per-step GEMM path: BLAS products
-    gemm = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
+    blas = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
+    assert chunks == []
+    with config.override(BLAS_SERIAL_MACS=0):
+        serial = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
+        with config.override(BACKWARD_SERIAL_WORK=0):
+            parallel = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
+        assert chunks == [1, 2]  # small work on the calling thread, else on every thread
+        with config.override(ROWS_WEIGHT_BYTES=0):  # per-step GEMM path: BLAS products
+            gemm = cpu.backward(x, kernel, recurrent, bias, h0, outputs, d_outputs)
     assert chunks == [1, 2]
     for key in ("inputs", "kernel", "recurrent_kernel", "initial_state", "bias"):
         assert np.array_equal(serial[key], parallel[key]), key
         np.testing.assert_allclose(gemm[key], serial[key], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(blas[key], serial[key], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows,depth,columns", [(1, 1, 1), (7, 5, 30), (53, 37, 48), (100, 16, 13)])
-def test_panel_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, columns):
-    """Rows past whole quads and past a row block (48), columns past whole panels, K = 1; the
+def test_packed_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, columns):
+    """Rows packed by quads (the last quad partly zeros), columns past whole panels, K = 1; the
     same bits as the four-row tiles (one FMA per term, in order)."""
     a = rng.standard_normal((rows, depth)).astype(dtype)
     w = rng.standard_normal((depth, columns)).astype(dtype)
@@ -167,12 +189,16 @@ def test_panel_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, colu
     assert [p.shape for p in parts] == [(depth, min(width, columns - j)) for j in range(0, columns, width)]
     wp = cpu.prepared_weights(w, np.empty((0, columns), dtype), "panels", width)
     assert wp.shape == (len(parts) * depth, width) and wp.ctypes.data % 64 == 0
-    out = np.full((rows, columns), np.nan, dtype)
-    z = np.empty((_products.PANEL_ROW_BLOCK, len(parts) * width), dtype)
-    _products.panel_product(a, wp, len(parts), out, z, np.empty((4, depth), dtype))
+    quads = -(-rows // 4)
+    packed = np.zeros((quads * 4, depth), dtype)
+    packed[:rows] = a
+    packed = np.ascontiguousarray(packed.reshape(quads, 4, depth).transpose(0, 2, 1))
+    z = np.full((4 * quads, len(parts) * width), np.nan, dtype)
+    _products.packed_product(packed, quads, wp, len(parts), z)
+    out = z[:rows, :columns]
     np.testing.assert_allclose(out, a.astype(np.float64) @ w, rtol=1e-5 if dtype == "float32"
                                else 1e-12, atol=1e-5 if dtype == "float32" else 1e-12)
-    tiled = np.empty((-(-rows // 4) * 4, 2 * width), dtype)  # whole tiles of the 4x3 shape
+    tiled = np.empty((4 * quads, 2 * width), dtype)  # whole tiles of the 4x3 shape
     padded_w = np.zeros((depth, 2 * width), dtype)
     padded_w[:, :min(columns, 2 * width)] = w[:, :2 * width]
     padded_a = np.zeros((tiled.shape[0], depth), dtype)

@@ -1,10 +1,11 @@
-"""The per-thread work arrays of the CPU kernels (kernels/_workspace.py)."""
+"""The per-thread work arrays of the CPU kernels (kernels/cpu/workspace.py)."""
 
 import threading
 
 import numpy as np
 
-from simplernn_numba.kernels import _workspace, cpu
+from simplernn_numba.kernels import cpu
+from simplernn_numba.kernels.cpu import workspace as _workspace
 
 
 def test_arrays_are_disjoint_aligned_and_reused():
@@ -32,7 +33,7 @@ def test_aligned_empty_starts_on_a_cache_line():
 
 
 def test_gradient_product_operands_are_aligned_copies():
-    from simplernn_numba.kernels._products import _padded
+    from simplernn_numba.kernels.cpu.products import _padded
     a = np.arange(12.0).reshape(3, 4)
     assert _padded(a) is a  # already C-contiguous and whole: no copy
     for copy in (_padded(a, rows=4), _padded(a.T), _padded(a, columns=8)):

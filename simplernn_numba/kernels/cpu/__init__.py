@@ -25,9 +25,9 @@ an ``expm1``-based evaluation for float64 (within 3 ulp of libm).
 
 from .backward_pass import backward
 from .forward_pass import forward, forward_for_training, forward_validated, input_projection
-from .notice import CompileWarning, last_plan
+from .notice import last_plan
 from .weights import prepared_weights
 from .workspace import release as release_workspace
 
-__all__ = ["CompileWarning", "backward", "forward", "forward_for_training", "forward_validated",
-           "input_projection", "last_plan", "prepared_weights", "release_workspace"]
+__all__ = ["backward", "forward", "forward_for_training", "forward_validated", "input_projection",
+           "last_plan", "prepared_weights", "release_workspace"]

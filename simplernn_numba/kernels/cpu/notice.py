@@ -2,30 +2,28 @@
 
 A call whose kernels are neither compiled in this process nor in Numba's on-disk cache waits
 while Numba compiles them (seconds per variant, once per machine). The first time that happens
-in a process, a :class:`CompileWarning` says so; silence it with the ``warnings`` module::
+in a process, the ``simplernn_numba`` logger says so at WARNING level, which Python prints to
+stderr when logging is not configured. Silence it with::
 
-    import warnings
-    from simplernn_numba.kernels.cpu import CompileWarning
-    warnings.simplefilter("ignore", CompileWarning)
+    import logging
+    logging.getLogger("simplernn_numba").setLevel(logging.ERROR)
 
-``python -m simplernn_numba compile`` compiles the common variants ahead of time.
+A log record, not a ``warnings`` warning: under ``-W error`` a warning would become an
+exception inside Numba's compiler and fail the call. ``python -m simplernn_numba compile``
+compiles the common variants ahead of time.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
-import warnings
 
 import numba
 from numba.core import event
 
+LOGGER = logging.getLogger("simplernn_numba")
 _PACKAGE = __name__.rsplit(".", 2)[0]  # simplernn_numba.kernels
 _call = threading.local()
-
-
-class CompileWarning(UserWarning):
-    """A call is compiling kernels (once per machine and variant; then cached)."""
 
 
 def about_to_run(plan, dtype, activation) -> None:
@@ -45,17 +43,8 @@ def _cache_location() -> str:
     return numba.config.CACHE_DIR or "__pycache__ folders beside the package's sources"
 
 
-def _caller_level() -> int:
-    """The ``stacklevel`` of the first frame outside Numba and this package (the user's call)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
-            "numba", "simplernn_numba", "contextlib", "functools"):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 class _Listener(event.Listener):
-    """Warns at the first compilation of one of the package's kernels in this process."""
+    """Logs the first compilation of one of the package's kernels in this process."""
 
     announced = False
 
@@ -69,11 +58,10 @@ class _Listener(event.Listener):
         _Listener.announced = True
         plan, dtype, activation = getattr(_call, "description", (None, None, None))
         what = f"{dtype} {activation}, plan {plan.path}" if plan else "a new variant"
-        warnings.warn(
-            f"simplernn_numba is compiling kernels for this call ({what}); "
-            f"it happens once per machine and variant, compiled code is cached in "
-            f"{_cache_location()}. `python -m simplernn_numba compile` compiles the common "
-            "variants ahead of time.", CompileWarning, stacklevel=_caller_level())
+        LOGGER.warning(
+            "simplernn_numba is compiling kernels for this call (%s): once per machine and "
+            "variant, then cached in %s. `python -m simplernn_numba compile` compiles the "
+            "common variants ahead of time.", what, _cache_location())
 
     def on_end(self, ev: event.Event) -> None:
         pass

@@ -17,7 +17,7 @@ the same bits as one run.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 from numba.extending import overload
 
 from .activation import activation
@@ -39,6 +39,36 @@ def _tile_rows(tile):
     return lambda tile: rows
 
 
+def _projection(x, kernel, projections, run, lo, hi, padded):
+    """Projected mode: the input projection of rows ``lo:hi`` for every step, computed into
+    ``projections[run]`` by :func:`.products.product`, as (rows, T, ``padded``); fused mode
+    (``kernel`` None): None."""
+
+
+@overload(_projection, inline="always", jit_options={"cache": True})
+def _projection_impl(x, kernel, projections, run, lo, hi, padded):
+    if kernel is None or isinstance(kernel, types.NoneType):
+        return lambda x, kernel, projections, run, lo, hi, padded: None
+
+    def project(x, kernel, projections, run, lo, hi, padded):
+        rows, steps = hi - lo, x.shape[1]
+        projection = projections[run]
+        product(x[lo:hi].reshape(rows * steps, x.shape[2]), kernel, projection)
+        return projection[:rows * steps].reshape(rows, steps, padded)
+    return project
+
+
+def _pre_activation(product, xw, r, t, u, bias):
+    """``product + bias`` (fused mode: ``xw`` None), else ``product + (xw[r, t, u] + bias)``."""
+
+
+@overload(_pre_activation, inline="always", jit_options={"cache": True})
+def _pre_activation_impl(product, xw, r, t, u, bias):
+    if xw is None or isinstance(xw, types.NoneType):
+        return lambda product, xw, r, t, u, bias: product + bias
+    return lambda product, xw, r, t, u, bias: product + (xw[r, t, u] + bias)
+
+
 @njit(inline="always", **_FLAGS)
 def _finish_row(z, r, xw, t, bias, recurrent_dropout, act, state, outputs, slot, keep, operands,
                 offset, b):
@@ -49,13 +79,8 @@ def _finish_row(z, r, xw, t, bias, recurrent_dropout, act, state, outputs, slot,
     the caller and passed in, they cost a reference count each, per row and step.)"""
     units = state.shape[1]
     zr = z[r, :units]
-    if xw is None:
-        for u in range(units):
-            zr[u] = activation(zr[u] + bias[u], act)
-    else:
-        xr = xw[r, t]
-        for u in range(units):
-            zr[u] = activation(zr[u] + (xr[u] + bias[u]), act)
+    for u in range(units):
+        zr[u] = activation(_pre_activation(zr[u], xw, r, t, u, bias[u]), act)
     sr = state[b]
     for u in range(units):
         sr[u] = zr[u]
@@ -124,13 +149,8 @@ def forward(seq, w, kernel, projections, act, tile, run, runs):
             h = initial_state[b, u]
             state[b, u] = h
             operands[r, offset + u] = times(h, recurrent_dropout, b, u)
-    if kernel is None:
-        _steps(seq, w, None, act, tile, lo, operands, z, seen)
-    else:
-        projection = projections[run]
-        product(x[lo:hi].reshape(rows * steps, x.shape[2]), kernel, projection)
-        xw = projection[:rows * steps].reshape(rows, steps, padded)
-        _steps(seq, w, xw, act, tile, lo, operands, z, seen)
+    xw = _projection(x, kernel, projections, run, lo, hi, padded)
+    _steps(seq, w, xw, act, tile, lo, operands, z, seen)
     if outputs.shape[1] != steps:
         last_outputs(outputs, state, seen, lo, hi)
 

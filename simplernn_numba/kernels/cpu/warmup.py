@@ -1,0 +1,120 @@
+"""Compiling the common variants of the CPU kernels ahead of time (``python -m simplernn_numba
+compile``), into Numba's on-disk cache, so that later processes load them instead.
+
+A variant is one plan's kernels for one dtype, activation and set of present optional arrays
+(:mod:`.specialise`); each is compiled by a small call that takes its plan (``config`` settings
+pick the plan where the small shape would not). Shapes do not matter otherwise: a compiled
+variant serves every shape that takes its plan and tile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+from numba.core import event
+
+from .. import config
+from .backward_pass import backward
+from .forward_pass import forward_for_training, forward_validated
+
+BIG = 1 << 40
+
+
+class Variant(NamedTuple):
+    """One variant to compile: a label, the ``config`` settings that send the call down its plan,
+    the call's shape (batch, steps, features, units), whether it has a mask, whether it has
+    dropout masks, and whether it is a training step (forward and backward)."""
+
+    label: str
+    settings: dict
+    shape: tuple
+    masked: bool = False
+    dropout: bool = False
+    training: bool = False
+
+
+#: The common variants, for each dtype: inference on every plan (one thread and several), with
+#: and without a mask; training steps on the per-row and panels plans, with and without a mask
+#: and dropout.
+INFERENCE = (
+    Variant("lanes", {}, (8, 3, 4, 4)),
+    Variant("lanes, masked", {}, (8, 3, 4, 4), masked=True),
+    Variant("lanes, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 4)),
+    Variant("rows, tiles of 4 rows", {}, (4, 3, 4, 24)),
+    Variant("rows, tiles of 2 rows", {}, (2, 3, 4, 32)),
+    Variant("rows, masked", {}, (4, 3, 4, 24), masked=True),
+    Variant("rows, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 24)),
+    Variant("rows, projected first", {"FUSED_MAX_WORK": 0}, (4, 3, 4, 24)),
+    Variant("one row", {}, (1, 3, 4, 24)),
+    Variant("panels", {"SERIAL_WORK": 0}, (8, 3, 4, 64)),
+)
+TRAINING = (
+    Variant("training, lanes", {}, (8, 3, 4, 4), training=True),
+    Variant("training, lanes, masked, dropout", {}, (8, 3, 4, 4), True, True, True),
+    Variant("training, rows", {}, (4, 3, 4, 24), training=True),
+    Variant("training, rows, masked, dropout", {}, (4, 3, 4, 24), True, True, True),
+    Variant("training, rows, runs over threads",
+            {"BACKWARD_SERIAL_WORK": 0, "BLAS_SERIAL_MACS": 0}, (8, 3, 4, 24), training=True),
+    Variant("training, panels", {"ROWS_WEIGHT_BYTES": 0}, (8, 3, 4, 24), training=True),
+)
+
+
+def variants(dtypes: tuple[str, ...], training: bool) -> Iterator[tuple[str, Variant]]:
+    """``(dtype, variant)`` pairs to compile."""
+    for dtype in dtypes:
+        for variant in INFERENCE + (TRAINING if training else ()):
+            yield dtype, variant
+
+
+def _call(variant: Variant, dtype: str, activation: str) -> None:
+    batch, steps, features, units = variant.shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, steps, features)).astype(dtype)
+    kernel = (0.3 * rng.standard_normal((features, units))).astype(dtype)
+    recurrent = (0.3 * rng.standard_normal((units, units))).astype(dtype)
+    bias, h0 = np.zeros(units, dtype), np.zeros((batch, units), dtype)
+    options = dict(activation=activation)
+    if variant.masked:
+        options["mask"] = np.ones((batch, steps), bool)
+    if variant.dropout:
+        options.update(input_dropout=np.ones((batch, features), dtype),
+                       recurrent_dropout=np.ones((batch, units), dtype))
+    with config.override(**variant.settings):
+        if not variant.training:
+            forward_validated(x, kernel, recurrent, bias, h0, **options)
+            return
+        outputs, _ = forward_for_training(x, kernel, recurrent, bias, h0, **options)
+        backward(x, kernel, recurrent, bias, h0, outputs, np.ones_like(outputs), **options)
+
+
+class _Counter(event.Listener):
+    def __init__(self):
+        self.compiled = 0
+
+    def on_start(self, ev):
+        pass
+
+    def on_end(self, ev):
+        self.compiled += 1
+
+
+def run(dtypes: tuple[str, ...] = ("float32",), training: bool = False, activation: str = "tanh",
+        report: Callable[[str], None] = print) -> list[tuple[str, float, int]]:
+    """Compile (or load from the cache) every variant of :func:`variants`, reporting a line per
+    variant; returns ``(label, seconds, functions compiled)`` for each."""
+    results = []
+    todo = list(variants(dtypes, training))
+    for number, (dtype, variant) in enumerate(todo, 1):
+        counter = _Counter()
+        start = time.perf_counter()
+        with event.install_listener("numba:compile", counter):
+            _call(variant, dtype, activation)
+        seconds = time.perf_counter() - start
+        label = f"{dtype} {activation}, {variant.label}"
+        status = f"compiled {counter.compiled} functions" if counter.compiled else "cached"
+        report(f"[{number}/{len(todo)}] {label}: {seconds:.1f} s ({status})")
+        results.append((label, seconds, counter.compiled))
+    return results
