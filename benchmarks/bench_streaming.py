@@ -13,10 +13,10 @@ import argparse
 import time
 
 import numpy as np
+from simplernn_numba.kernels.cpu_step import step as step_kernel
 
 from simplernn_numba import SimpleRNN, Stream
 from simplernn_numba.interop.streaming import step
-from simplernn_numba.kernels.cpu_step import step as step_kernel
 
 
 def median_seconds(fn, calls: int) -> float:

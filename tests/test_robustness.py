@@ -108,8 +108,7 @@ def test_arbitrary_input_returns_or_raises_cleanly(capfd, x, mask, state, built,
 # ---------------------------------------------------------------- resources
 def _warm_signature_count() -> int:
     """Compiled specialisations of every Numba function of the CPU kernels."""
-    from simplernn_numba.kernels.cpu import (backward_pass, gemm, lanes, launch, panels, products,
-                                             rows, step)
+    from simplernn_numba.kernels.cpu import backward_pass, gemm, lanes, launch, panels, products, rows, step
 
     modules = (backward_pass, gemm, lanes, launch, panels, products, rows, step)
     return sum(len(f.signatures) for module in modules for f in vars(module).values()
