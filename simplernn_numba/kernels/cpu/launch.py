@@ -13,13 +13,13 @@ as the serial calls use it, and the loop itself is a small function, one per arg
 
 >>> import numpy as np
 >>> from numba import njit
->>> @njit(nogil=True)
-... def fill(out, run, runs):
-...     out[run] = run + runs
+>>> @njit
+... def fill(out, scale, offset, run, runs):
+...     out[run] = scale * run + offset
 >>> out = np.zeros(3, np.int64)
->>> run_all(fill, (out,), 3)
+>>> run_all(fill, (out, 10, 1), 3)
 >>> out.tolist()
-[3, 4, 5]
+[1, 11, 21]
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _address(kernel, args: tuple) -> int:
 
 def run_all(kernel, args: tuple, runs: int) -> None:
     """``kernel(*args, run, runs)`` for every ``run`` in ``range(runs)``, over Numba's threads
-    when ``runs > 1``."""
+    when ``runs > 1`` (``args``: 3, 4, 6 or 9 of them, the run kernels' counts)."""
     if runs == 1:
         kernel(*args, 0, 1)
         return

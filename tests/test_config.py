@@ -1,0 +1,107 @@
+"""The kernels' settings (kernels/config.py), runs of rows over threads (kernels/cpu/launch.py)
+and the warm-up command (python -m simplernn_numba compile)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba import njit
+
+from simplernn_numba.__main__ import main
+from simplernn_numba.kernels import config
+from simplernn_numba.kernels.cpu.launch import run_all
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_override_restores_and_reset_restores_defaults():
+    default = config.SERIAL_WORK
+    with config.override(SERIAL_WORK=0, CUDA_ROWS=False):
+        assert config.SERIAL_WORK == 0 and config.CUDA_ROWS is False
+        with config.override(SERIAL_WORK=5):
+            assert config.SERIAL_WORK == 5
+        assert config.SERIAL_WORK == 0
+    assert config.SERIAL_WORK == default and config.CUDA_ROWS == config.DEFAULTS["CUDA_ROWS"]
+    with pytest.raises(RuntimeError), config.override(SERIAL_WORK=1):
+        raise RuntimeError  # restored after an exception too
+    assert config.SERIAL_WORK == default
+    config.set(SERIAL_WORK=7, LANES_MAX_UNITS=3)
+    assert (config.SERIAL_WORK, config.LANES_MAX_UNITS) == (7, 3)
+    config.reset()
+    assert config.SERIAL_WORK == default and config.LANES_MAX_UNITS == config.DEFAULTS["LANES_MAX_UNITS"]
+
+
+def test_settings_are_checked():
+    with pytest.raises(KeyError, match="unknown kernel setting 'SERIAL_WROK'.*SERIAL_WORK"):
+        config.set(SERIAL_WROK=0)
+    with pytest.raises(ValueError, match="compile-time constant"):
+        config.set(K_BLOCK=64)
+    with pytest.raises(TypeError, match="SERIAL_WORK must be a number"):
+        config.set(SERIAL_WORK="many")
+    with pytest.raises(TypeError, match="must be a number"):
+        config.set(SERIAL_WORK=True)
+    assert config.SERIAL_WORK == config.DEFAULTS["SERIAL_WORK"]  # nothing set by a refused call
+    assert config.COMPILE_TIME <= set(config.DEFAULTS)
+
+
+@njit
+def _fill(out, scale, offset, run, runs):
+    out[run] = scale * run + runs + offset
+
+
+@njit
+def _fail_on_run(out, fail, value, run, runs):
+    if run == fail:
+        raise ValueError("a failing run")
+    out[run] = value
+
+
+@pytest.mark.parametrize("runs", [1, 2, 5])
+def test_run_all_calls_every_run_once(runs):
+    out = np.full(runs, -1, np.int64)
+    run_all(_fill, (out, 10, 1), runs)
+    assert out.tolist() == [10 * run + runs + 1 for run in range(runs)]
+
+
+def test_a_run_that_raises_fails_the_call():
+    out = np.zeros(3)
+    with pytest.raises(RuntimeError, match="_fail_on_run failed on 1 of 3 runs"):
+        run_all(_fail_on_run, (out, 1, 2.0), 3)
+    assert out.tolist() == [2.0, 0.0, 2.0]  # the other runs ran
+    with pytest.raises(ValueError, match="a failing run"):  # one run, on the calling thread
+        run_all(_fail_on_run, (out, 0, 2.0), 1)
+
+
+def test_run_kernels_compile_once_for_one_run_and_several():
+    """The prange loop calls the run kernel through its address: the serial and the parallel
+    calls share one compiled run kernel."""
+    @njit
+    def kernel(out, a, b, run, runs):
+        out[run] = a + b
+
+    out = np.zeros(4)
+    run_all(kernel, (out, 1.0, 2.0), 1)
+    run_all(kernel, (out, 1.0, 2.0), 4)
+    assert len(kernel.signatures) == 1 and out.tolist() == [3.0] * 4
+
+
+def test_compile_command_reports_each_variant(capsys):
+    main(["compile", "--dtype", "float32"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[1/10] float32 tanh, lanes: ") and lines[-1].startswith("10 variants ready")
+    with pytest.raises(ValueError, match="Unknown activation 'Tanh'"):
+        main(["compile", "--activation", "Tanh"])
+
+
+def test_compile_command_fills_an_empty_cache(tmp_path):
+    """In a fresh cache the command compiles every variant; a later process finds them all."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "simplernn_numba", "compile"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    assert "10 variants ready (10 compiled, 0 cached)" in first
+    second = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    assert "10 variants ready (0 compiled, 10 cached)" in second
