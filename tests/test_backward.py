@@ -19,6 +19,9 @@ from simplernn_numba.kernels.cpu.plan import Plan
 
 FLAGS = ("masked", "dropout", "go_backwards", "return_sequences", "with_d_state", "use_bias")
 GRID = list(itertools.product([True, False], repeat=len(FLAGS)))
+#: Activations of each kind checked at float32 too: the vectorised tanh, piecewise ones, smooth
+#: ones, one whose derivative needs the pre-activation, an unbounded one.
+FLOAT32_ACTIVATIONS = ("tanh", "relu", "sigmoid", "leaky_relu", "gelu", "exponential")
 #: Gradient keys, in the order of ``Problem.arrays()``.
 KEYS = ("inputs", "kernel", "recurrent_kernel", "bias", "initial_state")
 
@@ -57,9 +60,10 @@ def _check_against_finite_differences(problem, d_output, d_state, options):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_every_activation_matches_finite_differences(activation):
+    """Every flag on (the flag grid below covers each flag's combinations with tanh: each
+    activation is a compiled variant of its own, and so is each set of optional arrays)."""
     rng = np.random.default_rng(ACTIVATIONS.index(activation))
-    for flags in (GRID[0], GRID[rng.integers(1, len(GRID))]):
-        _check_against_finite_differences(*_config(rng, activation, *flags))
+    _check_against_finite_differences(*_config(rng, activation, *GRID[0]))
 
 
 @pytest.mark.parametrize("flags", GRID, ids=lambda f: "-".join(n for n, v in zip(FLAGS, f) if v) or "plain")
@@ -68,12 +72,14 @@ def test_flag_grid_matches_finite_differences(flags):
     _check_against_finite_differences(*_config(rng, "tanh", *flags))
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype,activation", [(np.float64, a) for a in ACTIVATIONS]
+                         + [(np.float32, a) for a in FLOAT32_ACTIVATIONS])
 def test_cpu_matches_reference(dtype, activation):
+    """Every activation at float64, activations of each kind at float32 (the kernels' code
+    differs by dtype for tanh alone); every flag on, then every flag off but one."""
     rng = np.random.default_rng(7)
     rtol, atol = tolerance(dtype)
-    for flags in (GRID[0], GRID[-1], GRID[rng.integers(1, len(GRID) - 1)]):
+    for flags in (GRID[0], GRID[-2]):
         problem, d_output, d_state, options = _config(rng, activation, *flags, dtype=dtype)
         ours = _backward(cpu, problem, d_output, d_state, options)
         ref = _backward(reference, problem, d_output, d_state, options)
@@ -100,7 +106,7 @@ PATHS = {
 def test_other_recurrence_paths_match_reference(activation, path):
     # the small problems above run the serial per-row recurrence; force the others
     rng = np.random.default_rng(3)
-    for flags in GRID[::9]:
+    for flags in GRID[::21]:  # each of the four mask and dropout combinations
         problem, d_output, d_state, options = _config(rng, activation, *flags, batch=5, steps=7)
         with config.override(**PATHS[path]):
             ours = _backward(cpu, problem, d_output, d_state, options)
