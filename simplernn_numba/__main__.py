@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 from . import _demo
 
+#: The CPU plans the compile command knows (``kernels.cpu.warmup.PATHS``, without importing it).
+PATHS = ("lanes", "rows", "one_row", "panels")
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command."""
@@ -27,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     warm.add_argument("--training", action="store_true",
                       help="also the training step's variants (forward and backward)")
     warm.add_argument("--activation", default="tanh", help="the activation (default tanh)")
+    warm.add_argument("--plan", action="append", choices=PATHS, dest="plans",
+                      help="only this plan's variants (repeatable; default: every plan)")
     warm.set_defaults(run=_compile)
     args = parser.parse_args(argv)
     args.run(args)
@@ -38,7 +43,7 @@ def _compile(args: argparse.Namespace) -> None:
 
     activations.get(args.activation)  # a clear error for an unknown name, before any compiling
     dtypes = ("float32", "float64") if args.dtype == "all" else (args.dtype,)
-    results = warmup.run(dtypes, args.training, args.activation)
+    results = warmup.run(dtypes, args.training, args.activation, tuple(args.plans or PATHS))
     compiled = sum(1 for _, _, functions in results if functions)
     print(f"{len(results)} variants ready ({compiled} compiled, {len(results) - compiled} cached) "
           f"in {sum(seconds for _, seconds, _ in results):.1f} s")

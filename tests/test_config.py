@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from simplernn_numba.__main__ import main
+from simplernn_numba.__main__ import PATHS, main
 from simplernn_numba.kernels import config
 from simplernn_numba.kernels.cpu.launch import run_all
 
@@ -89,9 +89,17 @@ def test_run_kernels_compile_once_for_one_run_and_several():
 
 
 def test_compile_command_reports_each_variant(capsys):
+    from simplernn_numba.kernels.cpu import warmup
+
+    assert PATHS == warmup.PATHS
     main(["compile", "--dtype", "float32"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("[1/10] float32 tanh, lanes: ") and lines[-1].startswith("10 variants ready")
+    main(["compile", "--dtype", "all", "--plan", "one_row", "--plan", "panels"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "[1/4] float32 tanh, one row", "[2/4] float32 tanh, panels", "[3/4] float64 tanh, one row",
+        "[4/4] float64 tanh, panels"]
     with pytest.raises(ValueError, match="Unknown activation 'Tanh'"):
         main(["compile", "--activation", "Tanh"])
 
@@ -100,8 +108,8 @@ def test_compile_command_fills_an_empty_cache(tmp_path):
     """In a fresh cache the command compiles every variant; a later process finds them all."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    command = [sys.executable, "-m", "simplernn_numba", "compile"]
+    command = [sys.executable, "-m", "simplernn_numba", "compile", "--plan", "lanes", "--training"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    assert "10 variants ready (10 compiled, 0 cached)" in first
+    assert "5 variants ready (5 compiled, 0 cached)" in first, first
     second = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    assert "10 variants ready (0 compiled, 10 cached)" in second
+    assert "5 variants ready (0 compiled, 5 cached)" in second, second

@@ -24,10 +24,11 @@ BIG = 1 << 40
 
 
 class Variant(NamedTuple):
-    """One variant to compile: a label, the ``config`` settings that send the call down its plan,
-    the call's shape (batch, steps, features, units), whether it has a mask, whether it has
-    dropout masks, and whether it is a training step (forward and backward)."""
+    """One variant to compile: its plan's path, a label, the ``config`` settings that send the
+    call down its plan, the call's shape (batch, steps, features, units), whether it has a mask,
+    whether it has dropout masks, and whether it is a training step (forward and backward)."""
 
+    path: str
     label: str
     settings: dict
     shape: tuple
@@ -40,33 +41,37 @@ class Variant(NamedTuple):
 #: and without a mask; training steps on the per-row and panels plans, with and without a mask
 #: and dropout.
 INFERENCE = (
-    Variant("lanes", {}, (8, 3, 4, 4)),
-    Variant("lanes, masked", {}, (8, 3, 4, 4), masked=True),
-    Variant("lanes, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 4)),
-    Variant("rows, tiles of 4 rows", {}, (4, 3, 4, 24)),
-    Variant("rows, tiles of 2 rows", {}, (2, 3, 4, 32)),
-    Variant("rows, masked", {}, (4, 3, 4, 24), masked=True),
-    Variant("rows, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 24)),
-    Variant("rows, projected first", {"FUSED_MAX_WORK": 0}, (4, 3, 4, 24)),
-    Variant("one row", {}, (1, 3, 4, 24)),
-    Variant("panels", {"SERIAL_WORK": 0}, (8, 3, 4, 64)),
+    Variant("lanes", "lanes", {}, (8, 3, 4, 4)),
+    Variant("lanes", "lanes, masked", {}, (8, 3, 4, 4), masked=True),
+    Variant("lanes", "lanes, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 4)),
+    Variant("rows", "rows, tiles of 4 rows", {}, (4, 3, 4, 24)),
+    Variant("rows", "rows, tiles of 2 rows", {}, (2, 3, 4, 32)),
+    Variant("rows", "rows, masked", {}, (4, 3, 4, 24), masked=True),
+    Variant("rows", "rows, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 24)),
+    Variant("rows", "rows, projected first", {"FUSED_MAX_WORK": 0}, (4, 3, 4, 24)),
+    Variant("one_row", "one row", {}, (1, 3, 4, 24)),
+    Variant("panels", "panels", {"SERIAL_WORK": 0}, (8, 3, 4, 64)),
 )
 TRAINING = (
-    Variant("training, lanes", {}, (8, 3, 4, 4), training=True),
-    Variant("training, lanes, masked, dropout", {}, (8, 3, 4, 4), True, True, True),
-    Variant("training, rows", {}, (4, 3, 4, 24), training=True),
-    Variant("training, rows, masked, dropout", {}, (4, 3, 4, 24), True, True, True),
-    Variant("training, rows, runs over threads",
+    Variant("lanes", "training, lanes", {}, (8, 3, 4, 4), training=True),
+    Variant("lanes", "training, lanes, masked, dropout", {}, (8, 3, 4, 4), True, True, True),
+    Variant("rows", "training, rows", {}, (4, 3, 4, 24), training=True),
+    Variant("rows", "training, rows, masked, dropout", {}, (4, 3, 4, 24), True, True, True),
+    Variant("rows", "training, rows, runs over threads",
             {"BACKWARD_SERIAL_WORK": 0, "BLAS_SERIAL_MACS": 0}, (8, 3, 4, 24), training=True),
-    Variant("training, panels", {"ROWS_WEIGHT_BYTES": 0}, (8, 3, 4, 24), training=True),
+    Variant("panels", "training, panels", {"ROWS_WEIGHT_BYTES": 0}, (8, 3, 4, 24), training=True),
 )
+#: The plans :data:`INFERENCE` and :data:`TRAINING` cover.
+PATHS = ("lanes", "rows", "one_row", "panels")
 
 
-def variants(dtypes: tuple[str, ...], training: bool) -> Iterator[tuple[str, Variant]]:
-    """``(dtype, variant)`` pairs to compile."""
+def variants(dtypes: tuple[str, ...], training: bool,
+             paths: tuple[str, ...] = PATHS) -> Iterator[tuple[str, Variant]]:
+    """``(dtype, variant)`` pairs to compile: the variants of ``paths``."""
     for dtype in dtypes:
         for variant in INFERENCE + (TRAINING if training else ()):
-            yield dtype, variant
+            if variant.path in paths:
+                yield dtype, variant
 
 
 def _call(variant: Variant, dtype: str, activation: str) -> None:
@@ -102,11 +107,12 @@ class _Counter(event.Listener):
 
 
 def run(dtypes: tuple[str, ...] = ("float32",), training: bool = False, activation: str = "tanh",
+        paths: tuple[str, ...] = PATHS,
         report: Callable[[str], None] = print) -> list[tuple[str, float, int]]:
     """Compile (or load from the cache) every variant of :func:`variants`, reporting a line per
     variant; returns ``(label, seconds, functions compiled)`` for each."""
     results = []
-    todo = list(variants(dtypes, training))
+    todo = list(variants(dtypes, training, paths))
     for number, (dtype, variant) in enumerate(todo, 1):
         counter = _Counter()
         start = time.perf_counter()
