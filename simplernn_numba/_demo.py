@@ -45,8 +45,11 @@ def run(repeat: int = 20) -> None:
         out = layer(x)
         h0 = np.zeros((batch, units), np.float32)
         args = (x, *layer.weights, h0)
-        ref, _ = reference.forward(*args, activation="tanh")
+        # NumPy's BLAS (the reference, the last shape's timing) leaves its threads spinning for
+        # a while after a call, on the cores our parallel kernels use: let them stop first
+        time.sleep(0.2)
         ours_ms = _median_ms(lambda layer=layer, x=x: layer(x), repeat)
+        ref, _ = reference.forward(*args, activation="tanh")
         ref_ms = _median_ms(lambda a=args: reference.forward(*a, activation="tanh"), max(3, repeat // 4))
         diff = float(np.abs(out - ref).max())
         shape = f"{batch},{steps},{features},{units}"
