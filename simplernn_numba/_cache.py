@@ -9,8 +9,10 @@ code assumed another tile size than the Python side now allocates for, that is a
 buffer, not only a stale result. :func:`install` puts cache locators first in Numba's list
 that, for functions defined in this package only, stamp the cache with a hash of the modules
 compiled code can read (:data:`STAMPED`: every module of :mod:`.kernels`, and
-:mod:`.activations`); a change to the layer, the adapters or the benchmarks keeps the cache.
-:mod:`simplernn_numba.kernels` installs them before any of its modules is imported.
+:mod:`.activations`) and with the compile-time settings' values (the vector width follows the
+machine); a change to the layer, the adapters or the benchmarks keeps the cache.
+:mod:`simplernn_numba.kernels` installs them, with its settings, before any of its modules
+that compile is imported.
 """
 
 from __future__ import annotations
@@ -40,7 +42,14 @@ def source_stamp(root: Path = PACKAGE, parts: tuple[str, ...] = STAMPED) -> str:
     return digest.hexdigest()
 
 
-_package_stamp = functools.cache(source_stamp)
+#: The compile-time settings' values that :func:`install` was given (part of the stamp).
+_settings = ""
+
+
+@functools.cache
+def _package_stamp() -> str:
+    """:func:`source_stamp` and the compile-time settings given to :func:`install`."""
+    return source_stamp() + ";" + _settings
 
 
 def _in_package(py_file: str) -> bool:
@@ -71,9 +80,15 @@ def _package_locator(base: type) -> type:
     return PackageLocator
 
 
-def install() -> bool:
-    """Put the package locators first in Numba's cache locator list (once); returns whether
-    they are in place (False where this Numba keeps its locators elsewhere)."""
+def install(settings: str) -> bool:
+    """Put the package locators first in Numba's cache locator list (once), stamping with the
+    sources and ``settings`` (the compile-time settings' values, some of which follow the
+    machine); returns whether they are in place (False where this Numba keeps its locators
+    elsewhere)."""
+    global _settings
+    if _settings and settings != _settings:
+        raise RuntimeError("the compile-time settings cannot change once kernels are stamped")
+    _settings = settings
     try:
         from numba.core import caching
         impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # public from 0.61 on

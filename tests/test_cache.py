@@ -4,9 +4,11 @@ to any of them must invalidate it; a change elsewhere (the layer, adapters, benc
 
 import importlib.util
 
+import pytest
 from numba.core import caching
 
 from simplernn_numba import _cache
+from simplernn_numba.kernels import config
 from simplernn_numba.kernels.cpu import lanes, products, rows
 
 
@@ -15,7 +17,8 @@ def _locators():
 
 
 def test_kernels_are_stamped_with_the_kernels_sources():
-    stamp = _cache.source_stamp()
+    stamp = _cache.source_stamp() + ";" + config.compile_time_values()
+    assert f"VECTOR_BYTES={config.VECTOR_BYTES}" in stamp
     for kernel in (rows.forward, lanes.backward, products.product):
         locator = kernel._cache._impl.locator
         assert type(locator).__module__ == _cache.__name__
@@ -66,6 +69,12 @@ def test_only_a_package_directory_gets_the_package_stamp(tmp_path, monkeypatch):
 
 def test_install_is_idempotent():
     before = list(_locators())
-    assert _cache.install()
+    assert _cache.install(config.compile_time_values())
     assert list(_locators()) == before
     assert sum(c.__module__ == _cache.__name__ for c in before) >= 2
+
+
+def test_the_stamp_cannot_change_its_settings():
+    """The stamp is computed once per process: other settings later would be ignored."""
+    with pytest.raises(RuntimeError, match="compile-time settings"):
+        _cache.install(config.compile_time_values() + ",X=1")

@@ -94,12 +94,13 @@ def test_compile_command_reports_each_variant(capsys):
     assert PATHS == warmup.PATHS
     main(["compile", "--dtype", "float32"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("[1/10] float32 tanh, lanes: ") and lines[-1].startswith("10 variants ready")
+    assert lines[0].startswith("[1/12] float32 tanh, lanes: ") and lines[-1].startswith("12 variants ready")
     main(["compile", "--dtype", "all", "--plan", "one_row", "--plan", "panels"])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == [
-        "[1/4] float32 tanh, one row", "[2/4] float32 tanh, panels", "[3/4] float64 tanh, one row",
-        "[4/4] float64 tanh, panels"]
+        "[1/6] float32 tanh, one row", "[2/6] float32 tanh, one row, widest vectors",
+        "[3/6] float32 tanh, panels", "[4/6] float64 tanh, one row",
+        "[5/6] float64 tanh, one row, widest vectors", "[6/6] float64 tanh, panels"]
     with pytest.raises(ValueError, match="Unknown activation 'Tanh'"):
         main(["compile", "--activation", "Tanh"])
 

@@ -18,7 +18,9 @@ from cases import make_problem
 from conftest import tolerance
 
 from simplernn_numba.kernels import config, cpu, reference
+from simplernn_numba.kernels.config import VECTOR_BYTES
 from simplernn_numba.kernels.cpu.plan import Plan, backward_plan, forward_plan
+from simplernn_numba.kernels.cpu.products import TILE_SHAPES
 
 BIG = 1 << 40
 #: config settings that send a small problem down each forward path.
@@ -43,9 +45,10 @@ def test_forward_plan_rules():
     """The default rules on the benchmark shapes, and what moves a call from one path to
     another (see plan.py). Plans of one run are the same whatever the thread count."""
     assert _plan(32, 10, 8, 4) == Plan("lanes", 1, -1, True)
-    assert _plan(1, 1000, 16, 64) == Plan("one_row", 1, 2, False)
+    one_row = TILE_SHAPES.index((1, 4, VECTOR_BYTES))  # 64 units: whole vectors of either width
+    assert _plan(1, 1000, 16, 64) == Plan("one_row", 1, one_row, False)
     assert _plan(1, 1000, 16, 64, masked=True).path == "rows"  # a mask: the general per-row path
-    assert _plan(1, 1000, 16, 64, training=True) == Plan("rows", 1, 2, True)  # training: fused
+    assert _plan(1, 1000, 16, 64, training=True) == Plan("rows", 1, one_row, True)  # fused
     assert _plan(64, 100, 128, 128).path == "panels"
     assert _plan(64, 100, 128, 128, masked=True).path == "rows"
     assert _plan(64, 100, 128, 128, recurrent_dropout=True).path == "rows"
@@ -76,7 +79,7 @@ def test_backward_plan_rules():
 
     assert plan(32, 10, 4) == Plan("lanes", 1)
     assert plan(7, 10, 4).path == "rows"  # lanes from LANES_MIN_BATCH rows
-    assert plan(4, 10, 24) == Plan("rows", 1, 0)
+    assert plan(4, 10, 24) == Plan("rows", 1, TILE_SHAPES.index((4, 2, VECTOR_BYTES)))
     assert plan(8, 10, 300).path == "panels" and plan(7, 10, 300).path == "gemm_plain"
     for kind in ("masked", "recurrent_dropout", "preactivations"):
         assert plan(8, 10, 300, **{kind: True}).path == "gemm"
@@ -139,7 +142,8 @@ def test_one_row_path_gives_the_rows_paths_bits(rng, dtype, units):
     """One batch row without a mask or recurrent dropout runs on its own kernel (each state
     written once, into its output slot, and read there by the next step): the same bits as the
     rows path (taken with a mask that masks nothing) and the reference's values. 9 units: one
-    four-vector tile; 90: tiles of eight vectors too (float32: 8 + 4 vectors, float64: 3 x 8)."""
+    four-vector tile; 90: tiles of eight vectors too (eight and a four-vector tile, or three
+    eights, depending on the vectors' width)."""
     problem = make_problem(rng, batch=1, steps=7, features=5, units=units, dtype=dtype,
                            dropout=True, scale=0.4 * (9 / units) ** 0.5)
     rtol, atol = tolerance(dtype)
@@ -148,9 +152,10 @@ def test_one_row_path_gives_the_rows_paths_bits(rng, dtype, units):
             kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
                       input_dropout=problem.input_dropout)
             out, state = cpu.forward(*problem.arrays(), **kw)
-            assert cpu.last_plan() == Plan("one_row", 1, 2, False)
+            plan = cpu.last_plan()
+            assert plan.path == "one_row" and TILE_SHAPES[plan.tile][0] == 1
             rows_out, rows_state = cpu.forward(*problem.arrays(), mask=np.ones((1, 7), bool), **kw)
-            assert cpu.last_plan() == Plan("rows", 1, 2, False)
+            assert cpu.last_plan() == plan._replace(path="rows")
             np.testing.assert_array_equal(out, rows_out)
             np.testing.assert_array_equal(state, rows_state)
             ref_out, ref_state = reference.forward(*problem.arrays(), **kw)
@@ -160,8 +165,9 @@ def test_one_row_path_gives_the_rows_paths_bits(rng, dtype, units):
 
 @pytest.mark.parametrize("path", ["lanes", "rows_fused", "rows_projected", "panels"])
 def test_rows_do_not_depend_on_batch_composition_or_threads(rng, path):
-    """On one path and tile shape, a row's result is the same bits whatever the other rows of
-    its batch and however the batch is cut into runs over the threads."""
+    """On one path, a row's result is the same bits whatever the other rows of its batch and
+    however the batch is cut into runs over the threads (the rows path's tile shapes of several
+    rows give the same bits, and a part of the batch may take another)."""
     problem = make_problem(rng, batch=11, steps=6, features=7, units=40, dtype=np.float32,
                            scale=0.2)
     x, kernel, recurrent, bias, h0 = problem.arrays()
@@ -170,7 +176,7 @@ def test_rows_do_not_depend_on_batch_composition_or_threads(rng, path):
         plan = cpu.last_plan()
         rows = 8 if path == "panels" else 6  # whole quads of rows / tiles of four rows
         part, part_state = cpu.forward(x[-rows:], kernel, recurrent, bias, h0[-rows:])
-        assert cpu.last_plan() == plan
+        assert cpu.last_plan().path == plan.path
     np.testing.assert_array_equal(part, whole[-rows:])
     np.testing.assert_array_equal(part_state, whole_state[-rows:])
     with config.override(**FORWARD[path], SERIAL_WORK=0):
@@ -187,7 +193,6 @@ def test_every_tile_shape_matches_reference(rng, monkeypatch):
     """Each tile shape of the rows path, with padded rows and units (float64: 4 lanes; 42
     units is no whole number of vectors), on the fused and projected paths."""
     from simplernn_numba.kernels.cpu import plan as plans
-    from simplernn_numba.kernels.cpu.products import TILE_SHAPES
 
     problem = make_problem(rng, batch=5, steps=6, features=20, units=42, masked=True, dropout=True)
     ref_out, ref_state = reference.forward(*problem.arrays(), **problem.options())

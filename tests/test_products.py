@@ -4,12 +4,14 @@
 import numpy as np
 import pytest
 from numba import njit
+from numba.core.errors import TypingError
 
 from simplernn_numba.kernels import config, cpu
+from simplernn_numba.kernels.config import VECTOR_BYTES
 from simplernn_numba.kernels.cpu import backward_pass
 from simplernn_numba.kernels.cpu import products as _products
 from simplernn_numba.kernels.cpu.products import TILE_SHAPES, gradient_products
-from simplernn_numba.kernels.cpu.simd import WIDTH
+from simplernn_numba.kernels.cpu.simd import width as width_of
 from simplernn_numba.kernels.cpu.specialise import static
 
 
@@ -28,28 +30,39 @@ def _problem(rng, rows, features, units, dtype):
     return x, prev, dz, rng.standard_normal((features, units)).astype(dtype)
 
 
+def _lanes(dtype, vector_bytes=VECTOR_BYTES):
+    return vector_bytes // np.dtype(dtype).itemsize
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
-    lanes = WIDTH // np.dtype(dtype).itemsize
-    width = 12 * lanes  # the one-row shape: a tile of eight vectors and a row_tile of four
+    lanes = _lanes(dtype, 64)
+    # the one-row shapes: 64-byte vectors, a tile of eight and a row_tile of four; 32-byte
+    # vectors, three tiles of eight
+    width = 12 * lanes
     v = rng.standard_normal((8, 37)).astype(dtype)
     w = rng.standard_normal((37, width)).astype(dtype)
-    results = []
+    results = {}
     for shape in range(len(TILE_SHAPES)):
         z = np.full((8, width), np.nan, dtype)
         tiled_product(w, v, z, shape)
-        results.append(z)
+        results[TILE_SHAPES[shape]] = z
         np.testing.assert_allclose(z, v.astype(np.float64) @ w, rtol=1e-5 if dtype == "float32"
                                    else 1e-12, atol=1e-5 if dtype == "float32" else 1e-12)
-    # tiles of several rows: one FMA per term in order, so the shape does not change a bit
-    np.testing.assert_array_equal(results[1], results[0])
+    # tiles of several rows, of either width: one FMA per term in order, so the shape does not
+    # change a bit
+    first = results[(4, 2, 64)]
+    for rows, vectors, size in TILE_SHAPES:
+        if rows > 1 or size == 32:
+            np.testing.assert_array_equal(results[rows, vectors, size], first)
     # one row: so do its tiles of eight vectors; the last four (a row_tile) sum in two chains
     # (odd K = 37 here): rounding differs, but not by row
-    np.testing.assert_array_equal(results[2][:, :8 * lanes], results[0][:, :8 * lanes])
-    assert not np.array_equal(results[2][:, 8 * lanes:], results[0][:, 8 * lanes:])
+    one_row = results[(1, 4, 64)]
+    np.testing.assert_array_equal(one_row[:, :8 * lanes], first[:, :8 * lanes])
+    assert not np.array_equal(one_row[:, 8 * lanes:], first[:, 8 * lanes:])
     single = np.empty((1, width), dtype)
-    tiled_product(w, v[3:4], single, _products.ONE_ROW)
-    np.testing.assert_array_equal(single[0], results[2][3])
+    tiled_product(w, v[3:4], single, TILE_SHAPES.index((1, 4, 64)))
+    np.testing.assert_array_equal(single[0], one_row[3])
 
 
 def test_vector_loads_need_c_contiguous_arrays():
@@ -59,54 +72,70 @@ def test_vector_loads_need_c_contiguous_arrays():
 
     @njit
     def copy(a, out):
-        vstore(out, 0, 0, vload(a, 0, 0))
+        vstore(out, 0, 0, vload(a, 0, 0, (None,)))  # 32-byte vectors
 
     a, out = np.arange(16, dtype=np.float32).reshape(2, 8), np.zeros((1, 8), np.float32)
     copy(a, out)
     np.testing.assert_array_equal(out[0], a[0])
-    with pytest.raises(TypeError, match="C-contiguous"):  # lanes would not be consecutive
+    with pytest.raises(TypingError, match="C-contiguous"):  # lanes would not be consecutive
         copy(np.asfortranarray(a), out)
     # a broadcast reads one element: any layout, from the element's own address
 
     @njit
     def splat(a, out):
-        vstore(out, 0, 0, vbroadcast(a, 1, 3))
+        vstore(out, 0, 0, vbroadcast(a, 1, 3, (None,)))
 
     splat(a[:, ::2], out)
     np.testing.assert_array_equal(out[0], np.full(8, a[1, 6]))
 
 
 def test_tile_shape_picks_the_least_padded_work():
-    assert TILE_SHAPES[_products.tile_shape(1, 64, 4)] == (1, 4)
-    assert TILE_SHAPES[_products.tile_shape(2, 32, 4)] == (2, 4)
-    assert TILE_SHAPES[_products.tile_shape(8, 128, 4)] == (4, 2)
-    assert TILE_SHAPES[_products.tile_shape(16, 16, 4)] == (4, 2)  # ties: more rows
-    assert TILE_SHAPES[_products.tile_shape(3, 19, 4)] == (4, 2)  # several rows: never (1, 4)
-    assert _products.padded_units(42, 0, 8) == 48 and _products.padded_units(64, 2, 4) == 64 \
-        and _products.padded_units(33, 2, 4) == 64
+    def shape(rows, units, itemsize):
+        return TILE_SHAPES[_products.tile_shape(rows, units, itemsize)]
+    wide = 64 if VECTOR_BYTES == 64 else 32
+    with config.override(WIDE_VECTOR_COST=1.0):  # 64-byte vectors where the padding is the same
+        assert shape(1, 64, 4) == (1, 4, wide)
+        assert shape(2, 32, 4) == (2, 4, 32)  # (2, 4, 64) pads to 64 units
+        assert shape(8, 128, 4) == (4, 2, wide)
+        assert shape(16, 16, 4) == (4, 2, 32)  # ties at 32-byte vectors: more rows
+        assert shape(1, 24, 4) == (1, 4, 32)
+    assert shape(3, 19, 4) == (4, 2, wide)  # several rows: never a one-row shape
+    if VECTOR_BYTES == 64:
+        assert shape(8, 48, 4) == (4, 2, 32)  # 48 units, against 64 at 0.8 each
+        assert shape(8, 32, 4) == (4, 2, 64)  # the same padding: the wide vectors
+        with config.override(WIDE_VECTOR_COST=1.5):
+            assert shape(8, 32, 4) == (4, 2, 32)
+    assert _products.padded_units(42, TILE_SHAPES.index((4, 2, 32)), 8) == 48
+    assert _products.padded_units(64, TILE_SHAPES.index((1, 4, 32)), 4) == 64
+    assert _products.padded_units(33, TILE_SHAPES.index((1, 4, 32)), 4) == 64
+    assert _products.padded_units(33, TILE_SHAPES.index((4, 2, 64)), 4) == 64
+    assert _products.padded_units(33, TILE_SHAPES.index((1, 4, 64)), 4) == 64
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows", [0, 1, 4, 6, 9, 130])
 @pytest.mark.parametrize("vectors", [2, 4, 6, 8])
-def test_product_matches_numpy_with_any_row_count(rng, dtype, rows, vectors):
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+def test_product_matches_numpy_with_any_row_count(rng, dtype, rows, vectors, vector_bytes):
     """``product`` (the recurrence runs' input projection): rows past a multiple of 4 summed one
     FMA per term in order, columns by tiles of three vectors and the rest (two or four vectors)
     by tiles of two; the output's padding rows are scratch, the rows asked for are exact and the
     same bits as the recurrence's two-row tiles give (a different tile code path)."""
-    lanes = WIDTH // np.dtype(dtype).itemsize
+    lanes = _lanes(dtype, vector_bytes)
     width = vectors * lanes
     a = rng.standard_normal((rows, 37)).astype(dtype)
     b = rng.standard_normal((37, width)).astype(dtype)
     tile = config.PRODUCT_TILE_ROWS
     c = np.full((-(-rows // tile) * tile, width), np.nan, dtype)
-    _products.product(a, b, c)
+    _products.product(a, b, c, width_of(vector_bytes))
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(c[:rows], a.astype(np.float64) @ b, **tol)
     # against the two-row tiles (eight accumulators, :func:`tile`), b padded to their width
     padded = np.concatenate((b, np.zeros((37, -vectors % 4 * lanes), dtype)), axis=1)
     tiled = np.empty((-(-rows // 2) * 2, padded.shape[1]), dtype)
-    tiled_product(padded, np.concatenate((a, np.zeros((len(tiled) - rows, 37), dtype))), tiled, 1)
+    two_rows = TILE_SHAPES.index((2, 4, vector_bytes))
+    tiled_product(padded, np.concatenate((a, np.zeros((len(tiled) - rows, 37), dtype))), tiled,
+                  two_rows)
     np.testing.assert_array_equal(c[:rows], tiled[:rows, :width])
 
 
@@ -203,6 +232,6 @@ def test_packed_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, col
     padded_w[:, :min(columns, 2 * width)] = w[:, :2 * width]
     padded_a = np.zeros((tiled.shape[0], depth), dtype)
     padded_a[:rows] = a
-    tiled_product(padded_w, padded_a, tiled, 0)
+    tiled_product(padded_w, padded_a, tiled, TILE_SHAPES.index((4, 2, VECTOR_BYTES)))
     n = min(columns, 2 * width)
     np.testing.assert_array_equal(out[:, :n], tiled[:rows, :n])

@@ -26,5 +26,7 @@ None; ``initial_state`` (B, U); ``mask`` (B, T) bool or None; ``input_dropout``
 """
 
 from .._cache import install
+from . import config
 
-install()  # before any kernel module compiles or loads a cached function (see .._cache)
+# Before any kernel module compiles or loads a cached function (see .._cache).
+install(config.compile_time_values())

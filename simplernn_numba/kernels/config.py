@@ -31,6 +31,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 
@@ -77,6 +78,11 @@ BLAS_SERIAL_MACS = 1 << 18
 #: on its own, so more runs than threads cost little, and a thread slowed by another process
 #: takes fewer of them (16,500,32,32 forward 1.20 -> 1.08 ms median with 4 runs a thread).
 RUNS_PER_THREAD = 4
+#: Cost of a padded element of a tile of 64-byte (AVX-512) vectors against one of 32-byte
+#: vectors, when the rows path chooses its tile shape (:func:`.cpu.products.tile_shape`): the
+#: wide tiles do each load, broadcast and FMA for twice the lanes but run at a lower clock
+#: (64,100,128,128 and 128,200,512,512 float32, the same padding: 0.73 to 0.80 of the time).
+WIDE_VECTOR_COST = 0.8
 #: Prepared weight layouts kept for immutable weight arrays (a layer's), least recently
 #: prepared dropped first; each is the size of the weights.
 PREPARED_WEIGHTS_KEPT = 16
@@ -88,8 +94,31 @@ WORKSPACE_MIN_BYTES = 1 << 18
 # CPU compile-time constants (in :data:`COMPILE_TIME`: baked into compiled kernels)
 # ------------------------------------------------------------------------------------------------
 
-#: Bytes per SIMD vector: one AVX2 register (LLVM splits it on SSE/NEON, uses half an AVX-512 one).
-VECTOR_BYTES = 32
+def _vector_bytes() -> int:
+    """The widest vector register of the CPU Numba compiles for: 64 bytes with AVX-512 (one zmm
+    register), else 32 (one AVX2 ymm register; LLVM splits it in two on SSE or NEON).
+    ``SIMPLERNN_NUMBA_VECTOR_BYTES=32`` or ``64`` chooses; the on-disk cache is keyed on it."""
+    chosen = os.environ.get("SIMPLERNN_NUMBA_VECTOR_BYTES")
+    if chosen:
+        if chosen not in ("32", "64"):
+            raise ValueError(f"SIMPLERNN_NUMBA_VECTOR_BYTES must be 32 or 64; received {chosen!r}.")
+        return int(chosen)
+    from numba.core import config as numba_config
+
+    if numba_config.CPU_NAME and numba_config.CPU_NAME != "host":  # a named target (portable AOT)
+        return 64 if "+avx512f" in (numba_config.CPU_FEATURES or "") else 32
+    try:
+        from llvmlite import binding
+
+        return 64 if binding.get_host_cpu_features().get("avx512f") else 32
+    except (ImportError, RuntimeError):
+        return 32
+
+
+#: Bytes of the widest SIMD vectors of the register-tiled products: the CPU's widest vector
+#: register (64 with AVX-512). The rows path chooses 32 or 64 per call (its tile shapes); the
+#: panels and the backward pass's products always use these.
+VECTOR_BYTES = _vector_bytes()
 #: Output rows blocked together by the input projection's tiles (four rows by three vectors,
 #: twelve accumulators: the most that fit the 16 AVX2 registers with their operands).
 PRODUCT_TILE_ROWS = 4
@@ -190,6 +219,12 @@ _module = sys.modules[__name__]
 #: Every setting's value as this module defines it.
 DEFAULTS = {name: value for name, value in vars(_module).items()
             if name.isupper() and name not in ("DEFAULTS", "COMPILE_TIME")}
+
+
+def compile_time_values() -> str:
+    """The compile-time constants' values, for the on-disk cache's key (``VECTOR_BYTES``
+    depends on the machine, not on this file)."""
+    return ",".join(f"{name}={DEFAULTS[name]}" for name in sorted(COMPILE_TIME))
 
 
 def _check(values: dict) -> None:

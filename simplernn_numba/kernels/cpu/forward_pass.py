@@ -24,7 +24,7 @@ from .bundles import sequence
 from .launch import run_all
 from .notice import about_to_run
 from .plan import forward_plan, largest_run
-from .products import ONE_ROW, padded_units, panel_width
+from .products import padded_units, panel_width
 from .specialise import static
 from .weights import prepared_weights
 
@@ -121,9 +121,9 @@ def _run_rows(plan, seq, kernel, recurrent_kernel, act):
 def _run_one_row(plan, seq, kernel, recurrent_kernel, act):
     x = seq[0]
     features, units = kernel.shape
-    w = prepared_weights(kernel, recurrent_kernel, "fused", padded_units(units, ONE_ROW, x.itemsize))
+    w = prepared_weights(kernel, recurrent_kernel, "fused", padded_units(units, plan.tile, x.itemsize))
     projection = workspace.arrays(x.dtype, (x.shape[1], w.shape[1]))[0]
-    rows.one_row(seq, w[features:], w[:features], projection, act)
+    rows.one_row(seq, w[features:], w[:features], projection, act, static(plan.tile))
 
 
 def _run_panels(plan, seq, kernel, recurrent_kernel, act):

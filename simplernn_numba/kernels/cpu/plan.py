@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numba
 
 from .. import config
-from .products import ONE_ROW, tile_shape
+from .products import one_row_shape, tile_shape
 
 
 class Plan(NamedTuple):
@@ -80,7 +80,7 @@ def forward_plan(batch: int, steps: int, features: int, units: int, itemsize: in
         return _plan("gemm", 1)
     runs = _runs(batch // 2, c.RUNS_PER_THREAD) if batch >= 4 and work >= c.SERIAL_WORK else 1
     tile = tile_shape(largest_run(batch, runs), units, itemsize)
-    if tile == ONE_ROW and not fused and plain:
+    if one_row_shape(tile) and not fused and plain:
         return _plan("one_row", 1, tile)
     return _plan("rows", runs, tile, fused)
 

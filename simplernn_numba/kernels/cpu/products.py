@@ -43,6 +43,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
+from .. import config
 from ..config import (
     K_BLOCK,
     K_BLOCK_T,
@@ -51,9 +52,21 @@ from ..config import (
     PRODUCT_TILE_ROWS,
     ROW_BLOCK,
     ROW_BLOCK_T,
+    VECTOR_BYTES,
 )
 from .launch import row_quads, run_all
-from .simd import WIDTH, vadd, vbroadcast, vfma, vload, vstore, vterm, vzero
+from .simd import (
+    BYTES,
+    lane_count,
+    vadd,
+    vbroadcast,
+    vfma,
+    vload,
+    vstore,
+    vterm,
+    vzero,
+    widest,
+)
 from .specialise import static, value_of
 from .workspace import aligned_empty
 
@@ -62,43 +75,44 @@ from .workspace import aligned_empty
 _FLAGS = dict(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 
 
-#: Shapes of the tiles of :func:`tiled_product`, (rows, vectors of units): the rows it is
-#: padded to and the vectors of units the weights are padded to. The one-row shape is
+#: Shapes of the tiles of :func:`tiled_product`, (rows, vectors of units, bytes per vector): the
+#: rows it is padded to, the vectors of units the weights are padded to and the vectors' width
+#: (:mod:`.simd`: 64 bytes is one AVX-512 register). The one-row shapes are
 #: :func:`one_row_tiles` (tiles of eight vectors, the last four by :func:`row_tile`), the
-#: two-row one :func:`tile` (eight accumulators) and the four-row one :func:`four_row_tiles`
+#: two-row ones :func:`tile` (eight accumulators) and the four-row ones :func:`four_row_tiles`
 #: (4x3 tiles of twelve accumulators, the last columns 4x2).
-TILE_SHAPES = ((4, 2), (2, 4), (1, 4))
-#: Index of the one-row shape in :data:`TILE_SHAPES`.
-ONE_ROW = len(TILE_SHAPES) - 1
+TILE_SHAPES = ((4, 2, 64), (2, 4, 64), (1, 4, 64), (4, 2, 32), (2, 4, 32), (1, 4, 32))
 
 
 @njit(inline="always", **_FLAGS)
-def tile(w, v, z, r, u, R, V, k0, k1, T):
+def tile(w, v, z, r, u, R, V, k0, k1, T, W):
     """``z[r:r + R, u:u + V * lanes] = v[r:r + R] @ w[:, u:u + V * lanes]`` (``R * V == 8``,
     literal constants: the tile folds to eight vector registers, no reductions). ``w`` is
     (K, U), ``v`` (rows, K), ``z`` (rows, U), last axes contiguous, and the tile must lie inside.
     Only ``k`` in ``k0:k1`` runs; from ``k0 > 0`` on the tile adds to ``z`` (a product blocked
     over ``K``). With ``T`` (literal) ``v`` is given transposed, (K, rows).
     Every element is one FMA per ``k`` in order from zero, whatever the tile shape."""
-    lanes = WIDTH // w.itemsize
+    lanes = lane_count(W, w.itemsize)
     # row and first unit of each accumulator (constants apart from r and u once inlined)
     p0, p1, p2, p3, p4, p5, p6, p7 = r, r + 1 // V, r + 2 // V, r + 3 // V, r + 4 // V, \
         r + 5 // V, r + 6 // V, r + 7 // V
     c0, c1, c2, c3 = u, u + 1 % V * lanes, u + 2 % V * lanes, u + 3 % V * lanes
     c4, c5, c6, c7 = u + 4 % V * lanes, u + 5 % V * lanes, u + 6 % V * lanes, u + 7 % V * lanes
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vzero(w)
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vzero(w, W)
     if k0 > 0:
-        a0, a1, a2, a3 = vload(z, p0, c0), vload(z, p1, c1), vload(z, p2, c2), vload(z, p3, c3)
-        a4, a5, a6, a7 = vload(z, p4, c4), vload(z, p5, c5), vload(z, p6, c6), vload(z, p7, c7)
+        a0, a1 = vload(z, p0, c0, W), vload(z, p1, c1, W)
+        a2, a3 = vload(z, p2, c2, W), vload(z, p3, c3, W)
+        a4, a5 = vload(z, p4, c4, W), vload(z, p5, c5, W)
+        a6, a7 = vload(z, p6, c6, W), vload(z, p7, c7, W)
     for k in range(k0, k1):
-        a0 = vfma(vterm(v, k, p0, T), vload(w, k, c0), a0)
-        a1 = vfma(vterm(v, k, p1, T), vload(w, k, c1), a1)
-        a2 = vfma(vterm(v, k, p2, T), vload(w, k, c2), a2)
-        a3 = vfma(vterm(v, k, p3, T), vload(w, k, c3), a3)
-        a4 = vfma(vterm(v, k, p4, T), vload(w, k, c4), a4)
-        a5 = vfma(vterm(v, k, p5, T), vload(w, k, c5), a5)
-        a6 = vfma(vterm(v, k, p6, T), vload(w, k, c6), a6)
-        a7 = vfma(vterm(v, k, p7, T), vload(w, k, c7), a7)
+        a0 = vfma(vterm(v, k, p0, T, W), vload(w, k, c0, W), a0)
+        a1 = vfma(vterm(v, k, p1, T, W), vload(w, k, c1, W), a1)
+        a2 = vfma(vterm(v, k, p2, T, W), vload(w, k, c2, W), a2)
+        a3 = vfma(vterm(v, k, p3, T, W), vload(w, k, c3, W), a3)
+        a4 = vfma(vterm(v, k, p4, T, W), vload(w, k, c4, W), a4)
+        a5 = vfma(vterm(v, k, p5, T, W), vload(w, k, c5, W), a5)
+        a6 = vfma(vterm(v, k, p6, T, W), vload(w, k, c6, W), a6)
+        a7 = vfma(vterm(v, k, p7, T, W), vload(w, k, c7, W), a7)
     vstore(z, p0, c0, a0)
     vstore(z, p1, c1, a1)
     vstore(z, p2, c2, a2)
@@ -110,56 +124,81 @@ def tile(w, v, z, r, u, R, V, k0, k1, T):
 
 
 @njit(inline="always", **_FLAGS)
-def row_tile(w, v, z, r, u):
+def row_tile(w, v, z, r, u, W):
     """``z[r, u:u + 4 * lanes] = v[r] @ w[:, u:u + 4 * lanes]`` in two chains of FMAs, over the
     first and the second half of ``k``, added at the end: four vectors of one row in eight
     registers, so that the chain of dependent FMAs is ``K / 2`` long. The last four vectors of
     :func:`one_row_tiles`. The sum differs from :func:`tile` 's in rounding only."""
-    lanes = WIDTH // w.itemsize
+    lanes = lane_count(W, w.itemsize)
     depth = w.shape[0]
     half = depth // 2
     c0, c1, c2, c3 = u, u + lanes, u + 2 * lanes, u + 3 * lanes
-    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w)
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)
     for k in range(half):
-        x, y = vbroadcast(v, r, k), vbroadcast(v, r, half + k)
-        a0 = vfma(x, vload(w, k, c0), a0)
-        a1 = vfma(x, vload(w, k, c1), a1)
-        a2 = vfma(x, vload(w, k, c2), a2)
-        a3 = vfma(x, vload(w, k, c3), a3)
-        b0 = vfma(y, vload(w, half + k, c0), b0)
-        b1 = vfma(y, vload(w, half + k, c1), b1)
-        b2 = vfma(y, vload(w, half + k, c2), b2)
-        b3 = vfma(y, vload(w, half + k, c3), b3)
+        x, y = vbroadcast(v, r, k, W), vbroadcast(v, r, half + k, W)
+        a0 = vfma(x, vload(w, k, c0, W), a0)
+        a1 = vfma(x, vload(w, k, c1, W), a1)
+        a2 = vfma(x, vload(w, k, c2, W), a2)
+        a3 = vfma(x, vload(w, k, c3, W), a3)
+        b0 = vfma(y, vload(w, half + k, c0, W), b0)
+        b1 = vfma(y, vload(w, half + k, c1, W), b1)
+        b2 = vfma(y, vload(w, half + k, c2, W), b2)
+        b3 = vfma(y, vload(w, half + k, c3, W), b3)
     for k in range(2 * half, depth):  # odd K: the last term joins the first chain
-        x = vbroadcast(v, r, k)
-        a0 = vfma(x, vload(w, k, c0), a0)
-        a1 = vfma(x, vload(w, k, c1), a1)
-        a2 = vfma(x, vload(w, k, c2), a2)
-        a3 = vfma(x, vload(w, k, c3), a3)
+        x = vbroadcast(v, r, k, W)
+        a0 = vfma(x, vload(w, k, c0, W), a0)
+        a1 = vfma(x, vload(w, k, c1, W), a1)
+        a2 = vfma(x, vload(w, k, c2, W), a2)
+        a3 = vfma(x, vload(w, k, c3, W), a3)
     vstore(z, r, c0, vadd(a0, b0))
     vstore(z, r, c1, vadd(a1, b1))
     vstore(z, r, c2, vadd(a2, b2))
     vstore(z, r, c3, vadd(a3, b3))
 
 
-@functools.lru_cache(maxsize=1024)
 def tile_shape(rows: int, units: int, itemsize: int) -> int:
-    """Index into :data:`TILE_SHAPES` for a (rows, units) product: the one-row shape for one row;
-    otherwise, of the shapes of several rows (which give the same bits), the one with the least
-    padded work: rows rounded up to the tile's rows, units to its vectors (ties: more rows, which
-    share each load of ``w``)."""
-    if rows == 1:
-        return ONE_ROW
-    lanes = WIDTH // itemsize
-    return min(range(ONE_ROW), key=lambda i: (
-        -(-rows // TILE_SHAPES[i][0]) * TILE_SHAPES[i][0]
-        * -(-units // (TILE_SHAPES[i][1] * lanes)) * TILE_SHAPES[i][1], i))
+    """Index into :data:`TILE_SHAPES` for a (rows, units) product: a one-row shape for one row,
+    otherwise one of several rows (which give the same bits); of those, with vectors no wider
+    than the CPU's (:data:`..config.VECTOR_BYTES`), the one with the least padded work: rows
+    rounded up to the tile's rows, units to its vectors, times :data:`..config.WIDE_VECTOR_COST`
+    for 64-byte vectors (ties: wider vectors, then more rows, which share each load of ``w``)."""
+    return _tile_shape(rows, units, itemsize, config.WIDE_VECTOR_COST)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tile_shape(rows: int, units: int, itemsize: int, wide_cost: float) -> int:
+    def cost(i: int) -> float:
+        shape_rows, vectors, size = TILE_SHAPES[i]
+        step = vectors * (size // itemsize)
+        work = -(-rows // shape_rows) * shape_rows * -(-units // step) * step
+        return work * (wide_cost if size > BYTES[0] else 1.0)
+    return min((i for i, (shape_rows, _, size) in enumerate(TILE_SHAPES)
+                if (shape_rows == 1) == (rows == 1) and size <= VECTOR_BYTES),
+               key=lambda i: (cost(i), i))
+
+
+def one_row_shape(shape: int) -> bool:
+    """Whether ``TILE_SHAPES[shape]`` is a one-row shape."""
+    return TILE_SHAPES[shape][0] == 1
 
 
 def padded_units(units: int, shape: int, itemsize: int) -> int:
     """``units`` rounded up to whole tiles of ``TILE_SHAPES[shape]``."""
-    step = TILE_SHAPES[shape][1] * (WIDTH // itemsize)
+    _, vectors, size = TILE_SHAPES[shape]
+    step = vectors * (size // itemsize)
     return -(-units // step) * step
+
+
+def shape_width(shape):
+    """The static vector width of tiles of ``TILE_SHAPES[shape]`` (``shape`` a static choice), in
+    a jitted function."""
+
+
+@overload(shape_width, inline="always", jit_options={"cache": True})
+def _shape_width(shape):
+    if TILE_SHAPES[value_of(shape)][2] == BYTES[0]:
+        return lambda shape: (None,)
+    return lambda shape: (None, None)
 
 
 def _blocked_product(a, b, c, lo, hi, transposed):
@@ -181,7 +220,8 @@ def _blocked_product_impl(a, b, c, lo, hi, transposed):
     row_block, k_block = (ROW_BLOCK_T, K_BLOCK_T) if T else (ROW_BLOCK, K_BLOCK)
 
     def impl(a, b, c, lo, hi, transposed):
-        lanes = WIDTH // a.itemsize
+        W = widest()
+        lanes = lane_count(W, a.itemsize)
         wide = wide_columns(c.shape[1], lanes)
         depth = b.shape[0]
         for m0 in range(lo, hi, row_block):
@@ -190,14 +230,14 @@ def _blocked_product_impl(a, b, c, lo, hi, transposed):
                 k1 = min(k0 + k_block, depth)
                 for r in range(m0, m1, 4):
                     for u in range(0, wide, 3 * lanes):
-                        wide_tile(b, a, c, r, u, k0, k1, T)
+                        wide_tile(b, a, c, r, u, k0, k1, T, W)
                     for u in range(wide, c.shape[1], 2 * lanes):
-                        tile(b, a, c, r, u, 4, 2, k0, k1, T)
+                        tile(b, a, c, r, u, 4, 2, k0, k1, T, W)
     return impl
 
 
 @njit(inline="always", **_FLAGS)
-def wide_tile(w, v, z, r, u, k0, k1, T):
+def wide_tile(w, v, z, r, u, k0, k1, T, W):
     """``z[r:r + 4, u:u + 3 * lanes] = v[r:r + 4] @ w[:, u:u + 3 * lanes]``: twelve vector
     accumulators, so each ``k`` is three loads of ``w`` and four broadcasts of ``v`` for twelve
     FMAs (:func:`tile`: six for eight), and twelve independent chains of FMAs hide the FMA
@@ -205,32 +245,32 @@ def wide_tile(w, v, z, r, u, k0, k1, T):
     FMA per ``k`` in order from zero, as in :func:`tile`, so the results are the same bits. (Six
     rows by two vectors, also twelve accumulators, compiled to spills in float64: 20 against 45
     GFLOP/s.)"""
-    _tile_4x3(w, u, v, r, z, r, u, k0, k1, T)
+    _tile_4x3(w, u, v, r, z, r, u, k0, k1, T, W)
 
 
 @njit(inline="always", **_FLAGS)
-def _tile_4x3(w, wu, v, r, z, zr, zu, k0, k1, T):
+def _tile_4x3(w, wu, v, r, z, zr, zu, k0, k1, T, W):
     """``z[zr:zr + 4, zu:zu + 3 * lanes] = v[r:r + 4] @ w[k0:k1, wu:wu + 3 * lanes]``, added to
     ``z`` from ``k0 > 0`` on: the twelve accumulators of :func:`wide_tile` and
     :func:`panel_tile`, with the output's rows and columns given apart from ``v``'s and ``w``'s."""
-    lanes = WIDTH // w.itemsize
+    lanes = lane_count(W, w.itemsize)
     c0, c1, c2 = wu, wu + lanes, wu + 2 * lanes
     o0, o1, o2 = zu, zu + lanes, zu + 2 * lanes
-    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = d0 = d1 = d2 = d3 = vzero(w)
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = d0 = d1 = d2 = d3 = vzero(w, W)
     if k0 > 0:
-        a0, b0, d0 = vload(z, zr, o0), vload(z, zr, o1), vload(z, zr, o2)
-        a1, b1, d1 = vload(z, zr + 1, o0), vload(z, zr + 1, o1), vload(z, zr + 1, o2)
-        a2, b2, d2 = vload(z, zr + 2, o0), vload(z, zr + 2, o1), vload(z, zr + 2, o2)
-        a3, b3, d3 = vload(z, zr + 3, o0), vload(z, zr + 3, o1), vload(z, zr + 3, o2)
+        a0, b0, d0 = vload(z, zr, o0, W), vload(z, zr, o1, W), vload(z, zr, o2, W)
+        a1, b1, d1 = vload(z, zr + 1, o0, W), vload(z, zr + 1, o1, W), vload(z, zr + 1, o2, W)
+        a2, b2, d2 = vload(z, zr + 2, o0, W), vload(z, zr + 2, o1, W), vload(z, zr + 2, o2, W)
+        a3, b3, d3 = vload(z, zr + 3, o0, W), vload(z, zr + 3, o1, W), vload(z, zr + 3, o2, W)
     for k in range(k0, k1):
-        w0, w1, w2 = vload(w, k, c0), vload(w, k, c1), vload(w, k, c2)
-        x = vterm(v, k, r, T)
+        w0, w1, w2 = vload(w, k, c0, W), vload(w, k, c1, W), vload(w, k, c2, W)
+        x = vterm(v, k, r, T, W)
         a0, b0, d0 = vfma(x, w0, a0), vfma(x, w1, b0), vfma(x, w2, d0)
-        x = vterm(v, k, r + 1, T)
+        x = vterm(v, k, r + 1, T, W)
         a1, b1, d1 = vfma(x, w0, a1), vfma(x, w1, b1), vfma(x, w2, d1)
-        x = vterm(v, k, r + 2, T)
+        x = vterm(v, k, r + 2, T, W)
         a2, b2, d2 = vfma(x, w0, a2), vfma(x, w1, b2), vfma(x, w2, d2)
-        x = vterm(v, k, r + 3, T)
+        x = vterm(v, k, r + 3, T, W)
         a3, b3, d3 = vfma(x, w0, a3), vfma(x, w1, b3), vfma(x, w2, d3)
     vstore(z, zr, o0, a0)
     vstore(z, zr, o1, b0)
@@ -258,22 +298,22 @@ def wide_columns(columns, lanes):
 
 
 @njit(**_FLAGS)
-def four_row_tiles(w, v, z, lo, hi):
+def four_row_tiles(w, v, z, lo, hi, W):
     """``z[lo:hi] = v[lo:hi] @ w`` by :func:`wide_tile` s, the last columns by 4x2 :func:`tile` s:
     ``hi - lo`` a multiple of 4, ``z``'s width of whole pairs of vectors. Not inlined: its
     callers (:func:`tiled_product`, :func:`product`) share one compiled copy per dtype."""
-    lanes = WIDTH // w.itemsize
+    lanes = lane_count(W, w.itemsize)
     wide = wide_columns(z.shape[1], lanes)
     for u in range(0, wide, 3 * lanes):
         for r in range(lo, hi, 4):
-            wide_tile(w, v, z, r, u, 0, w.shape[0], False)
+            wide_tile(w, v, z, r, u, 0, w.shape[0], False, W)
     for u in range(wide, z.shape[1], 2 * lanes):
         for r in range(lo, hi, 4):
-            tile(w, v, z, r, u, 4, 2, 0, w.shape[0], False)
+            tile(w, v, z, r, u, 4, 2, 0, w.shape[0], False, W)
 
 
 @njit(inline="always", **_FLAGS)
-def one_row_tiles(w, v, z, r):
+def one_row_tiles(w, v, z, r, W):
     """``z[r] = v[r] @ w`` for one row: one-row :func:`tile` s of eight vectors (eight
     accumulators, one chain of FMAs per element, in order), the last four vectors, where the
     width is an odd number of fours, by a :func:`row_tile` (two chains). ``w`` (K, U), ``z``
@@ -282,12 +322,12 @@ def one_row_tiles(w, v, z, r):
     ``w``, one broadcast), two :func:`row_tile` s ten; 1,1000,16,64 float32 steps (aligned
     weights, interleaved): 207 -> 168 µs for 1000; float64 557 -> 515, 128 units 1060 -> 959.
     (Before the weights were aligned, the :func:`row_tile` s had measured faster.)"""
-    lanes = WIDTH // w.itemsize
+    lanes = lane_count(W, w.itemsize)
     wide = z.shape[1] // (8 * lanes) * (8 * lanes)
     for u in range(0, wide, 8 * lanes):
-        tile(w, v, z, r, u, 1, 8, 0, w.shape[0], False)
+        tile(w, v, z, r, u, 1, 8, 0, w.shape[0], False, W)
     for u in range(wide, z.shape[1], 4 * lanes):
-        row_tile(w, v, z, r, u)
+        row_tile(w, v, z, r, u, W)
 
 
 def tiled_product(w, v, z, shape):
@@ -301,21 +341,23 @@ def tiled_product(w, v, z, shape):
 
 @overload(tiled_product, jit_options=_FLAGS)
 def _tiled_product(w, v, z, shape):
-    shape = value_of(shape)
-    if shape == 0:
+    rows = TILE_SHAPES[value_of(shape)][0]
+    if rows == 4:
         def four_rows(w, v, z, shape):
-            four_row_tiles(w, v, z, 0, z.shape[0])
+            four_row_tiles(w, v, z, 0, z.shape[0], shape_width(shape))
         return four_rows
-    if shape == 1:
+    if rows == 2:
         def two_rows(w, v, z, shape):
-            for u in range(0, z.shape[1], 4 * (WIDTH // w.itemsize)):
+            W = shape_width(shape)
+            for u in range(0, z.shape[1], 4 * lane_count(W, w.itemsize)):
                 for r in range(0, z.shape[0], 2):
-                    tile(w, v, z, r, u, 2, 4, 0, w.shape[0], False)
+                    tile(w, v, z, r, u, 2, 4, 0, w.shape[0], False, W)
         return two_rows
 
     def one_row(w, v, z, shape):
+        W = shape_width(shape)
         for r in range(z.shape[0]):
-            one_row_tiles(w, v, z, r)
+            one_row_tiles(w, v, z, r, W)
     return one_row
 
 
@@ -335,14 +377,14 @@ def fma_rows(a, b, c, lo, hi):
 
 
 @njit(**_FLAGS)
-def product(a, b, c):
+def product(a, b, c, W):
     """``c[:M] = a @ b`` on the calling thread by :func:`four_row_tiles`: ``a`` (M, K), ``b``
     (K, N) with ``N`` whole pairs of vectors, ``c`` (M', N) with ``M'`` >= ``M``; last axes
     contiguous. The input projection of the CPU recurrences' runs of rows."""
     rows = a.shape[0]
     whole = rows // PRODUCT_TILE_ROWS * PRODUCT_TILE_ROWS
     for m0 in range(0, whole, PRODUCT_ROW_BLOCK):
-        four_row_tiles(b, a, c, m0, min(m0 + PRODUCT_ROW_BLOCK, whole))
+        four_row_tiles(b, a, c, m0, min(m0 + PRODUCT_ROW_BLOCK, whole), W)
     fma_rows(a, b, c, whole, rows)
 
 
@@ -397,7 +439,7 @@ def gradient_products(x, prev, dz, kernel, chunks: int):
     rows, features = x.shape
     units = dz.shape[1]
     dtype = dz.dtype
-    step = 2 * (WIDTH // dtype.itemsize)
+    step = 2 * (VECTOR_BYTES // dtype.itemsize)
     dz_cols, kernel_t = _padded(dz, columns=step), _padded(kernel.T, columns=step)
     x4, prev4 = _padded(x, columns=4), _padded(prev, columns=4)
     d_inputs = np.empty((rows, kernel_t.shape[1]), dtype)
@@ -417,7 +459,7 @@ def gradient_products(x, prev, dz, kernel, chunks: int):
 
 def panel_width(itemsize: int) -> int:
     """Columns of one panel: :data:`PANEL_VECTORS` vectors."""
-    return PANEL_VECTORS * (WIDTH // itemsize)
+    return PANEL_VECTORS * (VECTOR_BYTES // itemsize)
 
 
 def panels(w: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -436,7 +478,7 @@ def panel_tile(wp, v, z, r, zr, u, T):
     one FMA per ``k`` in order from zero), with the panel read contiguously and the output
     rows and columns apart from ``v``'s rows and the panel's. With ``T`` (literal) ``v`` is
     given transposed, (K, rows): a quad of rows packed as (K, 4), one 16-byte load a ``k``."""
-    _tile_4x3(wp, 0, v, r, z, zr, u, 0, wp.shape[0], T)
+    _tile_4x3(wp, 0, v, r, z, zr, u, 0, wp.shape[0], T, widest())
 
 
 @njit(inline="always", **_FLAGS)

@@ -22,7 +22,7 @@ from numba.extending import overload
 
 from .activation import activation
 from .launch import row_pairs
-from .products import TILE_SHAPES, one_row_tiles, product, tiled_product
+from .products import TILE_SHAPES, one_row_tiles, product, shape_width, tiled_product
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
 from .specialise import skipped, times, value_of
 
@@ -39,21 +39,21 @@ def _tile_rows(tile):
     return lambda tile: rows
 
 
-def _projection(x, kernel, projections, run, lo, hi, padded):
+def _projection(x, kernel, projections, run, lo, hi, padded, tile):
     """Projected mode: the input projection of rows ``lo:hi`` for every step, computed into
-    ``projections[run]`` by :func:`.products.product`, as (rows, T, ``padded``); fused mode
-    (``kernel`` None): None."""
+    ``projections[run]`` by :func:`.products.product` with the vectors of tiles of shape
+    ``tile``, as (rows, T, ``padded``); fused mode (``kernel`` None): None."""
 
 
 @overload(_projection, inline="always", jit_options={"cache": True})
-def _projection_impl(x, kernel, projections, run, lo, hi, padded):
+def _projection_impl(x, kernel, projections, run, lo, hi, padded, tile):
     if kernel is None or isinstance(kernel, types.NoneType):
-        return lambda x, kernel, projections, run, lo, hi, padded: None
+        return lambda x, kernel, projections, run, lo, hi, padded, tile: None
 
-    def project(x, kernel, projections, run, lo, hi, padded):
+    def project(x, kernel, projections, run, lo, hi, padded, tile):
         rows, steps = hi - lo, x.shape[1]
         projection = projections[run]
-        product(x[lo:hi].reshape(rows * steps, x.shape[2]), kernel, projection)
+        product(x[lo:hi].reshape(rows * steps, x.shape[2]), kernel, projection, shape_width(tile))
         return projection[:rows * steps].reshape(rows, steps, padded)
     return project
 
@@ -149,28 +149,29 @@ def forward(seq, w, kernel, projections, act, tile, run, runs):
             h = initial_state[b, u]
             state[b, u] = h
             operands[r, offset + u] = times(h, recurrent_dropout, b, u)
-    xw = _projection(x, kernel, projections, run, lo, hi, padded)
+    xw = _projection(x, kernel, projections, run, lo, hi, padded, tile)
     _steps(seq, w, xw, act, tile, lo, operands, z, seen)
     if outputs.shape[1] != steps:
         last_outputs(outputs, state, seen, lo, hi)
 
 
 @njit(**_FLAGS)
-def one_row(seq, w, kernel, projection, act):
+def one_row(seq, w, kernel, projection, act, tile):
     """The forward call of one batch row without a mask or recurrent dropout: :func:`forward`
     for ``lo, hi = 0, 1`` projected (the same bits), with each step's state written once,
     straight into its output slot (into a two-slot ring when only the last output is kept),
     where the next step's product reads it.
 
     ``seq.x`` (1, T, F), T >= 1, with any input dropout applied; ``w`` the recurrent kernel and
-    ``kernel`` the kernel, padded to whole tiles of the one-row shape; ``projection`` a (T, U')
-    work array.
+    ``kernel`` the kernel, padded to whole tiles of the one-row shape ``tile`` (a static choice);
+    ``projection`` a (T, U') work array.
     """
     x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
     steps = x.shape[1]
     units = final_state.shape[1]
     keep_all = outputs.shape[1] == steps
-    product(x[0], kernel, projection)
+    width = shape_width(tile)
+    product(x[0], kernel, projection, width)
     z = np.empty((1, w.shape[1]), w.dtype)
     ring = np.empty((2, units), w.dtype)
     for u in range(units):
@@ -178,7 +179,7 @@ def one_row(seq, w, kernel, projection, act):
     state = ring[1:2]
     for s in range(steps):
         t = steps - 1 - s if go_backwards else s
-        one_row_tiles(w, state, z, 0)  # inlined
+        one_row_tiles(w, state, z, 0, width)  # inlined
         new = outputs[0, s:s + 1] if keep_all else ring[s % 2:s % 2 + 1]
         for u in range(units):
             new[0, u] = activation(z[0, u] + (projection[t, u] + bias[u]), act)

@@ -1,22 +1,23 @@
-"""A 32-byte SIMD vector value for Numba CPU kernels: loads, stores, broadcasts, FMAs and sums.
+"""A SIMD vector value for Numba CPU kernels: loads, stores, broadcasts, FMAs and sums.
 
 Numba has no vector type, and LLVM does not turn a tile of scalar accumulators into
 vector registers by itself (an outer-product tile of 64 scalars compiled to scalar FMAs).
-:class:`Vec` is an LLVM vector, ``<8 x float>`` or ``<4 x double>`` (one AVX2 register),
-that a jitted function can keep in local variables: a loop that updates a few of them
-keeps them in registers, so a register-tiled matrix product needs no reductions (see
-:func:`simplernn_numba.kernels._products.tile`). Loads and stores are unaligned and
-unchecked: callers keep every index in bounds. LLVM lowers the vectors for the host CPU:
-two registers each with SSE or NEON, half of one with AVX-512; ``llvm.fma`` is one
-instruction wherever the CPU has FMA.
+:class:`Vec` is an LLVM vector of 32 bytes (``<8 x float>``, ``<4 x double>``: one AVX2
+register) or 64 bytes (one AVX-512 register) that a jitted function can keep in local
+variables: a loop that updates a few of them keeps them in registers, so a register-tiled
+matrix product needs no reductions (see :func:`.products.tile`). The width is a static choice
+(:func:`width`, :func:`widest`) given to the loads, broadcasts and zeros; stores, FMAs and sums
+take it from their vectors. Loads and stores are unaligned and unchecked: callers keep every
+index in bounds. LLVM lowers the vectors for the CPU: a 32-byte vector is two registers with SSE
+or NEON; ``llvm.fma`` is one instruction wherever the CPU has FMA.
 
 >>> import numpy as np
 >>> from numba import njit
 >>> @njit
-... def axpy(a, x, y):
-...     vstore(y, 0, 0, vfma(vbroadcast(a, 0, 0), vload(x, 0, 0), vload(y, 0, 0)))
+... def axpy(a, x, y, w):
+...     vstore(y, 0, 0, vfma(vbroadcast(a, 0, 0, w), vload(x, 0, 0, w), vload(y, 0, 0, w)))
 >>> y = np.ones((1, 8), np.float32)
->>> axpy(np.full((1, 1), 2, np.float32), np.arange(8, dtype=np.float32).reshape(1, 8), y)
+>>> axpy(np.full((1, 1), 2, np.float32), np.arange(8, dtype=np.float32).reshape(1, 8), y, width(32))
 >>> y.tolist()
 [[1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0]]
 """
@@ -26,20 +27,45 @@ from __future__ import annotations
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, models, overload, register_model
 
 from ..config import VECTOR_BYTES
+from .specialise import static, value_of
 
-#: Bytes per vector (:data:`..config.VECTOR_BYTES`).
-WIDTH = VECTOR_BYTES
+#: Bytes per vector of each width choice (the static value of :func:`width`).
+BYTES = (32, 64)
+
+
+def width(vector_bytes: int) -> tuple:
+    """The static ``width`` argument for vectors of ``vector_bytes`` (32 or 64) bytes."""
+    return static(BYTES.index(vector_bytes))
+
+
+def widest():
+    """The static width of the CPU's widest vectors (:data:`..config.VECTOR_BYTES`), in a
+    jitted function."""
+
+
+@overload(widest, inline="always", jit_options={"cache": True})
+def _widest():
+    if VECTOR_BYTES == BYTES[0]:
+        return lambda: (None,)
+    return lambda: (None, None)
+
+
+def _bytes(choice) -> int:
+    """Vector bytes from a width's Numba type (while compiling)."""
+    return BYTES[value_of(choice)]
 
 
 class Vec(types.Type):
-    """``WIDTH`` bytes of ``dtype`` (float32: 8 lanes, float64: 4) as one LLVM vector."""
+    """``size`` bytes of ``dtype`` (32 bytes of float32: 8 lanes; of float64: 4) as one LLVM vector."""
 
-    def __init__(self, dtype: types.Float):
+    def __init__(self, dtype: types.Float, size: int):
         self.dtype = dtype
-        self.lanes = WIDTH // (dtype.bitwidth // 8)
+        self.size = size
+        self.lanes = size // (dtype.bitwidth // 8)
         super().__init__(name=f"Vec({dtype} x {self.lanes})")
 
 
@@ -50,6 +76,16 @@ class _VecModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
 
 
+def lane_count(width, itemsize):
+    """Elements of ``itemsize`` bytes in a vector of ``width`` (a constant once compiled)."""
+
+
+@overload(lane_count, inline="always", jit_options={"cache": True})
+def _lane_count(width, itemsize):
+    size = _bytes(width)
+    return lambda width, itemsize: size // itemsize
+
+
 def _item_pointer(context, builder, signature, args):
     """Pointer to ``array[i, j]`` (``args`` = array, i, j; no negative-index wraparound)."""
     array_type = signature.args[0]
@@ -58,10 +94,10 @@ def _item_pointer(context, builder, signature, args):
     return cgutils.get_item_pointer(context, builder, array_type, array, index, wraparound=False)
 
 
-def _vector_pointer(context, builder, signature, args):
-    """Pointer to the vector starting at ``array[i, j]`` (``args`` = array, i, j)."""
+def _vector_pointer(context, builder, signature, args, vec):
+    """Pointer to the vector ``vec`` starting at ``array[i, j]`` (``args`` = array, i, j)."""
     pointer = _item_pointer(context, builder, signature, args)
-    return builder.bitcast(pointer, context.get_value_type(Vec(signature.args[0].dtype)).as_pointer())
+    return builder.bitcast(pointer, context.get_value_type(vec).as_pointer())
 
 
 def _check_matrix(array, contiguous=True):
@@ -69,19 +105,27 @@ def _check_matrix(array, contiguous=True):
     a vector's lanes are consecutive elements)."""
     if not (isinstance(array, types.Array) and array.ndim == 2
             and isinstance(array.dtype, types.Float) and (array.layout == "C" or not contiguous)):
-        raise TypeError(f"expected a 2-D float array{', C-contiguous' if contiguous else ''}, "
-                        f"got {array}")
+        raise TypingError(f"expected a 2-D float array{', C-contiguous' if contiguous else ''}, "
+                          f"got {array}")
+
+
+def _broadcast(context, builder, vec, scalar):
+    ty = context.get_value_type(vec)
+    one = builder.insert_element(ir.Constant(ty, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
+    return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
 
 
 @intrinsic
-def vload(typingctx, array, i, j):
+def vload(typingctx, array, i, j, width):
     """The vector ``array[i, j:j + lanes]`` (2-D C-contiguous float array)."""
     _check_matrix(array)
+    vec = Vec(array.dtype, _bytes(width))
 
     def codegen(context, builder, signature, args):
-        pointer = _vector_pointer(context, builder, signature, args)
+        pointer = _vector_pointer(context, builder, signature, args, vec)
         return builder.load(pointer, align=array.dtype.bitwidth // 8)
-    return Vec(array.dtype)(array, i, j), codegen
+    return vec(array, i, j, width), codegen
 
 
 @intrinsic
@@ -90,37 +134,33 @@ def vstore(typingctx, array, i, j, value):
     _check_matrix(array)
 
     def codegen(context, builder, signature, args):
-        pointer = _vector_pointer(context, builder, signature, args)
+        pointer = _vector_pointer(context, builder, signature, args, value)
         builder.store(args[3], pointer, align=array.dtype.bitwidth // 8)
         return context.get_dummy_value()
     return types.none(array, i, j, value), codegen
 
 
 @intrinsic
-def vbroadcast(typingctx, array, i, j):
+def vbroadcast(typingctx, array, i, j, width):
     """A vector with every lane ``array[i, j]`` (indices used as given: unlike ``array[i, j]``
     in Numba, no code for negative indices, which a loop index LLVM cannot prove
     non-negative would pay on every load)."""
     _check_matrix(array, contiguous=False)
-    vec = Vec(array.dtype)
+    vec = Vec(array.dtype, _bytes(width))
 
     def codegen(context, builder, signature, args):
         scalar = builder.load(_item_pointer(context, builder, signature, args))
-        ty = context.get_value_type(vec)
-        one = builder.insert_element(ir.Constant(ty, ir.Undefined), scalar,
-                                     ir.Constant(ir.IntType(32), 0))
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
-        return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
-    return vec(array, i, j), codegen
+        return _broadcast(context, builder, vec, scalar)
+    return vec(array, i, j, width), codegen
 
 
 @intrinsic
-def vterm(typingctx, array, k, p, transposed):
+def vterm(typingctx, array, k, p, transposed, width):
     """``array[p, k]`` broadcast to a vector, or ``array[k, p]`` with ``transposed`` (a bool,
     decided when compiling where it is a constant): an operand of a tile whose rows are ``p``
     and whose terms are ``k``, with the operand given row-major or transposed."""
     _check_matrix(array, contiguous=False)
-    vec = Vec(array.dtype)
+    vec = Vec(array.dtype, _bytes(width))
     literal = getattr(transposed, "literal_value", None)
 
     def codegen(context, builder, signature, args):
@@ -132,24 +172,19 @@ def vterm(typingctx, array, k, p, transposed):
         else:
             i, j = (kk, pp) if literal else (pp, kk)
         at = types.none(signature.args[0], types.intp, types.intp)
-        pointer = _item_pointer(context, builder, at, (args[0], i, j))
-        scalar = builder.load(pointer)
-        ty = context.get_value_type(vec)
-        one = builder.insert_element(ir.Constant(ty, ir.Undefined), scalar,
-                                     ir.Constant(ir.IntType(32), 0))
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
-        return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), zeros)
-    return vec(array, k, p, transposed), codegen
+        scalar = builder.load(_item_pointer(context, builder, at, (args[0], i, j)))
+        return _broadcast(context, builder, vec, scalar)
+    return vec(array, k, p, transposed, width), codegen
 
 
 @intrinsic
-def vzero(typingctx, array):
+def vzero(typingctx, array, width):
     """A vector of zeros of ``array``'s dtype (float32 or float64)."""
-    vec = Vec(array.dtype)
+    vec = Vec(array.dtype, _bytes(width))
 
     def codegen(context, builder, signature, args):
         return ir.Constant(context.get_value_type(vec), None)
-    return vec(array), codegen
+    return vec(array, width), codegen
 
 
 @intrinsic
