@@ -191,19 +191,23 @@ def test_rows_do_not_depend_on_batch_composition_or_threads(rng, path):
 
 def test_every_tile_shape_matches_reference(rng, monkeypatch):
     """Each tile shape of the rows path, with padded rows and units (float64: 4 lanes; 42
-    units is no whole number of vectors), on the fused and projected paths."""
+    units is no whole number of vectors), the fused and projected paths taking turns (each path
+    runs every row count and both vector widths; each shape/path pair is a compiled variant)."""
     from simplernn_numba.kernels.cpu import plan as plans
 
     problem = make_problem(rng, batch=5, steps=6, features=20, units=42, masked=True, dropout=True)
     ref_out, ref_state = reference.forward(*problem.arrays(), **problem.options())
+    paths = ("rows_fused", "rows_projected")
+    for turn in range(len(paths)):
+        taken = TILE_SHAPES[turn::len(paths)]
+        assert {rows for rows, _, _ in taken} == {1, 2, 4} and {b for _, _, b in taken} == {32, 64}
     for shape in range(len(TILE_SHAPES)):
         monkeypatch.setattr(plans, "tile_shape", lambda *args, shape=shape: shape)
-        for path in ("rows_fused", "rows_projected"):
-            with config.override(**FORWARD[path]):
-                out, state = cpu.forward(*problem.arrays(), **problem.options())
-            assert cpu.last_plan().tile == shape
-            np.testing.assert_allclose(out, ref_out, rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
+        with config.override(**FORWARD[paths[shape % len(paths)]]):
+            out, state = cpu.forward(*problem.arrays(), **problem.options())
+        assert cpu.last_plan().tile == shape
+        np.testing.assert_allclose(out, ref_out, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(state, ref_state, rtol=1e-10, atol=1e-12)
 
 
 def test_empty_batch_and_no_timesteps_compile_nothing(rng):
