@@ -29,7 +29,7 @@ SCENARIOS = {
     "one_row": "srn.SimpleRNN(64)(rng.random((1, 1000, 16)).astype(np.float32))",
     "panels": "srn.SimpleRNN(128)(rng.random((64, 100, 128)).astype(np.float32))",
     "float64": "srn.SimpleRNN(4, dtype='float64')(x.astype(np.float64))",
-    "demo": "from simplernn_numba.__main__ import demo; demo(repeat=1)",
+    "demo": "from simplernn_numba._demo import run; run(repeat=1)",
 }
 
 _SCRIPT = r"""

@@ -227,7 +227,7 @@ def test_packed_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, col
     out = z[:rows, :columns]
     np.testing.assert_allclose(out, a.astype(np.float64) @ w, rtol=1e-5 if dtype == "float32"
                                else 1e-12, atol=1e-5 if dtype == "float32" else 1e-12)
-    tiled = np.empty((4 * quads, 2 * width), dtype)  # whole tiles of the 4x3 shape
+    tiled = np.empty((4 * quads, 2 * width), dtype)  # two panels: whole 4x2 tiles
     padded_w = np.zeros((depth, 2 * width), dtype)
     padded_w[:, :min(columns, 2 * width)] = w[:, :2 * width]
     padded_a = np.zeros((tiled.shape[0], depth), dtype)
@@ -235,3 +235,29 @@ def test_packed_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, col
     tiled_product(padded_w, padded_a, tiled, TILE_SHAPES.index((4, 2, VECTOR_BYTES)))
     n = min(columns, 2 * width)
     np.testing.assert_array_equal(out[:, :n], tiled[:rows, :n])
+
+
+@njit(cache=True)
+def _panel_tiles(w, v, z3, z4, width):
+    """Both panel tiles on one quad of rows given transposed (K, 4), ``w`` (K, 4 vectors)."""
+    _products._tile_4x3(w, 0, v, 0, z3, 0, 0, 0, w.shape[0], True, width)
+    _products._tile_4x4(w, v, 0, z4, 0, 0, w.shape[0], True, width)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+def test_both_panel_tiles_give_the_four_row_tiles_bits(rng, dtype, vector_bytes):
+    """The 4x3 and 4x4 panel tiles (one or the other compiled, by ``PANEL_VECTORS``), each
+    element one FMA per term in order: the bits of the 4x2 tiles, at either vector width."""
+    lanes = vector_bytes // np.dtype(dtype).itemsize
+    depth = 37
+    w = rng.standard_normal((depth, 4 * lanes)).astype(dtype)
+    a = rng.standard_normal((4, depth)).astype(dtype)
+    z3, z4 = np.full((4, 3 * lanes), np.nan, dtype), np.full((4, 4 * lanes), np.nan, dtype)
+    _panel_tiles(w, np.ascontiguousarray(a.T), z3, z4, width_of(vector_bytes))
+    tiled = np.empty((4, 4 * lanes), dtype)
+    tiled_product(w, a, tiled, TILE_SHAPES.index((4, 2, vector_bytes)))
+    np.testing.assert_array_equal(z4, tiled)
+    np.testing.assert_array_equal(z3, tiled[:, :3 * lanes])
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(z4, a.astype(np.float64) @ w, rtol=tol, atol=tol)

@@ -125,8 +125,10 @@ PRODUCT_TILE_ROWS = 4
 #: Rows of the left operand per block of the input projection: 48 rows of K = 128 float32 are
 #: 24 KB, which stay in L1 while every column triple passes over them.
 PRODUCT_ROW_BLOCK = 48
-#: Vectors of units per weight panel of the panels path (the 4x3 tile's width).
-PANEL_VECTORS = 3
+#: Vectors of units per weight panel of the panels path: a 4x4 tile's sixteen accumulators with
+#: their operands fit AVX-512's 32 vector registers, a 4x3 tile's twelve AVX2's 16 (64,100,128,128
+#: float32 with 64-byte vectors: 144 columns padded for 128 units with three, none with four).
+PANEL_VECTORS = 4 if VECTOR_BYTES == 64 else 3
 #: Rows of the left operand per block of a panel product: 48 rows of K = 512 float32 are 96 KB,
 #: in L2 while every panel passes over them.
 PANEL_ROW_BLOCK = 48

@@ -286,6 +286,45 @@ def _tile_4x3(w, wu, v, r, z, zr, zu, k0, k1, T, W):
     vstore(z, zr + 3, o2, d3)
 
 
+@njit(inline="always", **_FLAGS)
+def _tile_4x4(w, v, r, z, zr, zu, k1, T, W):
+    """``z[zr:zr + 4, zu:zu + 4 * lanes] = v[r:r + 4] @ w[:k1, :4 * lanes]``: sixteen vector
+    accumulators (with four vectors of ``w`` and a broadcast, 21 of the 32 AVX-512 registers;
+    AVX2's 16 would spill), each ``k`` four loads of ``w`` and four broadcasts of ``v`` for
+    sixteen FMAs. Each element is one FMA per ``k`` in order from zero, as in :func:`tile`."""
+    lanes = lane_count(W, w.itemsize)
+    c1, c2, c3 = lanes, 2 * lanes, 3 * lanes
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)
+    d0 = d1 = d2 = d3 = e0 = e1 = e2 = e3 = vzero(w, W)
+    for k in range(k1):
+        w0, w1, w2, w3 = vload(w, k, 0, W), vload(w, k, c1, W), vload(w, k, c2, W), vload(w, k, c3, W)
+        x = vterm(v, k, r, T, W)
+        a0, b0, d0, e0 = vfma(x, w0, a0), vfma(x, w1, b0), vfma(x, w2, d0), vfma(x, w3, e0)
+        x = vterm(v, k, r + 1, T, W)
+        a1, b1, d1, e1 = vfma(x, w0, a1), vfma(x, w1, b1), vfma(x, w2, d1), vfma(x, w3, e1)
+        x = vterm(v, k, r + 2, T, W)
+        a2, b2, d2, e2 = vfma(x, w0, a2), vfma(x, w1, b2), vfma(x, w2, d2), vfma(x, w3, e2)
+        x = vterm(v, k, r + 3, T, W)
+        a3, b3, d3, e3 = vfma(x, w0, a3), vfma(x, w1, b3), vfma(x, w2, d3), vfma(x, w3, e3)
+    o1, o2, o3 = zu + c1, zu + c2, zu + c3
+    vstore(z, zr, zu, a0)
+    vstore(z, zr, o1, b0)
+    vstore(z, zr, o2, d0)
+    vstore(z, zr, o3, e0)
+    vstore(z, zr + 1, zu, a1)
+    vstore(z, zr + 1, o1, b1)
+    vstore(z, zr + 1, o2, d1)
+    vstore(z, zr + 1, o3, e1)
+    vstore(z, zr + 2, zu, a2)
+    vstore(z, zr + 2, o1, b2)
+    vstore(z, zr + 2, o2, d2)
+    vstore(z, zr + 2, o3, e2)
+    vstore(z, zr + 3, zu, a3)
+    vstore(z, zr + 3, o1, b3)
+    vstore(z, zr + 3, o2, d3)
+    vstore(z, zr + 3, o3, e3)
+
+
 @njit(inline="always", cache=True)
 def wide_columns(columns, lanes):
     """How many of ``columns`` (whole pairs of vectors of ``lanes``) :func:`wide_tile` s cover:
@@ -477,8 +516,12 @@ def panel_tile(wp, v, z, r, zr, u, T):
     :func:`panels`: :func:`wide_tile`'s twelve accumulators and order of FMAs (each element
     one FMA per ``k`` in order from zero), with the panel read contiguously and the output
     rows and columns apart from ``v``'s rows and the panel's. With ``T`` (literal) ``v`` is
-    given transposed, (K, rows): a quad of rows packed as (K, 4), one 16-byte load a ``k``."""
-    _tile_4x3(wp, 0, v, r, z, zr, u, 0, wp.shape[0], T, widest())
+    given transposed, (K, rows): a quad of rows packed as (K, 4), one 16-byte load a ``k``.
+    Panels of four vectors (:data:`..config.PANEL_VECTORS`) take :func:`_tile_4x4` instead."""
+    if PANEL_VECTORS == 4:
+        _tile_4x4(wp, v, r, z, zr, u, wp.shape[0], T, widest())
+    else:
+        _tile_4x3(wp, 0, v, r, z, zr, u, 0, wp.shape[0], T, widest())
 
 
 @njit(inline="always", **_FLAGS)
