@@ -13,10 +13,11 @@ import argparse
 import time
 
 import numpy as np
-from simplernn_numba.kernels.cpu_step import step as step_kernel
 
 from simplernn_numba import SimpleRNN, Stream
 from simplernn_numba.interop.streaming import step
+from simplernn_numba.kernels.cpu.activation import choose
+from simplernn_numba.kernels.cpu.step import step as step_kernel
 
 
 def median_seconds(fn, calls: int) -> float:
@@ -46,9 +47,10 @@ def main() -> None:
     out = np.empty_like(state)
     stream = Stream(layer, batch_size=args.batch)
     k, r, b = layer.kernel, layer.recurrent_kernel, layer.bias
+    tanh = choose("tanh")
     x_seq = x_t[:, None]
     cases = {
-        "step kernel (no checks)": lambda: step_kernel(x_t, state, k, r, b, 1, out),
+        "step kernel (no checks)": lambda: step_kernel(x_t, state, k, r, b, tanh, out),
         "Stream.step": lambda: stream.step(x_t),
         "step(layer, x_t, state)": lambda: step(layer, x_t, state),
         "layer(x[:, None]) full call, T=1": lambda: layer(x_seq),
