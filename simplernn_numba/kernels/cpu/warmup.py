@@ -122,7 +122,8 @@ def run(dtypes: tuple[str, ...] = ("float32",), training: bool = False, activati
             _call(variant, dtype, activation)
         seconds = time.perf_counter() - start
         label = f"{dtype} {activation}, {variant.label}"
-        status = f"compiled {counter.compiled} functions" if counter.compiled else "cached"
+        plural = "" if counter.compiled == 1 else "s"
+        status = f"compiled {counter.compiled} function{plural}" if counter.compiled else "cached"
         report(f"[{number}/{len(todo)}] {label}: {seconds:.1f} s ({status})")
         results.append((label, seconds, counter.compiled))
     return results
