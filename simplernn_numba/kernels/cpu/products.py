@@ -9,9 +9,9 @@ the tile, one broadcast of ``v`` every vector, and there is no reduction at the 
 :func:`product` is a run's input projection ``x @ kernel`` for all its timesteps (many
 rows), by tiles of four rows and twelve accumulators, on the run's own thread.
 
-:func:`panel_tile` and :func:`packed_product` are the same twelve-accumulator tile on weights
-packed into column panels (:func:`panels`) and rows packed by quads, for weights too large for
-L2 (the panels path, :mod:`.panels`).
+:func:`panel_tile` and :func:`packed_product` are that tile (or, with 32 vector registers, a
+sixteen-accumulator 4x4 one) on weights packed into column panels (:func:`panels`) and rows
+packed by quads, for weights too large for L2 or many units (the panels path, :mod:`.panels`).
 
 :func:`gradient_products` computes, after the backward recurrence, the input and
 weight gradients from the pre-activation gradients ``dz``::
