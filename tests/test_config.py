@@ -123,3 +123,25 @@ def test_compile_command_fills_an_empty_cache(tmp_path):
     assert "5 variants ready (5 compiled, 0 cached)" in first, first
     second = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     assert "5 variants ready (0 compiled, 5 cached)" in second, second
+
+
+def test_vector_width_follows_the_cpu_or_the_environment(monkeypatch):
+    from llvmlite import binding
+    from numba.core import config as numba_config
+
+    monkeypatch.delenv("SIMPLERNN_NUMBA_VECTOR_BYTES", raising=False)
+    monkeypatch.setattr(numba_config, "CPU_NAME", None)
+    for features, expected in (({"avx512f": True, "avx2": True}, 64), ({"avx2": True}, 32), ({}, 32)):
+        monkeypatch.setattr(binding, "get_host_cpu_features", lambda f=features: f)
+        assert config._vector_bytes() == expected
+    # a named target (ahead-of-time, portable builds) decides by its feature string, not the host
+    monkeypatch.setattr(numba_config, "CPU_NAME", "skylake-avx512")
+    monkeypatch.setattr(numba_config, "CPU_FEATURES", "+avx2,+avx512f")
+    assert config._vector_bytes() == 64
+    monkeypatch.setattr(numba_config, "CPU_FEATURES", "+avx2")
+    assert config._vector_bytes() == 32
+    monkeypatch.setenv("SIMPLERNN_NUMBA_VECTOR_BYTES", "64")
+    assert config._vector_bytes() == 64
+    monkeypatch.setenv("SIMPLERNN_NUMBA_VECTOR_BYTES", "16")
+    with pytest.raises(ValueError, match="must be 32 or 64; received '16'"):
+        config._vector_bytes()
