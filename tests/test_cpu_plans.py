@@ -137,13 +137,14 @@ def test_other_activations_on_the_large_kernel_paths(rng, activation):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("units", [9, 90])
+@pytest.mark.parametrize("units", [9, 64, 90])
 def test_one_row_path_gives_the_rows_paths_bits(rng, dtype, units):
     """One batch row without a mask or recurrent dropout runs on its own kernel (each state
     written once, into its output slot, and read there by the next step): the same bits as the
     rows path (taken with a mask that masks nothing) and the reference's values. 9 units: one
     four-vector tile; 90: tiles of eight vectors too (eight and a four-vector tile, or three
-    eights, depending on the vectors' width)."""
+    eights, depending on the vectors' width). With 64-byte vectors, 64 units (and 90 in float64)
+    take them, 9 (and 90 in float32) 32-byte ones."""
     problem = make_problem(rng, batch=1, steps=7, features=5, units=units, dtype=dtype,
                            dropout=True, scale=0.4 * (9 / units) ** 0.5)
     rtol, atol = tolerance(dtype)
