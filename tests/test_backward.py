@@ -122,6 +122,25 @@ def test_other_recurrence_paths_match_reference(activation, path):
                 np.testing.assert_allclose(ours[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
 
 
+def test_every_tile_shape_of_the_backward_rows_path_matches_reference(monkeypatch):
+    """Each tile shape (rows by 32- or 64-byte vectors) on the backward rows path, with padded
+    rows and units (42 units: no whole number of vectors; 5 rows), a mask and dropout."""
+    from simplernn_numba.kernels.cpu import plan as plans
+    from simplernn_numba.kernels.cpu.products import TILE_SHAPES
+
+    rng = np.random.default_rng(5)
+    problem, d_output, d_state, options = _config(rng, "tanh", True, True, False, True, True, True,
+                                                  batch=5, steps=6, features=7, units=42)
+    ref = _backward(reference, problem, d_output, d_state, options)
+    for shape in range(len(TILE_SHAPES)):
+        monkeypatch.setattr(plans, "tile_shape", lambda *args, shape=shape: shape)
+        with config.override(LANES_MAX_UNITS=0):
+            ours = _backward(cpu, problem, d_output, d_state, options)
+        assert cpu.last_plan() == Plan("rows", 1, shape), cpu.last_plan()
+        for key in KEYS:
+            np.testing.assert_allclose(ours[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
 @pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_per_step_gemm_path_without_mask_or_dropout_matches_reference(monkeypatch, activation, batch):
