@@ -359,8 +359,7 @@ def one_row_tiles(w, v, z, r, W):
     (rows, U) C-contiguous, U whole fours of vectors; ``v`` (rows, K), any strides. A step of one
     row is bound by its loads of ``w``: eight vectors a tile load nine times per ``k`` (eight of
     ``w``, one broadcast), two :func:`row_tile` s ten; 1,1000,16,64 float32 steps (aligned
-    weights, interleaved): 207 -> 168 µs for 1000; float64 557 -> 515, 128 units 1060 -> 959.
-    (Before the weights were aligned, the :func:`row_tile` s had measured faster.)"""
+    weights, interleaved): 207 -> 168 µs for 1000; float64 557 -> 515, 128 units 1060 -> 959."""
     lanes = lane_count(W, w.itemsize)
     wide = z.shape[1] // (8 * lanes) * (8 * lanes)
     for u in range(0, wide, 8 * lanes):

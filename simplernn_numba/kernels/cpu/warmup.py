@@ -20,8 +20,6 @@ from .. import config
 from .backward_pass import backward
 from .forward_pass import forward_for_training, forward_validated
 
-BIG = 1 << 40
-
 
 class Variant(NamedTuple):
     """One variant to compile: its plan's path, a label, the ``config`` settings that send the
