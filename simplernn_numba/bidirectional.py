@@ -264,8 +264,8 @@ class Bidirectional:
             y_rev = y_rev[:, ::-1]
         y_rev = np.ascontiguousarray(y_rev)
         output = self._merge(y, y_rev)
-        self._saved = _Saved(self.forward_layer._cache, self.backward_layer._cache, y, y_rev) \
-            if training else None
+        self._saved = (_Saved(self.forward_layer.saved_forward, self.backward_layer.saved_forward, y, y_rev)
+                       if training else None)
         if self.merge_mode is None:
             return output + states if self.return_state else output
         return [output, *states] if self.return_state else output
@@ -319,8 +319,8 @@ class Bidirectional:
             For gradients of the wrong structure, shape or dtype.
         """
         saved = self._saved
-        if saved is None or saved.forward_cache is not self.forward_layer._cache \
-                or saved.backward_cache is not self.backward_layer._cache:
+        if saved is None or saved.forward_cache is not self.forward_layer.saved_forward \
+                or saved.backward_cache is not self.backward_layer.saved_forward:
             raise RuntimeError(
                 f"Layer {self.name!r} has nothing to differentiate: call it with training=True "
                 "right before backward()."

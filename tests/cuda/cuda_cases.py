@@ -14,13 +14,12 @@ import pytest
 
 from simplernn_numba import dispatch
 from simplernn_numba.kernels import config
+from simplernn_numba.kernels.device_arrays import simulated
 
 
 def real_gpu() -> bool:
     """A usable GPU, not the simulator."""
-    from simplernn_numba.kernels.cuda import simulator_enabled
-
-    return dispatch.cuda_available() and not simulator_enabled()
+    return dispatch.cuda_available() and not simulated()
 
 
 @pytest.fixture

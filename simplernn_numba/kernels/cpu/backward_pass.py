@@ -23,8 +23,8 @@ from . import gemm, lanes, panels, rows, workspace
 from .activation import NEEDS_PREACTIVATION
 from .bundles import gradients
 from .forward_pass import input_projection
+from .last_call import about_to_run
 from .launch import run_all
-from .notice import about_to_run
 from .plan import backward_plan
 from .products import gradient_products, padded_units, panel_width
 from .rowsteps import previous_states

@@ -21,8 +21,8 @@ from ... import _validate
 from . import gemm, lanes, panels, rows, workspace
 from .activation import choose
 from .bundles import sequence
+from .last_call import about_to_run
 from .launch import run_all
-from .notice import about_to_run
 from .plan import forward_plan, largest_run
 from .products import padded_units, panel_width
 from .specialise import static
@@ -150,6 +150,5 @@ _RUN = {"lanes": _run_lanes, "rows": _run_rows, "one_row": _run_one_row, "panels
         "gemm": _run_gemm}
 
 #: The forward pass of a training call (a backward pass follows): :func:`forward_validated`
-#: with ``training=True``; :func:`simplernn_numba.functional.run` calls it where a kernel
-#: module has one.
+#: with ``training=True`` (``BACKEND.forward_for_training``).
 forward_for_training = functools.partial(forward_validated, training=True)
