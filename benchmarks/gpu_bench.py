@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from simplernn_numba.kernels import config
+from simplernn_numba.kernels.device_arrays import simulated
 
 ANCHORS = [(32, 10, 8, 4), (1, 1000, 16, 64), (64, 100, 128, 128), (16, 500, 32, 32),
            (128, 200, 512, 512)]
@@ -122,27 +123,28 @@ def _torch_rnn(torch, w, u):
 
 #: The kernel choices compared: the register-resident plans (where they apply) and the choice
 #: among the rows / persistent / per-step paths without them.
-MODES = {"reg": dict(CUDA_REGISTERS=True), "old": dict(CUDA_REGISTERS=False)}
+MODES = {"registers": dict(CUDA_REGISTERS=True), "shared_memory": dict(CUDA_REGISTERS=False)}
 
 
 def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> dict:
     """One row of the table: both modes and torch at ``shape`` (float32, tanh, sequences)."""
     from numba import cuda
 
-    from simplernn_numba import activations as A
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba import activations
+    from simplernn_numba.kernels.cuda import plan as plans
 
     batch, steps, features, units = shape
     arrays = _problem(shape)
     x, w, u, b, h0 = arrays
     dev = [cuda.to_device(a) for a in arrays]
     row = {"shape": ",".join(map(str, shape))}
-    plan = host.forward_plan(batch, steps, features, units, np.dtype(np.float32), A.TANH, False, False, True)
-    row["reg_plan"] = (f"{plan.blocks}x{plan.shape.threads} r{plan.shape.rows} l{plan.shape.lanes} "
+    plan = plans.registers_forward_plan(batch, steps, features, units, np.dtype(np.float32), activations.TANH,
+                                        False, False, True)
+    row["registers_plan"] = (f"{plan.blocks}x{plan.shape.threads} r{plan.shape.rows} l{plan.shape.lanes} "
                        f"s{plan.shape.stage_steps}" if plan else "-")
     d_out = cuda.to_device(np.random.default_rng(1).normal(size=(batch, steps, units)).astype(np.float32))
     for mode, settings in MODES.items():
-        if mode == "reg" and plan is None:
+        if mode == "registers" and plan is None:
             continue
         with config.override(**settings, **({} if persistent else {"CUDA_PERSISTENT": False})):
             row[f"{mode}_ms"] = median_ms(lambda: kernels.forward(*dev), cuda.synchronize)
@@ -239,7 +241,7 @@ def probe(kernels) -> int:
 
     rng = np.random.default_rng(0)
     # the simulator runs one Python thread per GPU thread: tiny problems there
-    small = kernels.simulator_enabled()
+    small = simulated()
     worst = {}
     problems = ((8 if small else 200, ("persistent", "rows")), (8 if small else 100, ("registers",)))
     for units, paths in problems:
@@ -284,7 +286,10 @@ def launch_overheads(kernels) -> str:
         return (time.perf_counter() - t0) / reps * 1e6
 
     dtype = np.dtype(np.float32)
-    compiled = kernels.kernels_for(dtype)
+    from simplernn_numba.kernels.cuda import per_step, sequence
+
+    compiled = {"first_unmasked": sequence.first_unmasked_kernel(),
+                "forward_step": per_step.forward_kernel(dtype)}
     batch, steps, units = 8, 4, 64
     mask = cuda.device_array((0, 0), np.bool_)
     first = cuda.device_array(batch, np.int32)
@@ -358,18 +363,19 @@ def fmt(v) -> str:
 
 
 def table(rows, torch_present: bool) -> str:
-    cols = ["shape", "reg_plan", "reg_ms", "old_ms", "reg_events", "old_events", "reg_host_us", "old_host_us",
-            "reg_train", "old_train", "ours_host", "cpu"]
+    cols = ["shape", "registers_plan", *(f"{mode}_{what}" for what in ("ms", "events", "host_us", "train")
+                                         for mode in MODES), "ours_host", "cpu"]
     if torch_present:
         cols += ["torch", "torch_fp32", "torch_events_fp32", "torch_train", "torch_train_fp32",
                  "max_abs_diff"]
-    ratios = ["reg/fp32", "old/fp32", "reg_train/fp32"] if torch_present else []
+    ratios = ["registers/fp32", "shared_memory/fp32", "registers_train/fp32"] if torch_present else []
     lines = ["| B,T,F,U | " + " | ".join(cols[1:] + ratios) + " |", "|" + "---|" * (len(cols) + len(ratios))]
     for row in rows:
         cells = [fmt(row.get(c)) for c in cols]
         if torch_present:
-            for ours, theirs in (("reg_events", "torch_events_fp32"), ("old_events", "torch_events_fp32"),
-                                 ("reg_train", "torch_train_fp32")):
+            for ours, theirs in (("registers_events", "torch_events_fp32"),
+                                 ("shared_memory_events", "torch_events_fp32"),
+                                 ("registers_train", "torch_train_fp32")):
                 ok = row.get(ours) and row.get(theirs)
                 cells.append(f"{row[ours] / row[theirs]:.2f}x" if ok else "-")
         lines.append("| " + " | ".join(cells) + " |")
@@ -401,7 +407,7 @@ def main() -> int:
 
     if args.probe:
         return probe(kernels)
-    if kernels.simulator_enabled():
+    if simulated():
         print("gpu_bench: the CUDA simulator is on (NUMBA_ENABLE_CUDASIM); timings would be meaningless.")
         return 0
     if args.no_persistent:
@@ -412,9 +418,10 @@ def main() -> int:
     header = [f"# GPU benchmark ({device.name.decode() if isinstance(device.name, bytes) else device.name}, "
               f"{device.MULTIPROCESSOR_COUNT} SMs)", "",
               "float32 forward (and forward+backward `*_train`), tanh, return_sequences=True;"
-              " inputs and weights already on the GPU. Modes: `reg` the register-resident plans"
-              " (CUDA_REGISTERS=True; `reg_plan`: blocks x threads, rows a block, lanes a column, steps"
-              " a staged chunk), `old` the rows / persistent / per-step choice (CUDA_REGISTERS=False)."
+              " inputs and weights already on the GPU. Modes: `registers` the register-resident plans"
+              " (CUDA_REGISTERS=True; `registers_plan`: blocks x threads, rows a block, lanes a column,"
+              " steps a staged chunk), `shared_memory` the rows / persistent / per-step choice"
+              " (CUDA_REGISTERS=False, the default)."
               " `*_ms`: median wall ms per call, synchronised; `*_events`: GPU ms per call by CUDA"
               " events over 20 queued calls; `*_host_us`: Python µs per call over 50 queued calls;"
               " `ours_host`: default choice, NumPy in and out; `cpu`: our CPU kernel."
