@@ -15,16 +15,20 @@ SHAPE = dict(batch=3, steps=4, features=3, units=5)
 
 
 def _check(kernels, rng, problem, dtype, *, go_backwards=False, return_sequences=True,
-           activation="tanh", with_state=True):
+           activation="tanh", with_state=True, path=None):
+    """Forward and backward against the reference; with ``path``, both ran that plan (a plan that
+    does not fit falls back to another silently)."""
     opts = dict(**problem.options(), go_backwards=go_backwards, activation=activation)
     expected = reference.forward(*problem.arrays(), **opts, return_sequences=return_sequences)
     assert_close(kernels.forward(*problem.arrays(), **opts, return_sequences=return_sequences),
                  expected, dtype)
-    seq, _ = reference.forward(*problem.arrays(), **opts)
+    assert path is None or kernels.last_plan().path == path
+    seq, final_state = reference.forward(*problem.arrays(), **opts)
     d_out = rng.normal(size=expected[0].shape).astype(dtype)
     d_state = rng.normal(size=expected[1].shape).astype(dtype) if with_state else None
     args = (*problem.arrays(), seq, d_out, d_state)
     assert_close(kernels.backward(*args, **opts), reference.backward(*args, **opts), dtype)
+    assert path is None or kernels.last_plan().path == path
 
 
 @pytest.mark.parametrize("dtype,masked,dropout,go_backwards,use_bias,return_sequences", [
@@ -97,7 +101,7 @@ def test_persistent_kernels_match_reference(kernels, rng, monkeypatch, threads, 
     plan = kernels.plan.persistent_plan(kernel, shape["batch"], shape["units"], 8)
     assert (plan.blocks, plan.stage, plan.lanes) == (1, staged, used_lanes)
     problem = make_problem(rng, **shape, masked=True, dropout=True)
-    _check(kernels, rng, problem, np.float64, go_backwards=True)
+    _check(kernels, rng, problem, np.float64, go_backwards=True, path="persistent")
 
 
 @pytest.mark.parametrize("rows,threads,shape", [
@@ -121,7 +125,8 @@ def test_rows_kernels_match_reference(kernels, rng, rows, threads, shape, dtype,
     assert (plan.rows, plan.threads) == (min(rows, shape["batch"]),
                                          min(threads, plan.rows * shape["units"]))
     problem = make_problem(rng, **shape, dtype=dtype, masked=masked, dropout=dropout)
-    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)
+    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences,
+           path="rows")
 
 
 @pytest.mark.parametrize("use_bias", [True, False])
@@ -148,8 +153,8 @@ def test_rows_kernels_on_fully_masked_rows_and_units_not_multiple_of_four(kernel
     problem = make_problem(rng, batch=3, steps=5, features=2, units=7, masked=True, dropout=True)
     problem.mask[1] = False
     problem.mask[2, :3] = False
-    _check(kernels, rng, problem, np.float64)
-    _check(kernels, rng, problem, np.float64, go_backwards=True, with_state=False)
+    _check(kernels, rng, problem, np.float64, path="rows")
+    _check(kernels, rng, problem, np.float64, go_backwards=True, with_state=False, path="rows")
 
 
 def test_rows_plan_rule(kernels, monkeypatch):
@@ -266,7 +271,9 @@ def test_tiled_step_kernels_match_reference(kernels, rng, dtype, masked, dropout
     config.set(CUDA_TILED_STEP_MIN_BATCH=1)
     problem = make_problem(rng, **SHAPE, dtype=dtype, masked=masked, dropout=dropout,
                            use_bias=use_bias)
-    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)
+    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences,
+           path="per_step")
+    assert kernels.last_plan().launch.tiled
 
 
 def test_mismatched_dtypes_are_rejected(kernels, rng):

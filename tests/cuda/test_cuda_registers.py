@@ -50,14 +50,20 @@ def _check(kernels, rng, problem, *, go_backwards=False, return_sequences=True, 
     dtype = problem.x.dtype
     opts = dict(**problem.options(), go_backwards=go_backwards, activation=activation)
     expected = reference.forward(*problem.arrays(), **opts, return_sequences=return_sequences)
+    dout_mode = {"none": 0, "sequence": 1, "last": 2}[d_outputs]
+    forward_plan, backward_plan = _plans(kernels, problem, activation=activation,
+                                         return_sequences=return_sequences, dout_mode=dout_mode)
     assert_close(kernels.forward(*problem.arrays(), **opts, return_sequences=return_sequences),
                  expected, dtype)
+    # the plan ran (a plan that does not fit falls back to the other paths silently)
+    assert (kernels.last_plan().path == "registers") == (forward_plan is not None)
     seq, state = reference.forward(*problem.arrays(), **opts)
     d_out = {"sequence": rng.normal(size=seq.shape).astype(dtype),
              "last": rng.normal(size=state.shape).astype(dtype), "none": None}[d_outputs]
     d_state = rng.normal(size=state.shape).astype(dtype) if with_state else None
     args = (*problem.arrays(), seq, d_out, d_state)
     assert_close(kernels.backward(*args, **opts), reference.backward(*args, **opts), dtype)
+    assert (kernels.last_plan().path == "registers") == (backward_plan is not None)
 
 
 @pytest.mark.parametrize("dtype,masked,dropout,go_backwards,use_bias,return_sequences", [
