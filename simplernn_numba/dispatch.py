@@ -77,7 +77,7 @@ def requested_device(device: str) -> str:
         if env not in DEVICES:
             raise ValueError(f"{ENV_VAR} must be one of {DEVICES}; received {env!r}.")
         return env
-    return check_device(device)
+    return device if device in DEVICES else check_device(device)
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,9 +108,9 @@ def forward_flops(shape: tuple, units: int) -> int:
 
 def _worth_the_gpu(shape: tuple, units: int) -> bool:
     """Whether host inputs of ``shape`` (B, T, F) are worth a trip to the GPU (see the module doc)."""
-    steps = max(shape[1], 1)
-    flops = forward_flops(shape, units)
-    return flops >= config.CUDA_MIN_FLOPS and flops / steps >= config.CUDA_MIN_STEP_FLOPS
+    batch, steps, features = shape
+    step_flops = 2 * batch * units * (features + units)  # forward_flops per step, inline: every call
+    return step_flops >= config.CUDA_MIN_STEP_FLOPS and step_flops * steps >= config.CUDA_MIN_FLOPS
 
 
 def backend(device: str, activation, inputs=None, units: int | None = None) -> Backend:
