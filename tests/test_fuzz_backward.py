@@ -11,20 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simplernn_numba.kernels import cpu, reference
+from simplernn_numba.testing import assert_close_normwise
 
 pytestmark = pytest.mark.skipif(not hasattr(cpu, "backward"), reason="no CPU backward kernel yet")
-
-#: (rtol, atol) per dtype: gradients sum over T steps and the batch, so float32 gets 10x forward's
-TOLERANCE = {np.dtype(np.float64): (1e-9, 1e-11), np.dtype(np.float32): (2e-4, 2e-5)}
-
-
-def assert_close_normwise(ours, ref, dtype):
-    rtol, atol = TOLERANCE[np.dtype(dtype)]
-    assert ours.dtype == np.dtype(dtype) and ours.shape == ref.shape
-    finite = np.abs(ref[np.isfinite(ref)])
-    scale = float(finite.max()) if finite.size else 0.0
-    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol + rtol * scale, equal_nan=True)
-
 
 @given(problems(), st.sampled_from(["sequence", "last", "none"]), st.booleans(), st.data())
 def test_cpu_backward_matches_reference(problem, d_output_kind, with_d_state, data):

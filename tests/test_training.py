@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradcheck import assert_gradients_close, numeric_gradients
 
 import simplernn_numba as srn
 from simplernn_numba import SimpleRNN
 from simplernn_numba.optimizers import SGD, Adam
+from simplernn_numba.testing import assert_gradients_close, numeric_gradients
 
 ROOT = Path(__file__).resolve().parents[1]
 

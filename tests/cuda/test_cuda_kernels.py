@@ -3,11 +3,11 @@
 import cuda_cases
 import numpy as np
 import pytest
-from cases import ACTIVATIONS, make_problem
 from cuda_cases import assert_close
 
 from simplernn_numba.kernels import config, reference
 from simplernn_numba.kernels.device_arrays import is_device_array, simulated
+from simplernn_numba.testing import ACTIVATIONS, make_problem
 
 kernels = cuda_cases.kernels
 

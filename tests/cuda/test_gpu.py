@@ -9,11 +9,11 @@ everything is compared with cuDNN (``torch.nn.RNN``) when torch sees the GPU.
 
 import numpy as np
 import pytest
-from cases import make_problem
 from cuda_cases import assert_close, host, real_gpu
 
 from simplernn_numba.kernels import config, reference
 from simplernn_numba.kernels.device_arrays import is_device_array
+from simplernn_numba.testing import make_problem
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not real_gpu(), reason="needs a real CUDA GPU (none found, or the simulator is on)")]
