@@ -2,8 +2,8 @@
 
 :func:`tiled_product` is the inner step of the CPU recurrences: ``z = v @ w`` for a
 few rows ``v`` by a weight matrix ``w`` (K, U) that stays in cache, as tiles of rows by
-vectors of units (:data:`TILE_SHAPES`) whose eight or twelve partial results stay in vector
-registers (:mod:`._simd`) while ``k`` runs: one vector load of ``w`` feeds every row of
+vectors of units (:data:`TILE_SHAPES`) whose partial results (rows x vectors, four to eight)
+stay in vector registers (:mod:`.simd`) while ``k`` runs: one vector load of ``w`` feeds every row of
 the tile, one broadcast of ``v`` every vector, and there is no reduction at the end.
 
 :func:`product` is a run's input projection ``x @ kernel`` for all its timesteps (many
