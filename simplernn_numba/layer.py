@@ -12,8 +12,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _threading, activations, constraints, dispatch, engine, initializers, regularizers, seeding
-from . import _validate as V
+from . import (
+    _threading,
+    _validate,
+    activations,
+    constraints,
+    dispatch,
+    engine,
+    initializers,
+    regularizers,
+    seeding,
+)
 from ._serialization import serialize
 
 #: The constructor arguments that hold initializer, regularizer and constraint objects,
@@ -29,7 +38,7 @@ _FLAGS = ("use_bias", "return_sequences", "return_state", "go_backwards", "state
           "zero_output_for_mask")
 _WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
 #: The layer dtype's name -> dtype (``np.dtype(name)`` costs a fraction of a µs per call).
-_DTYPES = {dt.name: dt for dt in V.FLOAT_DTYPES}
+_DTYPES = {dt.name: dt for dt in _validate.FLOAT_DTYPES}
 _layer_count = 0
 
 
@@ -130,20 +139,20 @@ class SimpleRNN:
         batch_input_shape: Sequence | None = None,
         batch_size: int | None = None,
     ):
-        self.units = V.positive_int(units, "units")
+        self.units = _validate.positive_int(units, "units")
         self.activation = activations.get(activation)
         for key, module in CONFIG_OBJECTS.items():
             setattr(self, key, module.get(locals()[key]))
         for key in _FLAGS:
-            setattr(self, key, V.flag(locals()[key], key))
-        self.dropout = V.rate(dropout, "dropout")
-        self.recurrent_dropout = V.rate(recurrent_dropout, "recurrent_dropout")
+            setattr(self, key, _validate.flag(locals()[key], key))
+        self.dropout = _validate.rate(dropout, "dropout")
+        self.recurrent_dropout = _validate.rate(recurrent_dropout, "recurrent_dropout")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed must be an int or None; received {seed!r}.")
         self.seed = seed
         self.name = name or _default_name()
-        self.trainable = V.flag(trainable, "trainable")
-        self.dtype = V.float_dtype(dtype).name
+        self.trainable = _validate.flag(trainable, "trainable")
+        self.dtype = _validate.float_dtype(dtype).name
         self.device = dispatch.check_device(device)
         self._rng = None if seed is None else seeding.generator(seed)
         self._rng_epoch = -1
@@ -164,7 +173,7 @@ class SimpleRNN:
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Sequence) -> None:
         """Create the weights for inputs of shape (batch, timesteps, features); None = unknown."""
-        shape = V.input_shape(input_shape)
+        shape = _validate.input_shape(input_shape)
         features = shape[2]
         if shape[0] is not None:
             self._batch_size = shape[0]
@@ -180,8 +189,8 @@ class SimpleRNN:
             self.reset_states()
 
     def _set(self, key: str, value, shape: tuple) -> None:
-        arr = V.as_float_array(value, key, np.dtype(self.dtype))
-        V.check_shape(arr, key, shape)
+        arr = _validate.as_float_array(value, key, np.dtype(self.dtype))
+        _validate.check_shape(arr, key, shape)
         arr = arr.copy() if np.may_share_memory(arr, value) else arr
         arr.flags.writeable = False
         self._weights[key] = arr
@@ -267,12 +276,12 @@ class SimpleRNN:
                 f"Layer {self.name!r} is not built; call build(input_shape) or the layer first."
             )
         names = self.weight_names
-        weights = V.sequence_of(weights, f"Layer {self.name!r}", len(names),
+        weights = _validate.sequence_of(weights, f"Layer {self.name!r}", len(names),
                                 f"weights ({', '.join(names)})")
         checked = []
         for key, value in zip(names, weights):
-            arr = V.as_float_array(value, key, np.dtype(self.dtype))
-            V.check_shape(arr, key, self._shape_of(key))
+            arr = _validate.as_float_array(value, key, np.dtype(self.dtype))
+            _validate.check_shape(arr, key, self._shape_of(key))
             checked.append(arr)
         for key, arr in zip(names, checked):
             self._set(key, arr, self._shape_of(key))
@@ -323,7 +332,7 @@ class SimpleRNN:
                 f"Layer {self.name!r} expects 1 state, but it received {len(states)} state values."
             )
         value = states[0] if isinstance(states, (list, tuple)) else states
-        arr = V.as_float_array(value, "states", np.dtype(self.dtype))
+        arr = _validate.as_float_array(value, "states", np.dtype(self.dtype))
         if arr.shape != expected:
             raise ValueError(
                 f"State 0 is incompatible with layer {self.name!r}: expected shape={expected}, "
@@ -357,7 +366,7 @@ class SimpleRNN:
         serialised by a per-layer lock.
         """
         if training is not None and training is not True and training is not False:
-            training = V.training(training)
+            training = _validate.training(training)
         if self.stateful or not self.built:
             with _threading.object_lock(self):
                 return self._call(inputs, mask, training, initial_state)
@@ -366,13 +375,13 @@ class SimpleRNN:
     def _call(self, inputs, mask, training, initial_state):
         dt = _DTYPES.get(self.dtype) or np.dtype(self.dtype)
         if mask is not None or initial_state is not None:
-            V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
-        x = V.inputs(inputs, dt, self._features,
+            _validate.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
+        x = _validate.inputs(inputs, dt, self._features,
                      f"layer {self.name!r} was built for {self._features} features")
         if not self.built:
             self.build((self._batch_size if self.stateful else None, *x.shape[1:]))
         batch, steps, features = x.shape
-        mask = V.mask(mask, batch, steps)
+        mask = _validate.mask(mask, batch, steps)
         h0 = self._initial_state(initial_state, batch, dt)
         input_dropout = recurrent_dropout = None
         if training and (self.dropout or self.recurrent_dropout):
@@ -400,7 +409,7 @@ class SimpleRNN:
                     f"received inputs with batch size {batch}."
                 )
         if initial_state is not None:
-            return V.state(initial_state, batch, self.units, dt)
+            return _validate.state(initial_state, batch, self.units, dt)
         if self.stateful:
             if self._state is None:
                 self.reset_states()

@@ -104,7 +104,7 @@ def _run_lanes(plan, seq, kernel, recurrent_kernel, act):
 
 
 def _run_rows(plan, seq, kernel, recurrent_kernel, act):
-    x = seq[0]
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     batch, steps, features = x.shape
     w = prepared_weights(kernel, recurrent_kernel, "fused",
                          padded_units(kernel.shape[1], plan.tile, x.itemsize))
@@ -119,7 +119,7 @@ def _run_rows(plan, seq, kernel, recurrent_kernel, act):
 
 
 def _run_one_row(plan, seq, kernel, recurrent_kernel, act):
-    x = seq[0]
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     features, units = kernel.shape
     w = prepared_weights(kernel, recurrent_kernel, "fused", padded_units(units, plan.tile, x.itemsize))
     projection = workspace.arrays(x.dtype, (x.shape[1], w.shape[1]))[0]
@@ -127,7 +127,7 @@ def _run_one_row(plan, seq, kernel, recurrent_kernel, act):
 
 
 def _run_panels(plan, seq, kernel, recurrent_kernel, act):
-    x, _, _, _, _, _, go_backwards, outputs, _ = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     batch, steps = x.shape[:2]
     units = kernel.shape[1]
     width = panel_width(x.itemsize)
@@ -139,7 +139,7 @@ def _run_panels(plan, seq, kernel, recurrent_kernel, act):
 
 
 def _run_gemm(plan, seq, kernel, recurrent_kernel, act):
-    x, _, _, _, _, _, go_backwards, outputs, _ = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     batch, steps = x.shape[:2]
     in_place = outputs.shape[1] == steps and not go_backwards
     target = outputs if in_place else workspace.arrays(x.dtype, (batch, steps, kernel.shape[1]))[0]

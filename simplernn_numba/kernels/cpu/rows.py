@@ -96,7 +96,7 @@ def _finish_row(z, r, xw, t, bias, recurrent_dropout, act, state, outputs, slot,
 @njit(inline="always", **_FLAGS)
 def _steps(seq, w, xw, act, tile, lo, operands, z, seen):
     """The timesteps of :func:`forward` for its rows ``lo:lo + len(seen)``."""
-    x, bias, _, mask, input_dropout, recurrent_dropout, go_backwards, outputs, state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, state = seq
     steps, features = x.shape[1], x.shape[2]
     units = state.shape[1]
     offset = w.shape[0] - units
@@ -132,7 +132,7 @@ def forward(seq, w, kernel, projections, act, tile, run, runs):
     ``seq.input_dropout`` must be None (applied to ``seq.x`` by the caller). A masked step leaves
     the state, and the operands' state part, as they were.
     """
-    x, _, initial_state, _, _, recurrent_dropout, _, outputs, state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, state = seq
     lo, hi = row_pairs(x.shape[0], run, runs)
     steps = x.shape[1]
     width, padded = w.shape
@@ -166,7 +166,7 @@ def one_row(seq, w, kernel, projection, act, tile):
     ``kernel`` the kernel, padded to whole tiles of the one-row shape ``tile`` (a static choice);
     ``projection`` a (T, U') work array.
     """
-    x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     steps = x.shape[1]
     units = final_state.shape[1]
     keep_all = outputs.shape[1] == steps

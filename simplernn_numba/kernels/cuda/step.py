@@ -201,8 +201,9 @@ def stage_dz(s, p, dh_cur, ld, staged):
     """Copy ``dz`` of processing step ``s`` (:func:`step_dz` of every row and unit) to
     ``staged[b * ld + k]`` (whole block; loads overlapped as in :func:`stage_states`)."""
     batch, units = dh_cur.shape
-    steps = p[0].shape[0] // batch
-    t = steps - 1 - s if p[8] else s
+    grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+    steps = grad.shape[0] // batch
+    t = steps - 1 - s if go_backwards else s
     step = cuda.blockDim.x
     for i in range(cuda.threadIdx.x, batch * units, 4 * step):
         v0 = _dz_in(s, t, steps, p, dh_cur, i, units)
