@@ -18,12 +18,12 @@ from numba import njit, types
 from numba.extending import overload
 
 from ... import activations
+from . import options
 from .specialise import static, value_of
 from .tanh import tanh_f32, tanh_f64
 
-_FLAGS = dict(cache=True, inline="always", error_model="numpy")
-_INLINE = dict(inline="always", jit_options={"cache": True, "error_model": "numpy",
-                                              "fastmath": {"contract"}})
+_FLAGS = options.INLINE_EXACT
+_INLINE = dict(inline="always", jit_options=options.OVERLOAD_INLINE)
 
 
 def choose(name: str) -> tuple:

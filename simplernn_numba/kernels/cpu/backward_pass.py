@@ -19,7 +19,7 @@ from numba import njit
 
 from ... import activations
 from .. import config
-from . import gemm, lanes, panels, rows, workspace
+from . import gemm, lanes, options, panels, rows, workspace
 from .activation import NEEDS_PREACTIVATION
 from .bundles import gradients
 from .forward_pass import input_projection
@@ -32,7 +32,7 @@ from .specialise import static
 from .weights import prepared_weights
 
 
-@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@njit(**options.SERIAL)
 def _previous_states(g, previous):
     """:func:`.rowsteps.previous_states` for every batch row, on the calling thread."""
     (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards,

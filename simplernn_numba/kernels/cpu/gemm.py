@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import options
 from .activation import activation
 from .rowsteps import last_outputs, row_dz, step_dz
 from .specialise import absent, skipped, times
 
-_FLAGS = dict(cache=True, fastmath={"contract"}, error_model="numpy")
+_FLAGS = options.SERIAL
 
 
 @njit(**_FLAGS)

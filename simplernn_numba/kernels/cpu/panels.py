@@ -17,12 +17,13 @@ import numpy as np
 from numba import njit
 
 from ..config import PANEL_ROW_BLOCK
+from . import options
 from .activation import activation
 from .launch import row_quads
 from .products import pack_rows, packed_product
 from .rowsteps import step_dz
 
-_FLAGS = dict(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+_FLAGS = options.THREADED
 
 
 @njit(inline="always", **_FLAGS)

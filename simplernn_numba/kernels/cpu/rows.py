@@ -20,20 +20,21 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from . import options
 from .activation import activation
 from .launch import row_pairs
 from .products import TILE_SHAPES, one_row_tiles, product, shape_width, tiled_product
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
 from .specialise import skipped, times, value_of
 
-_FLAGS = dict(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+_FLAGS = options.THREADED
 
 
 def tile_rows(tile):
     """Rows of a tile of shape ``tile`` (a static choice): operands are padded to a multiple."""
 
 
-@overload(tile_rows, inline="always", jit_options={"cache": True})
+@overload(tile_rows, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _tile_rows(tile):
     rows = TILE_SHAPES[value_of(tile)][0]
     return lambda tile: rows
@@ -45,7 +46,7 @@ def _projection(x, kernel, projections, run, lo, hi, padded, tile):
     ``tile``, as (rows, T, ``padded``); fused mode (``kernel`` None): None."""
 
 
-@overload(_projection, inline="always", jit_options={"cache": True})
+@overload(_projection, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _projection_impl(x, kernel, projections, run, lo, hi, padded, tile):
     if kernel is None or isinstance(kernel, types.NoneType):
         return lambda x, kernel, projections, run, lo, hi, padded, tile: None
@@ -62,7 +63,7 @@ def _pre_activation(product, xw, r, t, u, bias):
     """``product + bias`` (fused mode: ``xw`` None), else ``product + (xw[r, t, u] + bias)``."""
 
 
-@overload(_pre_activation, inline="always", jit_options={"cache": True})
+@overload(_pre_activation, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _pre_activation_impl(product, xw, r, t, u, bias):
     if xw is None or isinstance(xw, types.NoneType):
         return lambda product, xw, r, t, u, bias: product + bias

@@ -26,7 +26,9 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-_FLAGS = dict(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+from . import options
+
+_FLAGS = options.INLINE
 
 _CLAMP32 = 7.90531110763549805
 _P32 = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
