@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 
+from simplernn_numba.bench.cases import Case, case_problem
+from simplernn_numba.bench.peers import torch_rnn
+from simplernn_numba.bench.timing import median_seconds
 from simplernn_numba.kernels import config
 from simplernn_numba.kernels.device_arrays import simulated
 
@@ -37,17 +39,11 @@ REGISTERS = [(1, 500, 32, 32), (2, 500, 32, 64), (4, 500, 32, 128), (8, 500, 64,
 
 
 def median_ms(fn, sync, min_time=0.3, max_reps=30) -> float:
-    """Median wall time of ``fn`` in ms (after one warm-up call), ``sync`` after each call."""
+    """Median wall time of ``fn`` in ms, ``sync`` after each call (after one warm-up call): the
+    package's :func:`~simplernn_numba.bench.timing.median_seconds`."""
     fn()
     sync()
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < 3 or time.perf_counter() - start < min_time):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return median_seconds(lambda: (fn(), sync()), max_reps, min_time) * 1e3
 
 
 def queued_ms(fn, sync, calls=20) -> float:
@@ -102,23 +98,16 @@ def host_us(fn, calls=50) -> float:
 
 
 def _problem(shape):
-    batch, steps, features, units = shape
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, steps, features)).astype(np.float32)
-    w = (rng.normal(size=(features, units)) / np.sqrt(features)).astype(np.float32)
-    u = (rng.normal(size=(units, units)) / np.sqrt(units)).astype(np.float32)
-    return x, w, u, np.zeros(units, np.float32), np.zeros((batch, units), np.float32)
+    """``(x, kernel, recurrent_kernel, bias, initial_state)`` of the benchmark case ``shape``
+    (float32, :func:`~simplernn_numba.bench.cases.case_problem`)."""
+    return case_problem(Case(*shape)).arrays()
 
 
-def _torch_rnn(torch, w, u):
-    features, units = w.shape
-    rnn = torch.nn.RNN(features, units, batch_first=True).cuda()
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(w.T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(u.T.copy()))
-        rnn.bias_ih_l0.zero_()
-        rnn.bias_hh_l0.zero_()
-    return rnn
+def _torch_rnn(shape):
+    """``torch.nn.RNN`` on the GPU holding the weights of :func:`_problem` ``(shape)`` (the package's
+    torch peer, :func:`~simplernn_numba.bench.peers.torch_rnn`)."""
+    case = Case(*shape)
+    return torch_rnn(case_problem(case), case).cuda()
 
 
 #: The kernel choices compared: the register-resident plans (where they apply) and the choice
@@ -161,7 +150,7 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
     if cpu is not None:
         row["cpu"] = median_ms(lambda: cpu.forward(x, w, u, b, h0), lambda: None, max_reps=10)
     if torch is not None:
-        rnn = _torch_rnn(torch, w, u)
+        rnn = _torch_rnn(shape)
         tx = torch.from_numpy(x).cuda()
         th0 = torch.from_numpy(h0).cuda()[None]
 
@@ -215,7 +204,7 @@ def slopes(kernels, torch, budget_s: float) -> str:
                     times.setdefault(mode, []).append(
                         event_ms(functools.partial(kernels.forward, *dev), calls=5))
             if torch is not None:
-                rnn = _torch_rnn(torch, arrays[1], arrays[2])
+                rnn = _torch_rnn((batch, steps, features, units))
                 tx, th0 = torch.from_numpy(arrays[0]).cuda(), torch.from_numpy(arrays[4]).cuda()[None]
                 torch.backends.cudnn.allow_tf32 = False
                 with torch.inference_mode():

@@ -134,6 +134,16 @@ def test_layer_on_cuda_matches_cpu(kernels, rng):
         out = gpu(x, mask=mask, training=True)
         assert type(out) is np.ndarray
         assert_close([out], [ref(x, mask=mask, training=True)], np.float32)
+        # the fixture turns the rows, persistent and register-resident plans off
+        assert gpu.last_call.device == "cuda" and gpu.last_call.plan.path == "per_step"
+
+
+def test_last_call_names_the_gpu_plan(kernels, rng):
+    config.set(CUDA_ROWS=True, CUDA_ROWS_MAX_THREADS=64)
+    layer = _layer("cuda")
+    layer(rng.normal(size=(3, 4, 3)).astype(np.float32))
+    assert layer.last_call.device == "cuda"
+    assert layer.last_call.plan.path == "rows" and layer.last_call.plan.launch.rows >= 1
 
 
 def test_layer_device_inputs_stay_on_device(kernels, rng):
