@@ -29,6 +29,7 @@ from .kernels.backend import Backend
 DEVICES = ("auto", "cpu", "cuda")
 ENV_VAR = "SIMPLERNN_NUMBA_DEVICE"
 
+
 @dataclass(frozen=True)
 class CallInfo:
     """Which path a layer call took (``layer.last_call``).

@@ -112,6 +112,17 @@ def test_mixing_host_and_gpu_arrays_is_an_error():
     _validate.same_memory(inputs=np.zeros(1), mask=None, initial_state=[np.zeros(1)])
 
 
+def test_every_backend_implements_the_contract():
+    """``dispatch.backend`` returns objects of the typed contract (``kernels.backend.Backend``)."""
+    from simplernn_numba.kernels import cuda
+    from simplernn_numba.kernels.backend import Backend
+
+    for backend, name in ((reference.BACKEND, "reference"), (cpu.BACKEND, "cpu"), (cuda.BACKEND, "cuda")):
+        assert isinstance(backend, Backend) and backend.name == name
+    assert reference.BACKEND.last_plan() is None
+    assert dispatch.call_info(reference.BACKEND) == dispatch.CallInfo("reference", None)
+
+
 def test_host_weights_pass_through_for_cpu():
     arrays = (np.zeros(1),)
     assert cpu.BACKEND.prepare_weights(object, 0, arrays) is arrays
