@@ -1,11 +1,9 @@
 """Property-based fuzzing of the CPU backward kernel (BPTT) against the NumPy reference.
 
-Skipped until the CPU backward kernel exists. Default run: the "fast" hypothesis
-profile; long run: ``--hypothesis-profile=long`` (see conftest.py).
+Default run: the "fast" hypothesis profile; long run: ``--hypothesis-profile=long`` (see conftest.py).
 """
 
 import numpy as np
-import pytest
 from fuzz_strategies import problems, split
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,13 +11,12 @@ from hypothesis import strategies as st
 from simplernn_numba.kernels import cpu, reference
 from simplernn_numba.testing import assert_close_normwise
 
-pytestmark = pytest.mark.skipif(not hasattr(cpu, "backward"), reason="no CPU backward kernel yet")
 
 @given(problems(), st.sampled_from(["sequence", "last", "none"]), st.booleans(), st.data())
 def test_cpu_backward_matches_reference(problem, d_output_kind, with_d_state, data):
     arrays, options = split(problem)
     options.pop("return_sequences")
-    x, _, _, _, h0 = arrays
+    x, kernel, recurrent_kernel, bias, h0 = arrays
     dtype = x.dtype
     with np.errstate(all="ignore"):
         outputs, _ = reference.forward(*arrays, **options, return_sequences=True)
