@@ -180,4 +180,7 @@ def read_model_file(path: str | PathLike) -> ModelFile:
         raise
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as error:
         raise ModelFileError(f"{path}: cannot read the Keras model file ({error}).") from error
+    with open(path, "rb") as file:
+        if file.read(4) == b"PK\x03\x04":
+            raise ModelFileError(f"{path}: cannot read the .keras file (a truncated or corrupted zip).")
     raise ModelFileError(f"{path}: neither a .keras (zip) nor an HDF5 Keras model file.")

@@ -4,8 +4,10 @@
 rebuilds each layer (:mod:`.keras_layers`) and keeps the model's graph: a chain for a
 ``Sequential`` model, the recorded calls for a ``Functional`` one (Keras 3 records the
 mask of each call as ``NotEqual``/``Any`` operations, which run here too). Masks travel
-with the tensors as in Keras: a call without an explicit ``mask`` gets the mask of its
-first input, and each layer passes on what its ``mask_rule`` says.
+with the tensors as in Keras: each layer passes on what its ``mask_rule`` says, and a
+call without an explicit ``mask`` gets the mask of its first input, except, in Keras 3,
+a call with more than one tensor argument (such as ``rnn(x, initial_state=[h])``), which
+Keras 3 runs without a mask.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class _Call:
     layer: object
     args: list
     kwargs: dict = field(default_factory=dict)
+    #: Whether a call without ``mask`` takes its first input's mask.
+    auto_mask: bool = True
 
 
 def _refs(value):
@@ -78,15 +82,17 @@ def _refs(value):
     return value
 
 
-def _parse_node(node) -> tuple[list, dict]:
-    """(args, kwargs) of one recorded call, Keras 3 (``{"args", "kwargs"}``) or Keras 2 (a list)."""
+def _parse_node(node) -> tuple[list, dict, bool]:
+    """(args, kwargs, auto_mask) of one recorded call, Keras 3 (``{"args", "kwargs"}``) or Keras 2
+    (a list of inbound tensors; several are one list argument, as ``[x, initial_state]``)."""
     if isinstance(node, dict):
-        return _refs(node.get("args", [])), _refs(node.get("kwargs", {}))
+        args, kwargs = _refs(node.get("args", [])), _refs(node.get("kwargs", {}))
+        return args, kwargs, len(_all_refs([args, list(kwargs.values())])) == 1
     refs = [_Ref(item[0], item[1], item[2]) for item in node]
     kwargs = {}
     for item in node:
         kwargs.update(item[3] if len(item) > 3 else {})
-    return (refs if len(refs) == 1 else [refs]), kwargs
+    return (refs if len(refs) == 1 else [refs]), kwargs, True
 
 
 def _first_ref(value):
@@ -204,12 +210,18 @@ class KerasModel:
         if isinstance(layer, _Operation):
             return [layer(*args)], [None]
         first = _first_ref(call.args)
-        mask = value(call.kwargs["mask"]) if "mask" in call.kwargs else \
-            (None if first is None else tensor(first)[1])
+        mask = None
+        if "mask" in call.kwargs:
+            mask = value(call.kwargs["mask"])
+        elif call.auto_mask and first is not None:
+            mask = tensor(first)[1]
         if isinstance(mask, list):  # Bidirectional(merge_mode=None) outputs: one mask each
             mask = mask[0]
         if isinstance(layer, (SimpleRNN, Bidirectional)):
-            result = layer(args[0], mask=mask, initial_state=value(call.kwargs.get("initial_state")))
+            x, initial_state = args[0], value(call.kwargs.get("initial_state"))
+            if isinstance(x, list):  # Keras 2: [inputs, *initial states]
+                x, initial_state = x[0], x[1:]
+            result = layer(x, mask=mask, initial_state=initial_state)
             outputs = result if isinstance(result, list) else [result]
             return outputs, _rnn_masks(layer, mask, len(outputs))
         if layer.mask_rule == "own":
@@ -313,24 +325,25 @@ def _build(model_file, *, device: str) -> KerasModel:
         if entry.get("class_name") == "InputLayer":
             inputs.append(_input_spec(entry.get("config") or {}, name))
             continue
-        operation = str(entry.get("module", "")).startswith("keras.src.ops")
-        if operation and entry.get("class_name") in _OPERATIONS:
+        module = str(entry.get("module") or "")  # a Keras 3 .h5 file drops the module
+        if entry.get("class_name") in _OPERATIONS and module in ("", "keras.src.ops.numpy"):
             layer = _Operation({**entry, "name": name})
-        elif operation:
+        elif module.startswith("keras.src.ops"):
             raise UnsupportedLayerError(f"Operation {name!r} ({entry.get('class_name')}) is not supported; "
                                         f"load_model supports the layers {', '.join(SUPPORTED)}.")
         else:
             layer = build(entry)
             layers.append(layer)
         for index, node in enumerate(entry.get("inbound_nodes") or []):
-            args, kwargs = _parse_node(node)
+            args, kwargs, auto_mask = _parse_node(node)
             unknown = set(kwargs) - set(_CALL_ARGUMENTS)
             if unknown or (kwargs.get("initial_state") is not None and
                            not isinstance(layer, (SimpleRNN, Bidirectional))):
                 raise UnsupportedLayerError(f"Layer {name!r} ({entry.get('class_name')}) is called with "
                                             f"arguments {sorted(kwargs)}; only mask and initial_state "
                                             "(recurrent layers) are supported.")
-            calls[(name, index)] = _Call(layer, args, {k: v for k, v in kwargs.items() if k != "training"})
+            calls[(name, index)] = _Call(layer, args, {k: v for k, v in kwargs.items() if k != "training"},
+                                         auto_mask)
     by_name = {spec.name: spec for spec in inputs}
     ordered_inputs = [by_name[ref.layer] for ref in _endpoints(config.get("input_layers", []))]
     return KerasModel(config.get("name", "model"), layers, calls, ordered_inputs,
