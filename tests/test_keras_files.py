@@ -282,3 +282,36 @@ def test_loads_where_keras_tensorflow_and_torch_cannot_be_imported(saved, tmp_pa
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
     _assert_same(np.load(tmp_path / "y.npy"), expected)
+
+
+def test_stateful_model_carries_its_state_as_keras(tmp_path):
+    model = keras.Sequential([keras.Input(batch_shape=(B, None, F)),
+                              keras.layers.SimpleRNN(3, stateful=True)])
+    rng = np.random.default_rng(3)
+    _randomize(model, rng)
+    model.save(tmp_path / "stateful.keras")
+    ours = load_model(tmp_path / "stateful.keras")
+    for _ in range(2):  # the second call starts from the state the first one left
+        x = rng.normal(size=(B, T, F)).astype("float32")
+        _assert_same(ours.predict(x), model.predict(x, verbose=0))
+
+
+_NO_H5PY = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "h5py":
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from simplernn_numba.interop.keras import load_model
+try:
+    load_model(sys.argv[1])
+except ImportError as error:
+    print(error)
+"""
+
+
+def test_without_h5py_the_error_names_the_extra(saved):
+    path = saved["sequential"][0]
+    out = subprocess.run([sys.executable, "-c", _NO_H5PY, str(path)], capture_output=True, text=True)
+    assert 'pip install "simplernn_numba[h5]"' in out.stdout, out.stderr
