@@ -226,6 +226,13 @@ def test_broken_files_raise_the_load_error(saved, tmp_path):
     data = path.read_bytes()
     config = json.loads(zipfile.ZipFile(path).read("config.json"))
     config["config"]["layers"][1]["config"]["output_dim"] = 5  # weights no longer fit
+
+    def history(layer_index, source):
+        graph = json.loads(zipfile.ZipFile(path).read("config.json"))
+        tensor = graph["config"]["layers"][layer_index]["inbound_nodes"][0]["args"][0]
+        tensor["config"]["keras_history"] = source
+        return json.dumps(graph)
+
     cases = {
         "truncated.keras": data[: len(data) // 2],
         "garbage.keras": b"not a model" * 10,
@@ -237,11 +244,17 @@ def test_broken_files_raise_the_load_error(saved, tmp_path):
             "metadata.json": json.dumps({"keras_version": "4.0.0"})}).read_bytes(),
         "shapes.keras": _rewrite(path, tmp_path / "s.keras", **{
             "config.json": json.dumps(config)}).read_bytes(),
+        "missing_layer.keras": _rewrite(path, tmp_path / "m.keras", **{
+            "config.json": history(6, ["nowhere", 0, 0])}).read_bytes(),
+        "cycle.keras": _rewrite(path, tmp_path / "y.keras", **{
+            "config.json": history(1, ["dense", 0, 0])}).read_bytes(),
     }
     messages = {"truncated.keras": "cannot read", "truncated_weights.keras": "cannot read",
                 "no_config.keras": "missing",
                 "bad_json.keras": "not valid JSON", "version.keras": "Keras '4.0.0'",
-                "shapes.keras": r"weights of shapes \[\(12, 4\)\]", "garbage.keras": "neither"}
+                "shapes.keras": r"weights of shapes \[\(12, 4\)\]", "garbage.keras": "neither",
+                "missing_layer.keras": "missing call 0 of layer 'nowhere'",
+                "cycle.keras": "a cycle through"}
     for name, content in cases.items():
         broken = tmp_path / name
         broken.write_bytes(content)

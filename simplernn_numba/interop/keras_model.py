@@ -346,8 +346,31 @@ def _build(model_file, *, device: str) -> KerasModel:
                                          auto_mask)
     by_name = {spec.name: spec for spec in inputs}
     ordered_inputs = [by_name[ref.layer] for ref in _endpoints(config.get("input_layers", []))]
-    return KerasModel(config.get("name", "model"), layers, calls, ordered_inputs,
-                      _endpoints(config.get("output_layers", [])), model_file.keras_version)
+    outputs = _endpoints(config.get("output_layers", []))
+    _check_graph(calls, {(spec.name, 0) for spec in ordered_inputs}, outputs)
+    return KerasModel(config.get("name", "model"), layers, calls, ordered_inputs, outputs,
+                      model_file.keras_version)
+
+
+def _check_graph(calls: dict, inputs: set, outputs: list[_Ref]) -> None:
+    """Every tensor the outputs need comes from a recorded call or an input, without a cycle."""
+    done, running = set(inputs), set()
+
+    def visit(key):
+        if key in done:
+            return
+        if key in running or key not in calls:
+            problem = "a cycle through" if key in running else "a missing"
+            raise ModelFileError(f"The model graph has {problem} call {key[1]} of layer {key[0]!r}.")
+        running.add(key)
+        call = calls[key]
+        for ref in _all_refs([call.args, list(call.kwargs.values())]):
+            visit((ref.layer, ref.node))
+        running.discard(key)
+        done.add(key)
+
+    for ref in outputs:
+        visit((ref.layer, ref.node))
 
 
 def load_model(path: str | os.PathLike, *, device: str = "auto") -> KerasModel:
