@@ -51,7 +51,8 @@ def _sequential():
     model = tf_keras.Sequential([
         layers.Masking(input_shape=(None, F)), layers.Dense(4),
         layers.SimpleRNN(4, return_sequences=True, go_backwards=True), layers.Activation("tanh"),
-        layers.GaussianNoise(0.3), layers.TimeDistributed(layers.Dense(2)),
+        layers.GaussianNoise(0.3), layers.TimeDistributed(layers.Dense(2)), layers.Dropout(0.2),
+        layers.SimpleRNN(2, activation="relu", return_sequences=True),  # uses the mask passed on
     ])
     return model, _floats
 
