@@ -191,6 +191,10 @@ def _save(model, path):
     (lambda: keras.layers.Lambda(lambda t: t * 2, name="double"), r"'double' \(Lambda\).*Python code"),
     (lambda: keras.layers.SimpleRNN(3, dtype="mixed_float16", name="half"),
      r"'half' \(SimpleRNN\).*mixed_float16.*only float32 and float64"),
+    (lambda: keras.layers.Bidirectional(keras.layers.LSTM(2), name="bi"),
+     r"'bi' \(Bidirectional\): only Bidirectional\(SimpleRNN\) is supported; it wraps LSTM"),
+    (lambda: keras.layers.TimeDistributed(keras.layers.LayerNormalization(), name="td"),
+     r"'td' \(TimeDistributed\): only TimeDistributed\(Dense\)"),
 ])
 def test_refused_layers_name_class_and_name(tmp_path, make, match):
     model = keras.Sequential([keras.Input((None, F)), make()])
@@ -328,3 +332,21 @@ def test_without_h5py_the_error_names_the_extra(saved):
     path = saved["sequential"][0]
     out = subprocess.run([sys.executable, "-c", _NO_H5PY, str(path)], capture_output=True, text=True)
     assert 'pip install "simplernn_numba[h5]"' in out.stdout, out.stderr
+
+
+def test_float64_model(tmp_path):
+    model = keras.Sequential([keras.Input((None, F)), keras.layers.Masking(),
+                              keras.layers.SimpleRNN(4, return_sequences=True, dtype="float64"),
+                              keras.layers.Dense(2, dtype="float64")])
+    rng = np.random.default_rng(4)
+    for variable in model.weights:
+        variable.assign(rng.normal(scale=0.6, size=variable.shape))
+    model.save(tmp_path / "f64.keras")
+    x = _floats(rng)
+    ours = load_model(tmp_path / "f64.keras")
+    assert ours.layers[1].dtype == "float64"
+    got = ours.predict(x)
+    assert got.dtype == np.float64
+    # float32 tolerance: Keras' torch backend differs from float64 math by ~1e-7
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model.predict(x, verbose=0)), rtol=RTOL,
+                               atol=ATOL)

@@ -44,7 +44,7 @@ def _shortest_float(value):
     return value
 
 
-def object_from_keras(spec, module):
+def _object_from_keras(spec, module):
     """A Keras initializer/regularizer/constraint config as our ``{"class_name", "config"}``."""
     if spec is None or isinstance(spec, str):
         return spec
@@ -78,5 +78,5 @@ def simple_rnn_arguments(config: dict, *, keras2: bool) -> dict:
         raise ValueError("Keras 2 hard_sigmoid (0.2 x + 0.5) differs from Keras 3's (x / 6 + 0.5).")
     arguments = {key: config[key] for key in _COPIED if key in config}
     for key, module in CONFIG_OBJECTS.items():
-        arguments[key] = object_from_keras(config.get(key), module)
+        arguments[key] = _object_from_keras(config.get(key), module)
     return {"activation": activation, **arguments}
