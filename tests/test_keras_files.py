@@ -75,7 +75,7 @@ def _sequential():
 
 
 def _merge_modes():
-    """Every merge mode, each followed by a layer that uses the mask it passes on."""
+    """Every merge mode, each followed by a layer that uses the mask it passes on; a backward_layer."""
     layers = keras.layers
     inp = keras.Input((None, F))
     h = layers.Masking()(inp)
@@ -85,6 +85,8 @@ def _merge_modes():
         outputs += [y, layers.SimpleRNN(2)(y)]
     outputs += layers.Bidirectional(layers.SimpleRNN(2, return_sequences=True), merge_mode=None)(h)
     outputs += layers.Bidirectional(layers.SimpleRNN(2, return_state=True), merge_mode="concat")(h)
+    custom = layers.SimpleRNN(2, activation="relu", return_sequences=True, go_backwards=True)
+    outputs.append(layers.Bidirectional(layers.SimpleRNN(2, return_sequences=True), backward_layer=custom)(h))
     return keras.Model(inp, outputs), _floats
 
 
