@@ -2,7 +2,9 @@
 
 Works with Keras 3 (``import keras``) and with Keras 2 (``import tf_keras``,
 or ``keras`` 2.x); Keras is imported only inside :func:`to_keras`
-(:func:`from_keras` only reads the Keras layer it is given). Mapping:
+(:func:`from_keras` only reads the Keras layer it is given). :func:`load_model` reads
+a whole model from a ``.keras`` or ``.h5`` file without Keras (h5py only; see
+:mod:`.keras_model`). Mapping:
 
 - every SimpleRNN config key is copied; initializer, regularizer and constraint
   configs keep ``class_name`` and ``config`` (Keras' ``module`` and
@@ -20,21 +22,17 @@ or ``keras`` 2.x); Keras is imported only inside :func:`to_keras`
 from __future__ import annotations
 
 import importlib
-import inspect
 
 import numpy as np
 
-from .. import activations, constraints, initializers, regularizers
+from .. import activations
 from .._serialization import Serializable
 from ..bidirectional import Bidirectional
 from ..layer import CONFIG_OBJECTS, SimpleRNN
+from .keras_config import ModelFileError, UnsupportedLayerError, simple_rnn_arguments
+from .keras_model import KerasModel, load_model
 
-_MODULES = {initializers: "initializer", regularizers: "regularizer", constraints: "constraint"}
-_COPIED = ("name", "trainable", "units", "use_bias", "dropout", "recurrent_dropout", "return_sequences",
-           "return_state", "go_backwards", "stateful", "unroll", "zero_output_for_mask")
-#: Keras config keys that must hold the value given here.
-_FIXED = {"time_major": False}
-_IGNORED = ("dtype", "activation", "seed", "batch_input_shape", "input_shape")
+__all__ = ["KerasModel", "ModelFileError", "UnsupportedLayerError", "from_keras", "load_model", "to_keras"]
 
 
 def _keras_major(module) -> int:
@@ -47,31 +45,6 @@ def _is_keras2_layer(keras_layer) -> bool:
     if root == "tf_keras":
         return True
     return _keras_major(importlib.import_module(root)) < 3
-
-
-def _shortest_float(value):
-    """Keras 3 keeps regularizer factors as float32 (0.01 -> 0.009999999776...); undo that."""
-    if isinstance(value, float) and np.isfinite(value) and float(np.float32(value)) == value:
-        return float(str(np.float32(value)))
-    return value
-
-
-def _object_from_keras(spec, module):
-    """A Keras initializer/regularizer/constraint config as our ``{"class_name", "config"}``."""
-    if spec is None or isinstance(spec, str):
-        return spec
-    kind = _MODULES[module]
-    if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
-        raise ValueError(f"Cannot convert Keras {kind} {spec!r}: expected a config dict.")
-    name = spec["class_name"]
-    accepted = inspect.signature(type(module.get(name))).parameters
-    config = {}
-    for key, value in (spec.get("config") or {}).items():
-        if key in accepted:
-            config[key] = _shortest_float(value)
-        elif value is not None:
-            raise ValueError(f"Keras {kind} {name!r} argument {key}={value!r} is not supported.")
-    return {"class_name": name, "config": config}
 
 
 def _check_dtype(keras_layer) -> str:
@@ -88,22 +61,10 @@ def _check_dtype(keras_layer) -> str:
 def _simple_rnn_from_keras(keras_layer, *, device: str = "auto") -> SimpleRNN:
     if type(keras_layer).__name__ != "SimpleRNN" or not hasattr(keras_layer, "get_config"):
         raise TypeError(f"Expected a Keras SimpleRNN layer; received {type(keras_layer).__name__}.")
-    keras2 = _is_keras2_layer(keras_layer)
-    config = keras_layer.get_config()
-    for key, value in config.items():
-        if key in _FIXED and value != _FIXED[key]:
-            raise ValueError(f"Keras SimpleRNN {key}={value!r} has no equivalent here.")
-        if key not in (*_COPIED, *CONFIG_OBJECTS, *_FIXED, *_IGNORED):
-            raise ValueError(f"Keras SimpleRNN config key {key!r} is not supported.")
-    activation = config.get("activation")
-    if keras2 and activations.get(activation) is activations.hard_sigmoid:
-        raise ValueError("Keras 2 hard_sigmoid (0.2 x + 0.5) differs from Keras 3's (x / 6 + 0.5).")
-    ours = {key: config[key] for key in _COPIED if key in config}
-    for key, module in CONFIG_OBJECTS.items():
-        ours[key] = _object_from_keras(config.get(key), module)
+    arguments = simple_rnn_arguments(keras_layer.get_config(), keras2=_is_keras2_layer(keras_layer))
     seed = getattr(getattr(keras_layer, "cell", None), "seed", None)
-    layer = SimpleRNN(activation=activation, dtype=_check_dtype(keras_layer),
-                      seed=None if seed is None else int(seed), device=device, **ours)
+    layer = SimpleRNN(dtype=_check_dtype(keras_layer), seed=None if seed is None else int(seed),
+                      device=device, **arguments)
     if keras_layer.built and keras_layer.get_weights():
         weights = keras_layer.get_weights()
         states = keras_layer.states if layer.stateful else [None]
