@@ -1,13 +1,14 @@
 """One SimpleRNN call, between the public surfaces and the kernel backends.
 
-:class:`~simplernn_numba.SimpleRNN`, :class:`~simplernn_numba.Bidirectional` and the functional
-API (:mod:`.functional`) run every call here, on arrays they have validated: the path is
-``SimpleRNN.__call__`` -> :func:`call_layer` -> :func:`run` -> the backend
-:func:`.dispatch.backend` chose (``backend.forward`` or ``backend.forward_for_training``) -> the
-backend's plan (``layer.last_call``). The engine also draws dropout masks
-(:func:`dropout_mask`), applies ``zero_output_for_mask`` (:func:`zero_masked`), keeps what a
-backward pass needs (:class:`Cache`), checks upstream gradients (:func:`checked_gradients`) and
-adds the regularizers' gradients to a layer's (:func:`layer_gradients`).
+:class:`~simplernn_numba.SimpleRNN`, :class:`~simplernn_numba.Bidirectional` (through its two
+layers) and the functional API (:mod:`.functional`) run every call here, on arrays they have
+validated: the path is ``SimpleRNN.__call__`` -> :func:`call_layer` -> the backend
+:func:`.dispatch.backend` chose (``backend.forward``, or through :func:`run`
+``backend.forward_for_training`` when training) -> the backend's plan (``layer.last_call``).
+The engine also draws dropout masks (:func:`dropout_mask`), applies ``zero_output_for_mask``
+(:func:`zero_masked`), keeps what a backward pass needs (:class:`Cache`), checks upstream
+gradients (:func:`checked_gradients`) and adds the regularizers' gradients to a layer's
+(:func:`layer_gradients`).
 """
 
 from __future__ import annotations
