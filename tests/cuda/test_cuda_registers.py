@@ -21,27 +21,27 @@ kernels = cuda_cases.kernels
 def registers(kernels):
     """The CUDA module with the register-resident plans on: 2 weights a thread, 1 staged load;
     the plan caches emptied before and after (tests replace what the plans consult)."""
-    from simplernn_numba.kernels.cuda import plan as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
     config.set(CUDA_REGISTERS=True, CUDA_REGISTERS_WEIGHTS=2, CUDA_REGISTERS_STAGED=1,
                CUDA_REGISTERS_ROWS=1)
-    host._registers_forward.cache_clear()
-    host._registers_backward.cache_clear()
+    plans._registers_forward.cache_clear()
+    plans._registers_backward.cache_clear()
     yield kernels
-    host._registers_forward.cache_clear()
-    host._registers_backward.cache_clear()
+    plans._registers_forward.cache_clear()
+    plans._registers_backward.cache_clear()
 
 
 def _plans(kernels, problem, *, activation="tanh", return_sequences=True, dout_mode=1):
-    from simplernn_numba.kernels.cuda import plan as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
     batch, steps, features = problem.x.shape
     units = problem.recurrent_kernel.shape[0]
     dtype, act = problem.x.dtype, A.code(activation)
     masked, dropped = problem.mask is not None, problem.recurrent_dropout is not None
-    return (host.registers_forward_plan(batch, steps, features, units, dtype, act, masked, dropped,
+    return (plans.registers_forward_plan(batch, steps, features, units, dtype, act, masked, dropped,
                                         return_sequences),
-            host.registers_backward_plan(batch, steps, features, units, dtype, act, dout_mode, masked,
+            plans.registers_backward_plan(batch, steps, features, units, dtype, act, dout_mode, masked,
                                          dropped))
 
 
@@ -143,13 +143,13 @@ def test_device_arrays_in_device_arrays_out(registers, rng):
 def test_plan_rule(registers, monkeypatch):
     """U rounded up to a power of two, ``bucket / weights`` lanes a column; no plan past 1024 threads,
     with zero steps, or when turned off; chunks halve until the static shared memory fits."""
-    from simplernn_numba.kernels.cuda import plan as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
     f64 = np.dtype(np.float64)
 
     def plan(units, steps=10, batch=4, **settings):
         with config.override(**settings):
-            return host.registers_forward_plan(batch, steps, 3, units, f64, A.TANH, False, False, True)
+            return plans.registers_forward_plan(batch, steps, 3, units, f64, A.TANH, False, False, True)
 
     defaults = dict(CUDA_REGISTERS_WEIGHTS=16, CUDA_REGISTERS_STAGED=4)
     assert plan(5, **defaults).shape == (8, 1, 1, 4)
@@ -160,34 +160,34 @@ def test_plan_rule(registers, monkeypatch):
     assert plan(5, CUDA_REGISTERS=False) is None
     assert plan(5, CUDA_REGISTERS_ROWS=4).shape.rows == 4
     # 64 units, 4 lanes, 4 loads: 16 steps a chunk, 2 x 16 x 64 float64 staged (16 KiB) + states
-    full = host._registers_forward.__wrapped__  # uncached: the limit is part of the key anyway
+    full = plans._registers_forward.__wrapped__  # uncached: the limit is part of the key anyway
     with config.override(CUDA_SHARED_MEMORY_LIMIT=12 * 1024, **defaults):
-        assert full(4, 64, f64, A.TANH, False, False, True, host._settings()).shape.stage_steps == 8
+        assert full(4, 64, f64, A.TANH, False, False, True, plans._settings()).shape.stage_steps == 8
     with config.override(CUDA_SHARED_MEMORY_LIMIT=1024, **defaults):
-        assert full(4, 64, f64, A.TANH, False, False, True, host._settings()) is None
+        assert full(4, 64, f64, A.TANH, False, False, True, plans._settings()) is None
 
 
 def test_auto_rows_rule(registers, monkeypatch):
     """(As on a GPU.) Rows per block double until every block of the batch is resident at once,
     up to ``CUDA_REGISTERS_MAX_ROWS``; a shape the compiled kernel cannot run gives no plan."""
-    from simplernn_numba.kernels.cuda import plan as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
-    monkeypatch.setattr(host, "simulated", lambda: False)
-    monkeypatch.setattr(host, "resident_blocks", lambda kernel, threads: 10)
-    monkeypatch.setattr(host, "fits", lambda kernel, threads: True)
+    monkeypatch.setattr(plans, "simulated", lambda: False)
+    monkeypatch.setattr(plans, "resident_blocks", lambda kernel, threads: 10)
+    monkeypatch.setattr(plans, "fits", lambda kernel, threads: True)
     f32 = np.dtype(np.float32)
 
     def plan(batch, **settings):
         with config.override(CUDA_REGISTERS_ROWS="auto", CUDA_REGISTERS_WEIGHTS=16, **settings):
-            return host.registers_forward_plan(batch, 10, 3, 64, f32, A.TANH, False, False, True)
+            return plans.registers_forward_plan(batch, 10, 3, 64, f32, A.TANH, False, False, True)
 
     assert plan(10).shape.rows == 1
     assert (plan(11).shape.rows, plan(11).blocks) == (2, 6)
     assert plan(75).shape.rows == 8
     assert plan(1000).shape.rows == 8  # CUDA_REGISTERS_MAX_ROWS
     assert plan(1000, CUDA_REGISTERS_MAX_ROWS=2).shape.rows == 2
-    monkeypatch.setattr(host, "fits", lambda kernel, threads: False)
-    host._registers_forward.cache_clear()
+    monkeypatch.setattr(plans, "fits", lambda kernel, threads: False)
+    plans._registers_forward.cache_clear()
     assert plan(12) is None
 
 

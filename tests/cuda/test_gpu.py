@@ -210,9 +210,9 @@ def test_registers_match_float64(gpu_kernels, batch, steps, features, units, row
     float64, forward and backward, both directions, masks and dropout; every plan fits the GPU."""
     config.set(CUDA_REGISTERS=True, CUDA_REGISTERS_ROWS=rows)
     from simplernn_numba import activations as A
-    from simplernn_numba.kernels.cuda import plan as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
-    plan = host.registers_forward_plan(batch, steps, features, units, np.dtype(dtype), A.TANH, True, True,
+    plan = plans.registers_forward_plan(batch, steps, features, units, np.dtype(dtype), A.TANH, True, True,
                                        True)
     assert plan is not None, "U <= 128 should run register-resident (0 bytes of local memory)"
     problem = make_problem(np.random.default_rng(units + batch), batch=batch, steps=steps,
@@ -248,10 +248,10 @@ def test_registers_other_activations_match_float64(gpu_kernels, activation):
 def test_registers_auto_rows_rule_on_this_gpu(gpu_kernels):
     """One row a block while the batch's blocks are all resident, more rows beyond."""
     from simplernn_numba import activations as A
-    from simplernn_numba.kernels.cuda import plan as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
     f32 = np.dtype(np.float32)
-    assert host.registers_forward_plan(1, 10, 8, 64, f32, A.TANH, False, False, True).shape.rows == 1
-    big = host.registers_forward_plan(100000, 10, 8, 64, f32, A.TANH, False, False, True)
+    assert plans.registers_forward_plan(1, 10, 8, 64, f32, A.TANH, False, False, True).shape.rows == 1
+    big = plans.registers_forward_plan(100000, 10, 8, 64, f32, A.TANH, False, False, True)
     assert big.shape.rows == config.CUDA_REGISTERS_MAX_ROWS
-    assert host.registers_forward_plan(1, 10, 8, 256, f32, A.TANH, False, False, True) is None
+    assert plans.registers_forward_plan(1, 10, 8, 256, f32, A.TANH, False, False, True) is None
