@@ -10,26 +10,22 @@ on one timestep, and (when installed) ``torch.nn.RNNCell`` for comparison.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 from simplernn_numba import SimpleRNN, Stream
+from simplernn_numba.bench.timing import median_seconds
 from simplernn_numba.interop.streaming import step
 from simplernn_numba.kernels.cpu.activation import choose
 from simplernn_numba.kernels.cpu.step import step as step_kernel
 
 
-def median_seconds(fn, calls: int) -> float:
+def median_per_call(fn, calls: int) -> float:
+    """Median seconds of ``fn()`` over ``calls`` calls after a warm-up (up to 1,000 calls): the
+    package's :func:`~simplernn_numba.bench.timing.median_seconds` with no time budget."""
     for _ in range(min(calls, 1000)):
         fn()
-    times = np.empty(calls)
-    clock = time.perf_counter
-    for i in range(calls):
-        start = clock()
-        fn()
-        times[i] = clock() - start
-    return float(np.median(times))
+    return median_seconds(fn, calls, budget_s=float("inf"))
 
 
 def main() -> None:
@@ -71,7 +67,7 @@ def main() -> None:
         pass
     print(f"B={args.batch} U={args.units} F={args.features} float32, median of {args.calls} calls")
     for name, fn in cases.items():
-        print(f"  {name:40s} {median_seconds(fn, args.calls) * 1e6:8.2f} us")
+        print(f"  {name:40s} {median_per_call(fn, args.calls) * 1e6:8.2f} us")
 
 
 if __name__ == "__main__":

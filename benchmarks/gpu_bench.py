@@ -19,13 +19,16 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 
+from simplernn_numba.bench.cases import Case, case_problem
+from simplernn_numba.bench.peers import torch_rnn
+from simplernn_numba.bench.timing import median_seconds
 from simplernn_numba.kernels import config
+from simplernn_numba.kernels.device_arrays import simulated
 
 ANCHORS = [(32, 10, 8, 4), (1, 1000, 16, 64), (64, 100, 128, 128), (16, 500, 32, 32),
            (128, 200, 512, 512)]
@@ -36,17 +39,11 @@ REGISTERS = [(1, 500, 32, 32), (2, 500, 32, 64), (4, 500, 32, 128), (8, 500, 64,
 
 
 def median_ms(fn, sync, min_time=0.3, max_reps=30) -> float:
-    """Median wall time of ``fn`` in ms (after one warm-up call), ``sync`` after each call."""
+    """Median wall time of ``fn`` in ms, ``sync`` after each call (after one warm-up call): the
+    package's :func:`~simplernn_numba.bench.timing.median_seconds`."""
     fn()
     sync()
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < 3 or time.perf_counter() - start < min_time):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return median_seconds(lambda: (fn(), sync()), max_reps, min_time) * 1e3
 
 
 def queued_ms(fn, sync, calls=20) -> float:
@@ -101,48 +98,42 @@ def host_us(fn, calls=50) -> float:
 
 
 def _problem(shape):
-    batch, steps, features, units = shape
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, steps, features)).astype(np.float32)
-    w = (rng.normal(size=(features, units)) / np.sqrt(features)).astype(np.float32)
-    u = (rng.normal(size=(units, units)) / np.sqrt(units)).astype(np.float32)
-    return x, w, u, np.zeros(units, np.float32), np.zeros((batch, units), np.float32)
+    """``(x, kernel, recurrent_kernel, bias, initial_state)`` of the benchmark case ``shape``
+    (float32, :func:`~simplernn_numba.bench.cases.case_problem`)."""
+    return case_problem(Case(*shape)).arrays()
 
 
-def _torch_rnn(torch, w, u):
-    features, units = w.shape
-    rnn = torch.nn.RNN(features, units, batch_first=True).cuda()
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(w.T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(u.T.copy()))
-        rnn.bias_ih_l0.zero_()
-        rnn.bias_hh_l0.zero_()
-    return rnn
+def _torch_rnn(shape):
+    """``torch.nn.RNN`` on the GPU holding the weights of :func:`_problem` ``(shape)`` (the package's
+    torch peer, :func:`~simplernn_numba.bench.peers.torch_rnn`)."""
+    case = Case(*shape)
+    return torch_rnn(case_problem(case), case).cuda()
 
 
 #: The kernel choices compared: the register-resident plans (where they apply) and the choice
 #: among the rows / persistent / per-step paths without them.
-MODES = {"reg": dict(CUDA_REGISTERS=True), "old": dict(CUDA_REGISTERS=False)}
+MODES = {"registers": dict(CUDA_REGISTERS=True), "shared_memory": dict(CUDA_REGISTERS=False)}
 
 
 def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> dict:
     """One row of the table: both modes and torch at ``shape`` (float32, tanh, sequences)."""
     from numba import cuda
 
-    from simplernn_numba import activations as A
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba import activations
+    from simplernn_numba.kernels.cuda import plan as plans
 
     batch, steps, features, units = shape
     arrays = _problem(shape)
     x, w, u, b, h0 = arrays
     dev = [cuda.to_device(a) for a in arrays]
     row = {"shape": ",".join(map(str, shape))}
-    plan = host.forward_plan(batch, steps, features, units, np.dtype(np.float32), A.TANH, False, False, True)
-    row["reg_plan"] = (f"{plan.blocks}x{plan.shape.threads} r{plan.shape.rows} l{plan.shape.lanes} "
+    plan = plans.registers_forward_plan(batch, steps, features, units, np.dtype(np.float32), activations.TANH,
+                                        False, False, True)
+    row["registers_plan"] = (f"{plan.blocks}x{plan.shape.threads} r{plan.shape.rows} l{plan.shape.lanes} "
                        f"s{plan.shape.stage_steps}" if plan else "-")
     d_out = cuda.to_device(np.random.default_rng(1).normal(size=(batch, steps, units)).astype(np.float32))
     for mode, settings in MODES.items():
-        if mode == "reg" and plan is None:
+        if mode == "registers" and plan is None:
             continue
         with config.override(**settings, **({} if persistent else {"CUDA_PERSISTENT": False})):
             row[f"{mode}_ms"] = median_ms(lambda: kernels.forward(*dev), cuda.synchronize)
@@ -159,7 +150,7 @@ def bench_shape(shape, kernels, cpu, torch, train: bool, persistent: bool) -> di
     if cpu is not None:
         row["cpu"] = median_ms(lambda: cpu.forward(x, w, u, b, h0), lambda: None, max_reps=10)
     if torch is not None:
-        rnn = _torch_rnn(torch, w, u)
+        rnn = _torch_rnn(shape)
         tx = torch.from_numpy(x).cuda()
         th0 = torch.from_numpy(h0).cuda()[None]
 
@@ -213,7 +204,7 @@ def slopes(kernels, torch, budget_s: float) -> str:
                     times.setdefault(mode, []).append(
                         event_ms(functools.partial(kernels.forward, *dev), calls=5))
             if torch is not None:
-                rnn = _torch_rnn(torch, arrays[1], arrays[2])
+                rnn = _torch_rnn((batch, steps, features, units))
                 tx, th0 = torch.from_numpy(arrays[0]).cuda(), torch.from_numpy(arrays[4]).cuda()[None]
                 torch.backends.cudnn.allow_tf32 = False
                 with torch.inference_mode():
@@ -239,7 +230,7 @@ def probe(kernels) -> int:
 
     rng = np.random.default_rng(0)
     # the simulator runs one Python thread per GPU thread: tiny problems there
-    small = kernels.simulator_enabled()
+    small = simulated()
     worst = {}
     problems = ((8 if small else 200, ("persistent", "rows")), (8 if small else 100, ("registers",)))
     for units, paths in problems:
@@ -284,7 +275,10 @@ def launch_overheads(kernels) -> str:
         return (time.perf_counter() - t0) / reps * 1e6
 
     dtype = np.dtype(np.float32)
-    compiled = kernels.kernels_for(dtype)
+    from simplernn_numba.kernels.cuda import per_step, sequence
+
+    compiled = {"first_unmasked": sequence.first_unmasked_kernel(),
+                "forward_step": per_step.forward_kernel(dtype)}
     batch, steps, units = 8, 4, 64
     mask = cuda.device_array((0, 0), np.bool_)
     first = cuda.device_array(batch, np.int32)
@@ -358,18 +352,19 @@ def fmt(v) -> str:
 
 
 def table(rows, torch_present: bool) -> str:
-    cols = ["shape", "reg_plan", "reg_ms", "old_ms", "reg_events", "old_events", "reg_host_us", "old_host_us",
-            "reg_train", "old_train", "ours_host", "cpu"]
+    cols = ["shape", "registers_plan", *(f"{mode}_{what}" for what in ("ms", "events", "host_us", "train")
+                                         for mode in MODES), "ours_host", "cpu"]
     if torch_present:
         cols += ["torch", "torch_fp32", "torch_events_fp32", "torch_train", "torch_train_fp32",
                  "max_abs_diff"]
-    ratios = ["reg/fp32", "old/fp32", "reg_train/fp32"] if torch_present else []
+    ratios = ["registers/fp32", "shared_memory/fp32", "registers_train/fp32"] if torch_present else []
     lines = ["| B,T,F,U | " + " | ".join(cols[1:] + ratios) + " |", "|" + "---|" * (len(cols) + len(ratios))]
     for row in rows:
         cells = [fmt(row.get(c)) for c in cols]
         if torch_present:
-            for ours, theirs in (("reg_events", "torch_events_fp32"), ("old_events", "torch_events_fp32"),
-                                 ("reg_train", "torch_train_fp32")):
+            for ours, theirs in (("registers_events", "torch_events_fp32"),
+                                 ("shared_memory_events", "torch_events_fp32"),
+                                 ("registers_train", "torch_train_fp32")):
                 ok = row.get(ours) and row.get(theirs)
                 cells.append(f"{row[ours] / row[theirs]:.2f}x" if ok else "-")
         lines.append("| " + " | ".join(cells) + " |")
@@ -401,7 +396,7 @@ def main() -> int:
 
     if args.probe:
         return probe(kernels)
-    if kernels.simulator_enabled():
+    if simulated():
         print("gpu_bench: the CUDA simulator is on (NUMBA_ENABLE_CUDASIM); timings would be meaningless.")
         return 0
     if args.no_persistent:
@@ -412,9 +407,10 @@ def main() -> int:
     header = [f"# GPU benchmark ({device.name.decode() if isinstance(device.name, bytes) else device.name}, "
               f"{device.MULTIPROCESSOR_COUNT} SMs)", "",
               "float32 forward (and forward+backward `*_train`), tanh, return_sequences=True;"
-              " inputs and weights already on the GPU. Modes: `reg` the register-resident plans"
-              " (CUDA_REGISTERS=True; `reg_plan`: blocks x threads, rows a block, lanes a column, steps"
-              " a staged chunk), `old` the rows / persistent / per-step choice (CUDA_REGISTERS=False)."
+              " inputs and weights already on the GPU. Modes: `registers` the register-resident plans"
+              " (CUDA_REGISTERS=True; `registers_plan`: blocks x threads, rows a block, lanes a column,"
+              " steps a staged chunk), `shared_memory` the rows / persistent / per-step choice"
+              " (CUDA_REGISTERS=False, the default)."
               " `*_ms`: median wall ms per call, synchronised; `*_events`: GPU ms per call by CUDA"
               " events over 20 queued calls; `*_host_us`: Python µs per call over 50 queued calls;"
               " `ours_host`: default choice, NumPy in and out; `cpu`: our CPU kernel."

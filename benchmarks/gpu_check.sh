@@ -6,15 +6,11 @@
 #   BENCH_ARGS=--quick bash benchmarks/gpu_check.sh   # benchmark: forward only, no CPU column
 #   GPU_TESTS=tests/cuda/test_gpu.py bash benchmarks/gpu_check.sh   # only the real-GPU tests
 #
-# The lent GPU machines (no package index) hold numba-cuda 0.30 with numpy 2.5, which cannot compile
-# (np.row_stack is gone): first, on a machine with pip, fetch numpy 2.4 for their Python 3.12 into .whl/
-#   echo /.whl/ >> "$(git rev-parse --git-dir)/info/exclude"
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl numpy==2.4.6
-# and carry .whl with the call (device tool: carry=[".whl"]).
+# Wheels in .whl/ are installed first, without a package index (docs/gpu.md: which wheels a
+# machine without a package index needs, and how to fetch them).
 #
 # Steps, each time-boxed against one deadline:
-#   1. where numba and numba-cuda are importable already (the lent machines: no package index),
+#   1. where numba and numba-cuda are importable already (a machine without a package index),
 #      use them with the repo on PYTHONPATH; else a venv .gpu-venv (with system site-packages, so
 #      a preinstalled torch is reused) and pip install -e ".[cuda]" plus numba-cuda's cu12/cu13
 #      extra matching the driver, pytest.
@@ -54,19 +50,18 @@ EXTRA="cu${CUDA_MAJOR:-12}"
 [ "$EXTRA" = "cu12" ] || [ "$EXTRA" = "cu13" ] || EXTRA="cu12"
 
 if compgen -G ".whl/*.whl" >/dev/null; then
-  # Wheels carried with the call (device tool: carry=[".whl"]) go first on the path: the image's
-  # numba-cuda 0.30 fails on its numpy 2.5 (np.row_stack removed), so carry numpy 2.4.
+  # Wheels carried with the call go first on the path (see docs/gpu.md).
   stamp "0. install the carried wheels: $(ls .whl | tr '\n' ' ')"
   boxed 120 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if boxed 60 python3 -c "import numba, numba.cuda, numpy" 2>/dev/null; then
-  # The lent machines have no package index; their image already holds numba and numba-cuda.
+  # No install: the machine's numba and numba-cuda, the repo on the path.
   stamp "1. numba and numba-cuda already installed: no install, PYTHONPATH=$PWD"
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   mkdir -p /tmp/gpu-check-bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" \
     >/tmp/gpu-check-bin/python && chmod +x /tmp/gpu-check-bin/python
-  export PATH="/tmp/gpu-check-bin:$PATH"  # `python` is the image's python3, also under `timeout`
+  export PATH="/tmp/gpu-check-bin:$PATH"  # `python` is the machine's python3, also under `timeout`
   OFFLINE=1
 else
   stamp "1. install numba-cuda[$EXTRA]"

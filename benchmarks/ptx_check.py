@@ -11,7 +11,7 @@ barriers and global loads and stores among them.
     python benchmarks/ptx_check.py --cuda-home /usr/local/cuda-13.0 --ptxas
 
 The register-resident kernels are compiled for the shapes their plan rule gives with the
-default settings (:mod:`simplernn_numba.kernels._cuda_registers_host`): U = 32, 64 and 128,
+default settings (:mod:`simplernn_numba.kernels.cuda.plan`): U = 32, 64 and 128,
 one row a block, tanh, and a few option sets.
 """
 
@@ -110,33 +110,39 @@ def main() -> None:
         return decorate
 
     cuda.jit = compile_only
-    from simplernn_numba import activations as A
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba import activations
     from simplernn_numba.kernels import config
-    from simplernn_numba.kernels import cuda as kernels
-    from simplernn_numba.kernels._cuda_device import DOUT_SEQUENCE
-    from simplernn_numba.kernels._cuda_projection import projection_kernel
-    from simplernn_numba.kernels._cuda_registers import Shape, backward_kernel, forward_kernel
+    from simplernn_numba.kernels.cuda import gemm, per_step, persistent, rows, sequence
+    from simplernn_numba.kernels.cuda import plan as plans
+    from simplernn_numba.kernels.cuda.registers import Shape, backward_kernel, forward_kernel
+    from simplernn_numba.kernels.cuda.step import DOUT_SEQUENCE
 
+    tanh = activations.TANH
     for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
-        kernels.kernels_for(dtype)
-        kernels.tiled_kernels_for(dtype, config.CUDA_TILE, config.CUDA_MICRO)
+        for module in (rows, persistent, per_step):
+            module.forward_kernel(dtype)
+            module.backward_kernel(dtype)
+        per_step.forward_tiled_kernel(dtype, config.CUDA_TILE)
+        per_step.backward_tiled_kernel(dtype, config.CUDA_TILE)
+        sequence.previous_states_kernel(dtype)
+        sequence.derivative_kernel(dtype)
+        sequence.column_sum_kernel(dtype)
         label[0] = f"_{dtype.name}"
-        projection_kernel(dtype, config.CUDA_TILE, config.CUDA_MICRO, True, False)
+        gemm.gemm_kernel(dtype, config.CUDA_TILE, config.CUDA_MICRO)
         for units in (32, 64, 128):
-            bucket, lanes = host._columns(units)
+            bucket, lanes = plans._columns(units)
             for make, streams, options in (
-                    (forward_kernel, 1, [(A.TANH, False, False, True), (A.TANH, True, True, True)]),
-                    (backward_kernel, 2, [(A.TANH, DOUT_SEQUENCE, False, False),
-                                          (A.TANH, DOUT_SEQUENCE, True, True)])):
+                    (forward_kernel, 1, [(tanh, False, False, True), (tanh, True, True, True)]),
+                    (backward_kernel, 2, [(tanh, DOUT_SEQUENCE, False, False),
+                                          (tanh, DOUT_SEQUENCE, True, True)])):
                 for option in options if units == 64 else options[:1]:
-                    stage = host._stage_steps(bucket, lanes, 1, dtype.itemsize, streams)
+                    stage = plans._stage_steps(bucket, lanes, 1, dtype.itemsize, streams)
                     label[0] = f"_{dtype.name}_U{units}_{bucket}x{lanes}_s{stage}" + (
                         "_mask_rdrop" if option[2] else "")
                     make(dtype, Shape(bucket, lanes, 1, stage), *option)
         label[0] = f"_{dtype.name}_U64_rows4"
-        forward_kernel(dtype, Shape(64, 4, 4, host._stage_steps(64, 4, 4, dtype.itemsize, 1)),
-                       A.TANH, False, False, True)
+        forward_kernel(dtype, Shape(64, 4, 4, plans._stage_steps(64, 4, 4, dtype.itemsize, 1)),
+                       tanh, False, False, True)
         label[0] = ""
     nvdisasm = find_nvdisasm(args.cuda_home) if args.ptxas else None
     for path in compiled:

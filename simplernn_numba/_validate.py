@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import numbers
-import sys
 
 import numpy as np
+
+from .kernels.device_arrays import is_device_array
 
 #: Float dtypes the kernels are compiled for.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -270,19 +271,6 @@ def _explain_kernel_arguments(x, kernel, recurrent_kernel, bias, initial_state, 
 
 
 # ---------------------------------------------------------------------------- GPU (device) arrays
-def is_device_array(value) -> bool:
-    """True for an object exposing ``__cuda_array_interface__`` or a Numba device array.
-
-    Never imports ``numba.cuda``: a Numba device array exists only once it is imported.
-    """
-    if type(value) is np.ndarray:
-        return False
-    if hasattr(value, "__cuda_array_interface__"):
-        return True
-    cuda = sys.modules.get("numba.cuda")
-    return cuda is not None and cuda.devicearray.is_cuda_ndarray(value)
-
-
 def device_array(value, name: str, dtype: np.dtype):
     """Zero-copy Numba view of a GPU array, checked to be C-contiguous with dtype ``dtype``.
 

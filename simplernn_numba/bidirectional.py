@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate as V
+from . import _validate
 from .dispatch import CallInfo
 from .layer import SimpleRNN
 
@@ -103,7 +103,7 @@ class Bidirectional:
                 f"backward_layer must be a SimpleRNN layer; received {type(backward_layer).__name__}."
             )
         if merge_mode not in MERGE_MODES:
-            hint = V.did_you_mean(merge_mode, MERGE_MODES) if isinstance(merge_mode, str) else ""
+            hint = _validate.did_you_mean(merge_mode, MERGE_MODES) if isinstance(merge_mode, str) else ""
             raise ValueError(f"Invalid merge mode {merge_mode!r}; expected one of {MERGE_MODES}.{hint}")
         self.forward_layer = _clone(layer, name=_prefixed("forward_", layer.name))
         if backward_layer is None:
@@ -162,7 +162,7 @@ class Bidirectional:
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        self.forward_layer.trainable = self.backward_layer.trainable = V.flag(value, "trainable")
+        self.forward_layer.trainable = self.backward_layer.trainable = _validate.flag(value, "trainable")
 
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Sequence) -> None:
@@ -250,7 +250,7 @@ class Bidirectional:
         -------
         The merged output, a list (see the class docstring).
         """
-        training = V.training(training)
+        training = _validate.training(training)
         fwd_state = bwd_state = None
         if initial_state is not None:
             fwd_state, bwd_state = self._split_states(initial_state, "initial_state")
@@ -264,8 +264,8 @@ class Bidirectional:
             y_rev = y_rev[:, ::-1]
         y_rev = np.ascontiguousarray(y_rev)
         output = self._merge(y, y_rev)
-        self._saved = _Saved(self.forward_layer._cache, self.backward_layer._cache, y, y_rev) \
-            if training else None
+        self._saved = (_Saved(self.forward_layer.saved_forward, self.backward_layer.saved_forward, y, y_rev)
+                       if training else None)
         if self.merge_mode is None:
             return output + states if self.return_state else output
         return [output, *states] if self.return_state else output
@@ -319,8 +319,8 @@ class Bidirectional:
             For gradients of the wrong structure, shape or dtype.
         """
         saved = self._saved
-        if saved is None or saved.forward_cache is not self.forward_layer._cache \
-                or saved.backward_cache is not self.backward_layer._cache:
+        if saved is None or saved.forward_cache is not self.forward_layer.saved_forward \
+                or saved.backward_cache is not self.backward_layer.saved_forward:
             raise RuntimeError(
                 f"Layer {self.name!r} has nothing to differentiate: call it with training=True "
                 "right before backward()."
@@ -358,10 +358,10 @@ class Bidirectional:
                     "With merge_mode=None the call returned 2 outputs, so d_output must be "
                     f"[d_forward, d_backward]; received {count}."
                 )
-            return (V.gradient(d_output[0], "d_output[0]", y.shape, y.dtype),
-                    V.gradient(d_output[1], "d_output[1]", y_rev.shape, y_rev.dtype))
+            return (_validate.gradient(d_output[0], "d_output[0]", y.shape, y.dtype),
+                    _validate.gradient(d_output[1], "d_output[1]", y_rev.shape, y_rev.dtype))
         shape = (*y.shape[:-1], y.shape[-1] + y_rev.shape[-1]) if self.merge_mode == "concat" else y.shape
-        grad = V.gradient(d_output, "d_output", shape, y.dtype)
+        grad = _validate.gradient(d_output, "d_output", shape, y.dtype)
         if grad is None:
             return None, None
         if self.merge_mode == "concat":
@@ -411,7 +411,7 @@ class Bidirectional:
             layers.append(SimpleRNN(**entry["config"], device=device))
         trainable = config.pop("trainable", True)
         dtype = config.pop("dtype", layers[0].dtype)
-        if V.float_dtype(dtype).name != layers[0].dtype:
+        if _validate.float_dtype(dtype).name != layers[0].dtype:
             raise ValueError(f"Bidirectional dtype {dtype!r} differs from its layers' {layers[0].dtype!r}.")
         layer = cls(layers[0], backward_layer=layers[1], **config)
         layer.trainable = trainable

@@ -20,16 +20,15 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import weakref
 from dataclasses import dataclass
-from types import ModuleType
 
-from . import _validate as V
-from . import activations
+from . import _validate, activations
 from .kernels import config, cpu, reference
+from .kernels.backend import Backend
 
 DEVICES = ("auto", "cpu", "cuda")
 ENV_VAR = "SIMPLERNN_NUMBA_DEVICE"
+
 
 @dataclass(frozen=True)
 class CallInfo:
@@ -38,12 +37,13 @@ class CallInfo:
     Attributes
     ----------
     device : {"cpu", "cuda", "reference"}
-        The kernel module :func:`backend` chose: the Numba CPU kernels, the Numba CUDA
-        kernels, or the NumPy reference (Python-callable activations).
+        The backend :func:`backend` chose: the Numba CPU kernels, the Numba CUDA kernels,
+        or the NumPy reference (Python-callable activations).
     plan : object or None
-        The kernel's own plan for the call, where the kernel module names one (the CPU
-        kernels' :class:`simplernn_numba.kernels.cpu.plan.Plan`: path, runs of rows, tile
-        shape, fused projection); None where it does not.
+        The backend's plan for the call: the CPU kernels'
+        :class:`simplernn_numba.kernels.cpu.plan.Plan` (path, runs of rows, tile shape,
+        fused projection), the CUDA kernels' :class:`simplernn_numba.kernels.cuda.plan.Plan`
+        (path and launch); None for the reference.
     """
 
     device: str
@@ -53,47 +53,32 @@ class CallInfo:
 _CALL_INFO: dict[tuple, CallInfo] = {}
 
 
-def call_info(kernels: ModuleType) -> CallInfo:
-    """The :class:`CallInfo` of the call that just ran on ``kernels`` on this thread (one shared
-    instance per module and plan)."""
-    last_plan = getattr(kernels, "last_plan", None)
-    key = (kernels.__name__, None if last_plan is None else last_plan())
+def call_info(backend: Backend) -> CallInfo:
+    """The :class:`CallInfo` of the call that just ran on ``backend`` on this thread (one shared
+    instance per backend and plan)."""
+    key = (backend.name, backend.last_plan())
     info = _CALL_INFO.get(key)
     if info is None:
-        info = _CALL_INFO[key] = CallInfo(key[0].rsplit(".", 1)[-1], key[1])
+        info = _CALL_INFO[key] = CallInfo(*key)
     return info
 
 
 def check_device(device: str) -> str:
     """Validate a device name."""
     if device not in DEVICES:
-        hint = V.did_you_mean(device, DEVICES) if isinstance(device, str) else ""
+        hint = _validate.did_you_mean(device, DEVICES) if isinstance(device, str) else ""
         raise ValueError(f"device must be one of {DEVICES}; received {device!r}.{hint}")
     return device
 
 
-#: ``ENV_VAR`` as a key of ``os.environ``'s underlying dict (bytes on POSIX).
-_ENV_KEY = os.environ.encodekey(ENV_VAR) if hasattr(os.environ, "encodekey") else ENV_VAR
-
-
-def _env_device() -> str | None:
-    """``os.environ.get(ENV_VAR)``, cheaply when unset: ``get`` raises and catches a KeyError
-    inside for a missing variable (1-2 µs, on every layer call), a look in the dict does not."""
-    env = os.environ
-    data = getattr(env, "_data", None)
-    if isinstance(data, dict) and _ENV_KEY not in data:
-        return None
-    return env.get(ENV_VAR)
-
-
 def requested_device(device: str) -> str:
     """The device asked for, after the ``SIMPLERNN_NUMBA_DEVICE`` override."""
-    env = _env_device()
+    env = os.environ.get(ENV_VAR)
     if env:
         if env not in DEVICES:
             raise ValueError(f"{ENV_VAR} must be one of {DEVICES}; received {env!r}.")
         return env
-    return check_device(device)
+    return device if device in DEVICES else check_device(device)
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,14 +91,14 @@ def cuda_available() -> bool:
     return bool(cuda.is_available())
 
 
-def cuda_kernels() -> ModuleType:
-    """The CUDA kernel module, or RuntimeError naming why it is unusable."""
+def cuda_backend() -> Backend:
+    """The CUDA backend, or RuntimeError naming why it is unusable."""
     if not cuda_available():
         raise RuntimeError(
             "device='cuda' was requested but no CUDA GPU is usable: install the `cuda` extra "
             "(numba-cuda) on a machine with an NVIDIA GPU and driver, or use device='cpu'/'auto'."
         )
-    return importlib.import_module(".kernels.cuda", __package__)
+    return importlib.import_module(".kernels.cuda", __package__).BACKEND
 
 
 def forward_flops(shape: tuple, units: int) -> int:
@@ -124,53 +109,33 @@ def forward_flops(shape: tuple, units: int) -> int:
 
 def _worth_the_gpu(shape: tuple, units: int) -> bool:
     """Whether host inputs of ``shape`` (B, T, F) are worth a trip to the GPU (see the module doc)."""
-    steps = max(shape[1], 1)
-    flops = forward_flops(shape, units)
-    return flops >= config.CUDA_MIN_FLOPS and flops / steps >= config.CUDA_MIN_STEP_FLOPS
+    batch, steps, features = shape
+    step_flops = 2 * batch * units * (features + units)  # forward_flops per step, inline: every call
+    return step_flops >= config.CUDA_MIN_STEP_FLOPS and step_flops * steps >= config.CUDA_MIN_FLOPS
 
 
-def backend(device: str, activation, inputs=None, units: int | None = None) -> ModuleType:
-    """Kernel module for ``device``, ``activation`` (a callable from :func:`activations.get`)
+def backend(device: str, activation, inputs=None, units: int | None = None) -> Backend:
+    """The kernel backend for ``device``, ``activation`` (a callable from :func:`activations.get`)
     and, optionally, the validated ``inputs`` (B, T, F) of a layer with ``units`` units.
     """
     chosen = requested_device(device)
-    on_gpu = inputs is not None and V.is_device_array(inputs)
+    on_gpu = inputs is not None and _validate.is_device_array(inputs)
     if activations.name_of(activation) is None:
         if chosen == "cuda" or on_gpu:
             raise TypeError(
                 f"activation {activation!r} is a Python callable, which the CUDA kernels cannot run; "
                 "use a built-in activation name, or host (NumPy) inputs with device='cpu' or 'auto'."
             )
-        return reference
+        return reference.BACKEND
     if chosen == "cpu":
         if on_gpu:
             raise ValueError(
                 "inputs are on the GPU but device='cpu': copy them to the host yourself "
                 "(e.g. .copy_to_host()) or use device='cuda'/'auto'; nothing is copied implicitly."
             )
-        return cpu
+        return cpu.BACKEND
     if chosen == "cuda" or on_gpu:
-        return cuda_kernels()
+        return cuda_backend()
     if inputs is not None and units is not None and _worth_the_gpu(inputs.shape, units) and cuda_available():
-        return cuda_kernels()
-    return cpu
-
-
-_DEVICE_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_CUDA_MODULE = __package__ + ".kernels.cuda"
-
-
-def weights(kernels: ModuleType, owner, version: int, arrays: tuple) -> tuple:
-    """The weight arrays as ``kernels`` wants them.
-
-    For the CUDA kernels, device copies are cached per ``owner`` (a layer) and
-    refreshed when ``version`` (bumped on every weight change) differs; other
-    kernels get ``arrays`` unchanged.
-    """
-    if kernels.__name__ != _CUDA_MODULE:
-        return arrays
-    cached = _DEVICE_WEIGHTS.get(owner)
-    if cached is None or cached[0] != version:
-        cached = (version, tuple(kernels.to_device(a) for a in arrays))
-        _DEVICE_WEIGHTS[owner] = cached
-    return cached[1]
+        return cuda_backend()
+    return cpu.BACKEND

@@ -2,8 +2,8 @@
 
 :func:`forward` runs the recurrence and returns a :class:`Cache`;
 :func:`backward` turns that cache and the upstream gradients into gradients
-for every input (backpropagation through time). Arrays are validated here and
-the work is done by the kernel :mod:`simplernn_numba.dispatch` picks.
+for every input (backpropagation through time). Arrays are validated here;
+:mod:`simplernn_numba.engine` runs the call on the backend :mod:`simplernn_numba.dispatch` picks.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -19,69 +19,10 @@ the work is done by the kernel :mod:`simplernn_numba.dispatch` picks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from types import ModuleType
-
 import numpy as np
 
-from . import _validate as V
-from . import activations, dispatch
-
-
-@dataclass(frozen=True)
-class Cache:
-    """What :func:`backward` needs from a :func:`forward` call (treat as opaque).
-
-    ``outputs`` is the full output sequence (B, T, U) in processing order, even
-    when the call returned only the last output. The other arrays are the ones
-    passed to :func:`forward` (not copies when they were already valid): do not
-    modify them in place before calling :func:`backward`.
-    """
-
-    kernels: ModuleType
-    x: np.ndarray
-    kernel: np.ndarray
-    recurrent_kernel: np.ndarray
-    bias: np.ndarray | None
-    initial_state: np.ndarray
-    outputs: np.ndarray
-    mask: np.ndarray | None
-    input_dropout: np.ndarray | None
-    recurrent_dropout: np.ndarray | None
-    go_backwards: bool
-    activation: object
-    return_sequences: bool
-
-
-def run(kernels: ModuleType, x, kernel, recurrent_kernel, bias, initial_state, *, mask, input_dropout,
-        recurrent_dropout, go_backwards, activation, return_sequences, training: bool = True):
-    """Forward on validated arrays: ``(output, final_state, cache)``, the one route to a kernel.
-
-    With ``training`` the kernel's ``forward_for_training`` runs (where it has one) and
-    ``cache`` holds what :func:`backward` needs; without, ``forward_validated`` runs and
-    ``cache`` is None.
-    """
-    if not training:
-        output, state = kernels.forward_validated(
-            x, kernel, recurrent_kernel, bias, initial_state, mask=mask, input_dropout=input_dropout,
-            recurrent_dropout=recurrent_dropout, go_backwards=go_backwards, activation=activation,
-            return_sequences=return_sequences)
-        return output, state, None
-    forward_pass = getattr(kernels, "forward_for_training", kernels.forward_validated)
-    outputs, final_state = forward_pass(
-        x, kernel, recurrent_kernel, bias, initial_state, mask=mask, input_dropout=input_dropout,
-        recurrent_dropout=recurrent_dropout, go_backwards=go_backwards, activation=activation,
-        return_sequences=True,
-    )
-    cache = Cache(kernels, x, kernel, recurrent_kernel, bias, initial_state, outputs, mask, input_dropout,
-                  recurrent_dropout, go_backwards, activation, return_sequences)
-    if return_sequences:
-        output = outputs
-    elif V.is_device_array(outputs):  # GPU in, GPU out: a view, never a copy to the host
-        output = outputs[:, -1]
-    else:
-        output = np.ascontiguousarray(outputs[:, -1])
-    return output, final_state, cache
+from . import _validate, activations, dispatch, engine
+from .engine import Cache
 
 
 def forward(x, kernel, recurrent_kernel, bias=None, initial_state=None, *, mask=None, input_dropout=None,
@@ -127,26 +68,26 @@ def forward(x, kernel, recurrent_kernel, bias=None, initial_state=None, *, mask=
     TypeError, ValueError
         For arrays of the wrong dtype or shape, naming what was expected.
     """
-    kernel = V.weight(kernel, "kernel", (None, None))
+    kernel = _validate.weight(kernel, "kernel", (None, None))
     dtype = kernel.dtype
     features, units = kernel.shape
-    recurrent_kernel = V.weight(recurrent_kernel, "recurrent_kernel", (units, units), dtype)
-    bias = None if bias is None else V.weight(bias, "bias", (units,), dtype)
-    x = V.inputs(x, dtype, features, f"kernel has shape {kernel.shape} = (features, units), "
+    recurrent_kernel = _validate.weight(recurrent_kernel, "recurrent_kernel", (units, units), dtype)
+    bias = None if bias is None else _validate.weight(bias, "bias", (units,), dtype)
+    x = _validate.inputs(x, dtype, features, f"kernel has shape {kernel.shape} = (features, units), "
                                           f"for {features} features")
     batch, steps, _ = x.shape
     if initial_state is None:
         initial_state = np.zeros((batch, units), dtype)
     else:
-        initial_state = V.weight(initial_state, "initial_state", (batch, units), dtype)
+        initial_state = _validate.weight(initial_state, "initial_state", (batch, units), dtype)
     act = activations.get(activation)
-    return run(
+    return engine.run(
         dispatch.backend(device, act, x, units), x, kernel, recurrent_kernel, bias, initial_state,
-        mask=V.mask(mask, batch, steps),
-        input_dropout=V.multiplier(input_dropout, "input_dropout", (batch, features), dtype),
-        recurrent_dropout=V.multiplier(recurrent_dropout, "recurrent_dropout", (batch, units), dtype),
-        go_backwards=V.flag(go_backwards, "go_backwards"), activation=activations.name_of(act) or act,
-        return_sequences=V.flag(return_sequences, "return_sequences"),
+        mask=_validate.mask(mask, batch, steps),
+        input_dropout=_validate.multiplier(input_dropout, "input_dropout", (batch, features), dtype),
+        recurrent_dropout=_validate.multiplier(recurrent_dropout, "recurrent_dropout", (batch, units), dtype),
+        go_backwards=_validate.flag(go_backwards, "go_backwards"), activation=activations.name_of(act) or act,
+        return_sequences=_validate.flag(return_sequences, "return_sequences"),
     )
 
 
@@ -182,19 +123,5 @@ def backward(cache: Cache, d_output=None, d_state=None) -> dict[str, np.ndarray 
             "backward needs the Cache returned by simplernn_numba.forward; "
             f"received {type(cache).__name__}."
         )
-    batch, steps, units = cache.outputs.shape
-    dtype = cache.outputs.dtype
-    out_shape = (batch, steps, units) if cache.return_sequences else (batch, units)
-    d_output = V.gradient(d_output, "d_output", out_shape, dtype)
-    d_state = V.gradient(d_state, "d_state", (batch, units), dtype)
-    return _backward(cache, d_output, d_state)
-
-
-def _backward(cache: Cache, d_output, d_state) -> dict[str, np.ndarray | None]:
-    """:func:`backward` for gradients that already passed its checks (the Layer's path)."""
-    return cache.kernels.backward(
-        cache.x, cache.kernel, cache.recurrent_kernel, cache.bias, cache.initial_state, cache.outputs,
-        d_output, d_state, mask=cache.mask, input_dropout=cache.input_dropout,
-        recurrent_dropout=cache.recurrent_dropout, go_backwards=cache.go_backwards,
-        activation=cache.activation,
-    )
+    d_output, d_state = engine.checked_gradients(cache, d_output, d_state)
+    return engine.backward(cache, d_output, d_state)

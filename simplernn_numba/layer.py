@@ -1,8 +1,8 @@
 """The Keras-surface ``SimpleRNN`` layer.
 
-The layer holds weights, configuration and state; it validates arguments,
-prepares masks, and hands arrays to a kernel chosen by :mod:`.dispatch`. It
-contains no recurrence math. Conversion, saving, streaming and the other adapters
+The layer holds weights, configuration and state; it validates arguments and
+hands the arrays to :mod:`.engine`, which runs the call on the backend
+:mod:`.dispatch` chooses. It contains no recurrence math. Conversion, saving, streaming and the other adapters
 live in :mod:`simplernn_numba.interop` and use the layer's public attributes only.
 """
 
@@ -12,8 +12,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _threading, activations, constraints, dispatch, functional, initializers, regularizers, seeding
-from . import _validate as V
+from . import (
+    _threading,
+    _validate,
+    activations,
+    constraints,
+    dispatch,
+    engine,
+    initializers,
+    regularizers,
+    seeding,
+)
 from ._serialization import serialize
 
 #: The constructor arguments that hold initializer, regularizer and constraint objects,
@@ -29,7 +38,7 @@ _FLAGS = ("use_bias", "return_sequences", "return_state", "go_backwards", "state
           "zero_output_for_mask")
 _WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
 #: The layer dtype's name -> dtype (``np.dtype(name)`` costs a fraction of a µs per call).
-_DTYPES = {dt.name: dt for dt in V.FLOAT_DTYPES}
+_DTYPES = {dt.name: dt for dt in _validate.FLOAT_DTYPES}
 _layer_count = 0
 
 
@@ -130,20 +139,20 @@ class SimpleRNN:
         batch_input_shape: Sequence | None = None,
         batch_size: int | None = None,
     ):
-        self.units = V.positive_int(units, "units")
+        self.units = _validate.positive_int(units, "units")
         self.activation = activations.get(activation)
         for key, module in CONFIG_OBJECTS.items():
             setattr(self, key, module.get(locals()[key]))
         for key in _FLAGS:
-            setattr(self, key, V.flag(locals()[key], key))
-        self.dropout = V.rate(dropout, "dropout")
-        self.recurrent_dropout = V.rate(recurrent_dropout, "recurrent_dropout")
+            setattr(self, key, _validate.flag(locals()[key], key))
+        self.dropout = _validate.rate(dropout, "dropout")
+        self.recurrent_dropout = _validate.rate(recurrent_dropout, "recurrent_dropout")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed must be an int or None; received {seed!r}.")
         self.seed = seed
         self.name = name or _default_name()
-        self.trainable = V.flag(trainable, "trainable")
-        self.dtype = V.float_dtype(dtype).name
+        self.trainable = _validate.flag(trainable, "trainable")
+        self.dtype = _validate.float_dtype(dtype).name
         self.device = dispatch.check_device(device)
         self._rng = None if seed is None else seeding.generator(seed)
         self._rng_epoch = -1
@@ -152,7 +161,7 @@ class SimpleRNN:
         self._features: int | None = None
         self._state: np.ndarray | None = None
         self._activity_losses: list[float] = []
-        self._cache: functional.Cache | None = None
+        self._cache: engine.Cache | None = None
         self.last_call: dispatch.CallInfo | None = None
         self.built = False
         if batch_input_shape is None and input_shape is not None:
@@ -164,7 +173,7 @@ class SimpleRNN:
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Sequence) -> None:
         """Create the weights for inputs of shape (batch, timesteps, features); None = unknown."""
-        shape = V.input_shape(input_shape)
+        shape = _validate.input_shape(input_shape)
         features = shape[2]
         if shape[0] is not None:
             self._batch_size = shape[0]
@@ -180,8 +189,8 @@ class SimpleRNN:
             self.reset_states()
 
     def _set(self, key: str, value, shape: tuple) -> None:
-        arr = V.as_float_array(value, key, np.dtype(self.dtype))
-        V.check_shape(arr, key, shape)
+        arr = _validate.as_float_array(value, key, np.dtype(self.dtype))
+        _validate.check_shape(arr, key, shape)
         arr = arr.copy() if np.may_share_memory(arr, value) else arr
         arr.flags.writeable = False
         self._weights[key] = arr
@@ -267,12 +276,12 @@ class SimpleRNN:
                 f"Layer {self.name!r} is not built; call build(input_shape) or the layer first."
             )
         names = self.weight_names
-        weights = V.sequence_of(weights, f"Layer {self.name!r}", len(names),
+        weights = _validate.sequence_of(weights, f"Layer {self.name!r}", len(names),
                                 f"weights ({', '.join(names)})")
         checked = []
         for key, value in zip(names, weights):
-            arr = V.as_float_array(value, key, np.dtype(self.dtype))
-            V.check_shape(arr, key, self._shape_of(key))
+            arr = _validate.as_float_array(value, key, np.dtype(self.dtype))
+            _validate.check_shape(arr, key, self._shape_of(key))
             checked.append(arr)
         for key, arr in zip(names, checked):
             self._set(key, arr, self._shape_of(key))
@@ -323,7 +332,7 @@ class SimpleRNN:
                 f"Layer {self.name!r} expects 1 state, but it received {len(states)} state values."
             )
         value = states[0] if isinstance(states, (list, tuple)) else states
-        arr = V.as_float_array(value, "states", np.dtype(self.dtype))
+        arr = _validate.as_float_array(value, "states", np.dtype(self.dtype))
         if arr.shape != expected:
             raise ValueError(
                 f"State 0 is incompatible with layer {self.name!r}: expected shape={expected}, "
@@ -357,7 +366,7 @@ class SimpleRNN:
         serialised by a per-layer lock.
         """
         if training is not None and training is not True and training is not False:
-            training = V.training(training)
+            training = _validate.training(training)
         if self.stateful or not self.built:
             with _threading.object_lock(self):
                 return self._call(inputs, mask, training, initial_state)
@@ -366,51 +375,29 @@ class SimpleRNN:
     def _call(self, inputs, mask, training, initial_state):
         dt = _DTYPES.get(self.dtype) or np.dtype(self.dtype)
         if mask is not None or initial_state is not None:
-            V.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
-        x = V.inputs(inputs, dt, self._features,
+            _validate.same_memory(inputs=inputs, mask=mask, initial_state=initial_state)
+        x = _validate.inputs(inputs, dt, self._features,
                      f"layer {self.name!r} was built for {self._features} features")
         if not self.built:
             self.build((self._batch_size if self.stateful else None, *x.shape[1:]))
         batch, steps, features = x.shape
-        mask = V.mask(mask, batch, steps)
+        mask = _validate.mask(mask, batch, steps)
         h0 = self._initial_state(initial_state, batch, dt)
         input_dropout = recurrent_dropout = None
-        if training:
-            input_dropout = self._dropout_mask(self.dropout, (batch, features), dt)
-            recurrent_dropout = self._dropout_mask(self.recurrent_dropout, (batch, self.units), dt)
-        kernels = dispatch.backend(self.device, self.activation, x, self.units)
+        if training and (self.dropout or self.recurrent_dropout):
+            rng = self._dropout_generator()
+            input_dropout = engine.dropout_mask(rng, self.dropout, (batch, features), dt)
+            recurrent_dropout = engine.dropout_mask(rng, self.recurrent_dropout, (batch, self.units), dt)
         stored = self._weights
-        weights = dispatch.weights(kernels, self, self._weights_version,
-                                   (stored["kernel"], stored["recurrent_kernel"], stored["bias"]))
         self._cache = None  # the last call's arrays go first: their memory serves this call's
-        output, state, self._cache = functional.run(
-            kernels, x, *weights, h0,
-            mask=mask, input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
-            go_backwards=self.go_backwards, activation=self._kernel_activation(),
-            return_sequences=self.return_sequences, training=bool(training),
-        )
-        self.last_call = dispatch.call_info(kernels)
-        if self.zero_output_for_mask and mask is not None:
-            output = self._zero_masked(output, mask)
+        output, state, self._cache, self.last_call = engine.call_layer(
+            self, (stored["kernel"], stored["recurrent_kernel"], stored["bias"]), x, h0, mask,
+            input_dropout, recurrent_dropout, bool(training))
         if self.stateful:
             self._state = state
         result = [output, state] if self.return_state else output
         self._record_activity(result)
         return result
-
-    def _zero_masked(self, output, mask: np.ndarray) -> np.ndarray:
-        """``output`` (as the call returns it) with zeros at masked steps (``zero_output_for_mask``)."""
-        if V.is_device_array(output):
-            raise ValueError(
-                f"Layer {self.name!r} has zero_output_for_mask=True, which needs host (NumPy) "
-                "inputs and mask; GPU arrays are never copied implicitly."
-            )
-        keep = mask[:, ::-1] if self.go_backwards else mask  # in processing order, as the outputs
-        keep = keep[:, :, None] if self.return_sequences else keep[:, -1:]
-        return np.where(keep, output, output.dtype.type(0))
-
-    def _kernel_activation(self):
-        return activations.name_of(self.activation) or self.activation
 
     def _initial_state(self, initial_state, batch: int, dt: np.dtype) -> np.ndarray:
         if self.stateful:
@@ -422,20 +409,19 @@ class SimpleRNN:
                     f"received inputs with batch size {batch}."
                 )
         if initial_state is not None:
-            return V.state(initial_state, batch, self.units, dt)
+            return _validate.state(initial_state, batch, self.units, dt)
         if self.stateful:
             if self._state is None:
                 self.reset_states()
             return self._state
         return np.zeros((batch, self.units), dt)
 
-    def _dropout_mask(self, rate: float, shape: tuple, dt: np.dtype) -> np.ndarray | None:
-        if rate == 0:
-            return None
+    def _dropout_generator(self) -> np.random.Generator:
+        """The generator of this layer's dropout masks: its own with a ``seed``, else one drawn
+        from the global stream of :func:`simplernn_numba.set_random_seed` (anew after each reseed)."""
         if self.seed is None and self._rng_epoch != seeding.epoch():
             self._rng, self._rng_epoch = seeding.generator(), seeding.epoch()
-        keep = self._rng.random(shape) >= rate
-        return (keep / (1.0 - rate)).astype(dt)
+        return self._rng
 
     # ------------------------------------------------------------------ losses
     def _record_activity(self, result) -> None:
@@ -558,36 +544,11 @@ class SimpleRNN:
                 f"Layer {self.name!r} has return_state=False, so its call returned no state; "
                 "d_state must be None."
             )
-        batch, steps, units = cache.outputs.shape
-        dt = cache.outputs.dtype
-        out_shape = (batch, steps, units) if self.return_sequences else (batch, units)
-        d_output = V.gradient(d_output, "d_output", out_shape, dt)
-        d_state = V.gradient(d_state, "d_state", (batch, units), dt)
-        reg = self.activity_regularizer
-        zero_masked = self.zero_output_for_mask and cache.mask is not None
-        if reg is not None:
-            output = cache.outputs if self.return_sequences else cache.outputs[:, -1]
-            if zero_masked:
-                output = self._zero_masked(output, cache.mask)
-            d_output = _plus(d_output, reg.gradient(output) / dt.type(batch))
-            if self.return_state:
-                state = cache.outputs[:, -1]  # the final state, except in rows masked throughout
-                if cache.mask is not None:
-                    state = np.where(cache.mask.any(axis=1)[:, None], state, cache.initial_state)
-                d_state = _plus(d_state, reg.gradient(state) / dt.type(batch))
-        if zero_masked and d_output is not None:  # a zeroed output passes no gradient back
-            d_output = self._zero_masked(d_output, cache.mask)
-        grads = functional._backward(cache, d_output, d_state)  # checked above
-        for key, weight_reg in zip(
-            _WEIGHT_NAMES, (self.kernel_regularizer, self.recurrent_regularizer, self.bias_regularizer)
-        ):
-            weights = getattr(cache, key)
-            if weights is not None and V.is_device_array(weights):  # the CUDA kernels' cached copies
-                weights = weights.copy_to_host()
-            if weight_reg is not None and weights is not None:
-                grads[key] = grads[key] + weight_reg.gradient(weights)
-        return grads
+        d_output, d_state = engine.checked_gradients(cache, d_output, d_state)
+        return engine.layer_gradients(self, cache, d_output, d_state)
 
-
-def _plus(grad, extra):
-    return extra if grad is None else grad + extra
+    @property
+    def saved_forward(self) -> engine.Cache | None:
+        """What :meth:`backward` needs from the last call: an opaque :class:`simplernn_numba.engine.Cache`
+        after a call with ``training=True``, None otherwise."""
+        return self._cache

@@ -1,10 +1,6 @@
 import numpy as np
 import pytest
 
-from simplernn_numba.bench.cases import tolerance
-
-__all__ = ["rng", "tolerance"]  # tolerance: (rtol, atol) of a kernel against the reference
-
 
 @pytest.fixture
 def rng():

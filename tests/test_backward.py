@@ -9,13 +9,17 @@ import textwrap
 import numba
 import numpy as np
 import pytest
-from cases import ACTIVATIONS, make_problem
-from conftest import tolerance
-from gradcheck import assert_gradients_close, numeric_gradients
 
 from simplernn_numba.kernels import config, cpu, reference
 from simplernn_numba.kernels.cpu import backward_pass, gemm
 from simplernn_numba.kernels.cpu.plan import Plan
+from simplernn_numba.testing import (
+    ACTIVATIONS,
+    assert_gradients_close,
+    make_problem,
+    numeric_gradients,
+    tolerance,
+)
 
 FLAGS = ("masked", "dropout", "go_backwards", "return_sequences", "with_d_state", "use_bias")
 GRID = list(itertools.product([True, False], repeat=len(FLAGS)))
@@ -310,7 +314,7 @@ _DETERMINISM_SCRIPT = textwrap.dedent("""
     import hashlib, sys
     import numpy as np
     sys.path.insert(0, "tests")
-    from cases import make_problem
+    from simplernn_numba.testing import make_problem
     from simplernn_numba.kernels import config, cpu, reference
     digest = hashlib.sha256()
     config.set(BACKWARD_SERIAL_WORK=0, BLAS_SERIAL_MACS=0)  # parallel recurrences and products

@@ -4,11 +4,11 @@ import itertools
 
 import numpy as np
 import pytest
-from gradcheck import assert_gradients_close, numeric_gradients
 
 import simplernn_numba as srn
 from simplernn_numba import Bidirectional, SimpleRNN
 from simplernn_numba.interop.torch import from_torch
+from simplernn_numba.testing import assert_gradients_close, numeric_gradients
 
 BATCH, STEPS, FEATURES, UNITS = 3, 4, 2, 2
 WEIGHTS = ("kernel", "recurrent_kernel", "bias")

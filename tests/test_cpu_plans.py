@@ -14,13 +14,12 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
-from cases import make_problem
-from conftest import tolerance
 
 from simplernn_numba.kernels import config, cpu, reference
 from simplernn_numba.kernels.config import VECTOR_BYTES
 from simplernn_numba.kernels.cpu.plan import Plan, backward_plan, forward_plan
 from simplernn_numba.kernels.cpu.products import TILE_SHAPES
+from simplernn_numba.testing import make_problem, tolerance
 
 BIG = 1 << 40
 #: config settings that send a small problem down each forward path.

@@ -38,9 +38,9 @@ def test_every_document_is_covered():
 def test_python_block_runs(code, tmp_path, monkeypatch):
     if code.startswith("# requires: gpu"):
         from simplernn_numba import dispatch
-        from simplernn_numba.kernels.cuda import simulator_enabled
+        from simplernn_numba.kernels.device_arrays import simulated
 
-        if not dispatch.cuda_available() or simulator_enabled():
+        if not dispatch.cuda_available() or simulated():
             pytest.skip("needs a CUDA GPU")
     os.environ.setdefault("KERAS_BACKEND", "torch")
     for module in dict.fromkeys(re.findall(r"^(?:import|from) (\w+)", code, re.M)):

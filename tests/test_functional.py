@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-from cases import make_problem
-from gradcheck import assert_gradients_close, numeric_gradients
 
 import simplernn_numba as srn
 from simplernn_numba.kernels import reference
+from simplernn_numba.testing import assert_gradients_close, make_problem, numeric_gradients
 
 
 def _problem(dtype=np.float64, **kw):

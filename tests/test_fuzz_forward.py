@@ -5,13 +5,13 @@ Default run: the "fast" hypothesis profile (see conftest.py). Long run:
 """
 
 import numpy as np
-from conftest import tolerance
 from fuzz_strategies import problems, split
 from hypothesis import given
 from hypothesis import strategies as st
 
 from simplernn_numba import SimpleRNN
 from simplernn_numba.kernels import cpu, reference
+from simplernn_numba.testing import tolerance
 
 
 def assert_same(ours, ref, dtype, activation=None):

@@ -124,7 +124,8 @@ def test_no_import_cycle():
 
 def test_the_layers_import_no_adapter():
     graph = import_graph()
-    for layer in ("simplernn_numba.layer", "simplernn_numba.bidirectional"):
+    for layer in ("simplernn_numba.layer", "simplernn_numba.bidirectional", "simplernn_numba.engine",
+                  "simplernn_numba.functional"):
         below = reachable(graph, layer)
         assert not {m for m in below if m.startswith(("simplernn_numba.interop", "simplernn_numba.bench"))}
         assert "simplernn_numba" not in below  # nothing imports names from the root package

@@ -4,10 +4,9 @@ import itertools
 
 import numpy as np
 import pytest
-from cases import ACTIVATIONS, make_problem
-from conftest import tolerance
 
 from simplernn_numba.kernels import cpu, reference
+from simplernn_numba.testing import ACTIVATIONS, make_problem, tolerance
 
 
 def _both(problem, **kw):

@@ -133,8 +133,9 @@ def test_dropout_is_seeded(rng):
 
 
 def test_dropout_mask_is_variational_and_scaled():
-    layer = SimpleRNN(3, dropout=0.25, seed=3)
-    drop = layer._dropout_mask(0.25, (200, 50), np.dtype("float64"))
+    from simplernn_numba import engine
+
+    drop = engine.dropout_mask(np.random.default_rng(3), 0.25, (200, 50), np.dtype("float64"))
     assert set(np.unique(drop)) <= {0.0, 1 / 0.75}
     assert abs((drop == 0).mean() - 0.25) < 0.02
 
@@ -325,20 +326,20 @@ def test_a_call_releases_the_last_calls_arrays_before_running(monkeypatch):
     arrays (so their memory is reused instead of page-faulted in afresh)."""
     import weakref
 
-    from simplernn_numba import functional
+    from simplernn_numba import engine
 
     layer = SimpleRNN(3, return_sequences=True)
     x = np.ones((2, 4, 5), np.float32)
     layer(x, training=True)
-    previous = weakref.ref(layer._cache.outputs)
+    previous = weakref.ref(layer.saved_forward.outputs)
     seen = []
-    run = functional.run
+    run = engine.run
 
     def spy(*args, **kwargs):
         seen.append(previous() is None)
         return run(*args, **kwargs)
 
-    monkeypatch.setattr(functional, "run", spy)
+    monkeypatch.setattr(engine, "run", spy)
     layer(x, training=True)
     assert seen == [True]
     layer.backward(np.ones((2, 4, 3), np.float32))  # the new call's cache works
@@ -392,7 +393,7 @@ def test_training_takes_bools_none_and_learning_phase_integers(training):
     x = np.ones((64, 2, 3), np.float32)
     inference = layer(x, training=False)
     out = layer(x, training=training)
-    assert (layer._cache is not None) == bool(training)  # a training call keeps its cache
+    assert (layer.saved_forward is not None) == bool(training)  # a training call keeps its cache
     assert np.array_equal(out, inference) != bool(training)  # and drops inputs
 
 

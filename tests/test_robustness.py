@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cases import ACTIVATIONS
-from conftest import tolerance
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -16,6 +14,7 @@ from numba.core.dispatcher import Dispatcher
 
 from simplernn_numba import SimpleRNN
 from simplernn_numba.kernels import cpu, reference
+from simplernn_numba.testing import ACTIVATIONS, tolerance
 
 BOUNDED = ["tanh", "sigmoid", "softsign", "hard_sigmoid", "relu6"]
 

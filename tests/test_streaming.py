@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from conftest import tolerance
 
 from simplernn_numba import SimpleRNN, Stream
 from simplernn_numba.interop.streaming import step
 from simplernn_numba.kernels import reference
 from simplernn_numba.kernels.cpu import step as cpu_step
+from simplernn_numba.testing import tolerance
 
 
 def _layer(rng, units=5, features=3, dtype="float32", **config):

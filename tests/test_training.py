@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradcheck import assert_gradients_close, numeric_gradients
 
 import simplernn_numba as srn
 from simplernn_numba import SimpleRNN
 from simplernn_numba.optimizers import SGD, Adam
+from simplernn_numba.testing import assert_gradients_close, numeric_gradients
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_layer_backward_matches_functional_with_dropout():
     layer = _layer(dropout=0.3, recurrent_dropout=0.4, return_sequences=True, seed=3)
     x = np.random.default_rng(2).normal(size=(4, 6, 3))
     out = layer(x, training=True)
-    cache = layer._cache
+    cache = layer.saved_forward
     assert cache.input_dropout is not None and cache.recurrent_dropout is not None
     d_out = np.ones_like(out)
     expected = srn.backward(cache, d_out)

@@ -8,9 +8,9 @@ import os
 
 import numpy as np
 import pytest
-from gradcheck import assert_gradients_close, numeric_gradients
 
 from simplernn_numba import Bidirectional, SimpleRNN
+from simplernn_numba.testing import assert_gradients_close, numeric_gradients
 
 X = np.ones((3, 4, 1), np.float32)
 MASK = np.array([[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0]], bool)

@@ -46,8 +46,7 @@ import os
 
 import numpy as np
 
-from .. import _validate as V
-from .. import activations
+from .. import _validate, activations
 from ..bidirectional import Bidirectional
 from ..layer import SimpleRNN
 
@@ -288,9 +287,9 @@ def to_onnx(layer, path=None, *, sequence_lens: bool = False, initial_state: boo
         raise TypeError(f"Expected a SimpleRNN or Bidirectional layer; received {type(layer).__name__}.")
     for _, part in parts:
         _check(part)
-    dt = V.float_dtype(parts[0][1].dtype if dtype is None else dtype)
-    sequence_lens = V.flag(sequence_lens, "sequence_lens")
-    initial_state = V.flag(initial_state, "initial_state")
+    dt = _validate.float_dtype(parts[0][1].dtype if dtype is None else dtype)
+    sequence_lens = _validate.flag(sequence_lens, "sequence_lens")
+    initial_state = _validate.flag(initial_state, "initial_state")
     g = _Graph(helper, numpy_helper, dt)
     features = int(parts[0][1].kernel.shape[0])
     inputs = g.add_input("inputs", ["batch", "timesteps", features])

@@ -28,8 +28,7 @@ import weakref
 
 import numpy as np
 
-from .. import _validate as V
-from .. import activations
+from .. import _validate, activations
 from ..kernels.cpu.activation import choose as _choose_activation
 from ..kernels.cpu.step import step as _step_kernel
 from ..layer import SimpleRNN
@@ -67,8 +66,8 @@ class _Weights:
                 and value.shape[1] == shape[1] and (shape[0] is None or value.shape[0] == shape[0])
                 and value.flags.c_contiguous):
             return value
-        arr = V.as_float_array(value, name, self.dtype)
-        V.check_shape(arr, name, shape)
+        arr = _validate.as_float_array(value, name, self.dtype)
+        _validate.check_shape(arr, name, shape)
         return arr
 
 
@@ -128,7 +127,7 @@ class Stream:
     def __init__(self, layer: SimpleRNN, batch_size: int = 1, initial_state=None):
         self._layer = layer
         self._weights = _weights(layer)
-        batch = V.positive_int(batch_size, "batch_size")
+        batch = _validate.positive_int(batch_size, "batch_size")
         self._x_shape = (batch, self._weights.features)
         self.reset(initial_state)
 

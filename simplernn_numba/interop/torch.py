@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate as V
-from .. import activations
+from .. import _validate, activations
 from ..bidirectional import Bidirectional
 from ..layer import SimpleRNN
 
@@ -67,7 +66,7 @@ def from_torch(rnn, **kwargs):
     SimpleRNN, or Bidirectional (``merge_mode="concat"``) for a bidirectional RNN.
     """
     _check_rnn(rnn)
-    dtype = V.float_dtype(str(rnn.weight_ih_l0.dtype).removeprefix("torch.")).name
+    dtype = _validate.float_dtype(str(rnn.weight_ih_l0.dtype).removeprefix("torch.")).name
     layer = SimpleRNN(rnn.hidden_size, activation=rnn.nonlinearity, use_bias=bool(rnn.bias),
                       dtype=dtype, **kwargs)
     shape = (None, None, rnn.input_size)

@@ -5,18 +5,19 @@
 - :mod:`.cpu` — Numba ``@njit(parallel=True, cache=True)`` kernels.
 - :mod:`.cuda` — Numba CUDA kernels (optional ``cuda`` extra).
 
-Contract shared by every backend (arrays already validated by
-:mod:`simplernn_numba._validate`: C-contiguous, one float dtype, matching shapes)::
+Each exports ``BACKEND``, an implementation of :class:`.backend.Backend` (name, forward for
+inference and for training, backward, weight preparation, last plan), which
+:mod:`simplernn_numba.dispatch` chooses and :mod:`simplernn_numba.engine` calls with arrays
+already validated by :mod:`simplernn_numba._validate` (C-contiguous, one float dtype, matching
+shapes). Each module also has the functions themselves::
 
     forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
             input_dropout=None, recurrent_dropout=None, go_backwards=False,
             activation="tanh", return_sequences=True) -> (outputs, final_state)
 
-``forward_validated`` has the same signature: what the layer and the functional API
-call, after validating every array themselves (the CPU ``forward`` checks the
-contract again, for direct callers; ``forward_validated`` skips that). A backend may
-also have ``forward_for_training`` (same signature), used instead when a backward
-pass follows (the CPU kernels then keep OpenBLAS out of the forward pass).
+(the CPU ``forward`` checks the contract itself, for direct callers; its ``BACKEND.forward``
+skips that). ``BACKEND.forward_for_training`` runs when a backward pass follows (the CPU
+kernels then keep OpenBLAS out of the forward pass).
 
 ``x`` (B, T, F); ``kernel`` (F, U); ``recurrent_kernel`` (U, U); ``bias`` (U,) or
 None; ``initial_state`` (B, U); ``mask`` (B, T) bool or None; ``input_dropout``

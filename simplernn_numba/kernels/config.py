@@ -169,7 +169,7 @@ CUDA_TILE = 16
 CUDA_MICRO = 4
 #: Smallest batch whose per-step launches use the shared-memory tiled step kernels.
 CUDA_TILED_STEP_MIN_BATCH = 16
-#: The persistent recurrence kernel: "auto" (see ``cuda.persistent_plan``), True or False. It ran
+#: The persistent recurrence kernel: "auto" (see ``cuda.plan.persistent_plan``), True or False. It ran
 #: 3-17x faster than launches per step at 1-64 rows and level with them at 128.
 CUDA_PERSISTENT = "auto"
 #: Largest batch for which "auto" picks the persistent kernel.
@@ -192,11 +192,11 @@ CUDA_ROWS_MAX_THREADS = 1024
 CUDA_ROWS_LANES = 4
 #: Dynamic shared memory a block may use without an opt-in (bytes): CUDA's default limit.
 CUDA_SHARED_MEMORY_LIMIT = 48 * 1024
-#: The register-resident kernels (``_cuda_registers_host``: U's columns in registers, one barrier a
-#: step, pointer arguments, two launches a forward call): "auto" or True whenever the plan's rule
-#: finds a shape (U <= 128 with 16 weights a thread), False never. Off by default until they have
-#: run and been timed on a GPU (they are tested in the simulator and compiled for sm_90 only);
-#: off, the rows / persistent / per-step plans run.
+#: The register-resident kernels (``cuda.plan.registers_forward_plan``: U's columns in registers,
+#: one barrier a step, pointer arguments, two launches a forward call): "auto" or True whenever
+#: the plan's rule finds a shape (U <= 128 with 16 weights a thread), False never. Off by
+#: default until they have run and been timed on a GPU (they are tested in the simulator and
+#: compiled for sm_90 only); off, the rows / persistent / per-step plans run.
 CUDA_REGISTERS = False
 #: Entries of U each thread keeps in registers: 16 float32 weights kept a U = 64 step at 48
 #: registers, 0-byte stack (ptxas, sm_90); 1024 threads of 16 weights hold U = 128.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
+from .backend import KernelBackend
 
 
 def forward(x, kernel, recurrent_kernel, bias, initial_state, *, mask=None,
@@ -87,11 +88,6 @@ def previous_states(outputs, initial_state, mask):
         prev[:, s] = h
         h = outputs[:, s] if mask is None else np.where(mask[:, s][:, None], outputs[:, s], h)
     return prev
-
-
-#: The reference has no separate contract check: its validated entry is :func:`forward` itself
-#: (see ``cpu.forward_validated``).
-forward_validated = forward
 
 
 def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_outputs, d_state=None,
@@ -165,3 +161,8 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
         "recurrent_kernel": (h_prev.reshape(batch * steps, units).T @ flat_dz).astype(dtype, copy=False),
         "bias": None if bias is None else flat_dz.sum(axis=0).astype(dtype, copy=False),
     }
+
+
+#: The reference backend (:class:`.backend.Backend`): no contract check of its own, and nothing to
+#: prepare or plan; inference and training run the same :func:`forward`.
+BACKEND = KernelBackend("reference", forward, forward, backward)

@@ -5,8 +5,7 @@ Kernel tests need a CUDA backend: a GPU, or the Numba CUDA simulator
 Without either they skip; the dispatcher tests that need no GPU always run.
 Tests marked ``gpu`` need a real GPU (they skip under the simulator).
 
-(No ``conftest.py`` here: a second module named ``conftest`` would shadow
-``tests/conftest.py`` for the tests that import ``tolerance`` from it.)
+(No ``conftest.py`` here: a second module named ``conftest`` would shadow ``tests/conftest.py``.)
 """
 
 import numpy as np
@@ -14,13 +13,13 @@ import pytest
 
 from simplernn_numba import dispatch
 from simplernn_numba.kernels import config
+from simplernn_numba.kernels.device_arrays import simulated
+from simplernn_numba.testing import tolerance as testing_tolerance
 
 
 def real_gpu() -> bool:
     """A usable GPU, not the simulator."""
-    from simplernn_numba.kernels.cuda import simulator_enabled
-
-    return dispatch.cuda_available() and not simulator_enabled()
+    return dispatch.cuda_available() and not simulated()
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def kernels():
 
 def tolerance(dtype):
     """(rtol, atol) for comparing a CUDA kernel against the NumPy reference at ``dtype``."""
-    return (1e-10, 1e-12) if np.dtype(dtype) == np.float64 else (5e-5, 5e-6)
+    return testing_tolerance(dtype, "cuda")
 
 
 def host(value):

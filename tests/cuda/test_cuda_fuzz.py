@@ -13,23 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simplernn_numba.kernels import config, reference
+from simplernn_numba.testing import assert_close_normwise
 
 CUDA_SETTINGS = settings(max_examples=max(10, settings.default.max_examples // 4),
                          suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                 HealthCheck.too_slow])
-#: (rtol, atol) per dtype, the absolute part scaled by the largest |value| (as in test_fuzz_forward)
-TOLERANCE = {np.dtype(np.float64): (1e-9, 1e-11), np.dtype(np.float32): (2e-4, 2e-5)}
-
-
-def assert_close_normwise(ours, ref, dtype):
-    ours = ours if isinstance(ours, np.ndarray) else ours.copy_to_host()
-    rtol, atol = TOLERANCE[np.dtype(dtype)]
-    assert ours.dtype == np.dtype(dtype) and ours.shape == ref.shape
-    finite = np.abs(ref[np.isfinite(ref)])
-    scale = float(finite.max()) if finite.size else 0.0
-    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol + rtol * scale, equal_nan=True)
-
-
 @pytest.mark.parametrize("path", ["rows", "step", "registers"])
 @CUDA_SETTINGS
 @given(problem=problems(max_batch=3, max_steps=5, max_features=4, max_units=6),

@@ -7,11 +7,12 @@ one staged load a thread (chunks of a few steps, so several chunks and their han
 import cuda_cases
 import numpy as np
 import pytest
-from cases import ACTIVATIONS, make_problem
 from cuda_cases import assert_close
 
 from simplernn_numba import activations as A
 from simplernn_numba.kernels import config, reference
+from simplernn_numba.kernels.device_arrays import is_device_array
+from simplernn_numba.testing import ACTIVATIONS, make_problem
 
 kernels = cuda_cases.kernels
 
@@ -20,26 +21,28 @@ kernels = cuda_cases.kernels
 def registers(kernels):
     """The CUDA module with the register-resident plans on: 2 weights a thread, 1 staged load;
     the plan caches emptied before and after (tests replace what the plans consult)."""
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
     config.set(CUDA_REGISTERS=True, CUDA_REGISTERS_WEIGHTS=2, CUDA_REGISTERS_STAGED=1,
                CUDA_REGISTERS_ROWS=1)
-    host._forward_plan.cache_clear()
-    host._backward_plan.cache_clear()
+    plans._registers_forward.cache_clear()
+    plans._registers_backward.cache_clear()
     yield kernels
-    host._forward_plan.cache_clear()
-    host._backward_plan.cache_clear()
+    plans._registers_forward.cache_clear()
+    plans._registers_backward.cache_clear()
 
 
 def _plans(kernels, problem, *, activation="tanh", return_sequences=True, dout_mode=1):
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
     batch, steps, features = problem.x.shape
     units = problem.recurrent_kernel.shape[0]
     dtype, act = problem.x.dtype, A.code(activation)
     masked, dropped = problem.mask is not None, problem.recurrent_dropout is not None
-    return (host.forward_plan(batch, steps, features, units, dtype, act, masked, dropped, return_sequences),
-            host.backward_plan(batch, steps, features, units, dtype, act, dout_mode, masked, dropped))
+    return (plans.registers_forward_plan(batch, steps, features, units, dtype, act, masked, dropped,
+                                        return_sequences),
+            plans.registers_backward_plan(batch, steps, features, units, dtype, act, dout_mode, masked,
+                                         dropped))
 
 
 def _check(kernels, rng, problem, *, go_backwards=False, return_sequences=True, activation="tanh",
@@ -47,14 +50,20 @@ def _check(kernels, rng, problem, *, go_backwards=False, return_sequences=True, 
     dtype = problem.x.dtype
     opts = dict(**problem.options(), go_backwards=go_backwards, activation=activation)
     expected = reference.forward(*problem.arrays(), **opts, return_sequences=return_sequences)
+    dout_mode = {"none": 0, "sequence": 1, "last": 2}[d_outputs]
+    forward_plan, backward_plan = _plans(kernels, problem, activation=activation,
+                                         return_sequences=return_sequences, dout_mode=dout_mode)
     assert_close(kernels.forward(*problem.arrays(), **opts, return_sequences=return_sequences),
                  expected, dtype)
+    # the plan ran (a plan that does not fit falls back to the other paths silently)
+    assert (kernels.last_plan().path == "registers") == (forward_plan is not None)
     seq, state = reference.forward(*problem.arrays(), **opts)
     d_out = {"sequence": rng.normal(size=seq.shape).astype(dtype),
              "last": rng.normal(size=state.shape).astype(dtype), "none": None}[d_outputs]
     d_state = rng.normal(size=state.shape).astype(dtype) if with_state else None
     args = (*problem.arrays(), seq, d_out, d_state)
     assert_close(kernels.backward(*args, **opts), reference.backward(*args, **opts), dtype)
+    assert (kernels.last_plan().path == "registers") == (backward_plan is not None)
 
 
 @pytest.mark.parametrize("dtype,masked,dropout,go_backwards,use_bias,return_sequences", [
@@ -94,7 +103,7 @@ def test_output_gradient_kinds(registers, rng, d_outputs, with_state):
 def test_every_activation(registers, rng, activation):
     """Forward: every activation. Backward: registers where the derivative is a function of the
     output, else the other paths (no plan)."""
-    from simplernn_numba.kernels._cuda_typed import FROM_OUTPUT
+    from simplernn_numba.kernels.cuda.activation import FROM_OUTPUT
 
     problem = make_problem(rng, batch=2, steps=3, features=2, units=3, masked=True, scale=0.8)
     forward_plan, backward_plan = _plans(registers, problem, activation=activation)
@@ -122,11 +131,11 @@ def test_device_arrays_in_device_arrays_out(registers, rng):
     on_gpu = [cuda.to_device(a) for a in problem.arrays()]
     opts = {k: cuda.to_device(v) for k, v in problem.options().items()}
     out, state = registers.forward(*on_gpu, **opts)
-    assert registers.is_device_array(out) and registers.is_device_array(state)
+    assert is_device_array(out) and is_device_array(state)
     assert_close((out, state), expected, np.float64)
     d_out = rng.normal(size=expected[0].shape)
     grads = registers.backward(*on_gpu, out, cuda.to_device(d_out), None, **opts)
-    assert all(registers.is_device_array(g) for g in grads.values())
+    assert all(is_device_array(g) for g in grads.values())
     assert_close(grads, reference.backward(*problem.arrays(), expected[0], d_out, None, **problem.options()),
                  np.float64)
 
@@ -134,13 +143,13 @@ def test_device_arrays_in_device_arrays_out(registers, rng):
 def test_plan_rule(registers, monkeypatch):
     """U rounded up to a power of two, ``bucket / weights`` lanes a column; no plan past 1024 threads,
     with zero steps, or when turned off; chunks halve until the static shared memory fits."""
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
     f64 = np.dtype(np.float64)
 
     def plan(units, steps=10, batch=4, **settings):
         with config.override(**settings):
-            return host.forward_plan(batch, steps, 3, units, f64, A.TANH, False, False, True)
+            return plans.registers_forward_plan(batch, steps, 3, units, f64, A.TANH, False, False, True)
 
     defaults = dict(CUDA_REGISTERS_WEIGHTS=16, CUDA_REGISTERS_STAGED=4)
     assert plan(5, **defaults).shape == (8, 1, 1, 4)
@@ -151,47 +160,47 @@ def test_plan_rule(registers, monkeypatch):
     assert plan(5, CUDA_REGISTERS=False) is None
     assert plan(5, CUDA_REGISTERS_ROWS=4).shape.rows == 4
     # 64 units, 4 lanes, 4 loads: 16 steps a chunk, 2 x 16 x 64 float64 staged (16 KiB) + states
-    full = host._forward_plan.__wrapped__  # uncached: the limit is part of the key anyway
+    full = plans._registers_forward.__wrapped__  # uncached: the limit is part of the key anyway
     with config.override(CUDA_SHARED_MEMORY_LIMIT=12 * 1024, **defaults):
-        assert full(4, 64, f64, A.TANH, False, False, True, host._settings()).shape.stage_steps == 8
+        assert full(4, 64, f64, A.TANH, False, False, True, plans._settings()).shape.stage_steps == 8
     with config.override(CUDA_SHARED_MEMORY_LIMIT=1024, **defaults):
-        assert full(4, 64, f64, A.TANH, False, False, True, host._settings()) is None
+        assert full(4, 64, f64, A.TANH, False, False, True, plans._settings()) is None
 
 
 def test_auto_rows_rule(registers, monkeypatch):
     """(As on a GPU.) Rows per block double until every block of the batch is resident at once,
     up to ``CUDA_REGISTERS_MAX_ROWS``; a shape the compiled kernel cannot run gives no plan."""
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
-    monkeypatch.setattr(host, "simulated", lambda: False)
-    monkeypatch.setattr(host, "_resident_blocks", lambda kernel, threads: 10)
-    monkeypatch.setattr(host, "_fits", lambda kernel, threads: True)
+    monkeypatch.setattr(plans, "simulated", lambda: False)
+    monkeypatch.setattr(plans, "resident_blocks", lambda kernel, threads: 10)
+    monkeypatch.setattr(plans, "fits", lambda kernel, threads: True)
     f32 = np.dtype(np.float32)
 
     def plan(batch, **settings):
         with config.override(CUDA_REGISTERS_ROWS="auto", CUDA_REGISTERS_WEIGHTS=16, **settings):
-            return host.forward_plan(batch, 10, 3, 64, f32, A.TANH, False, False, True)
+            return plans.registers_forward_plan(batch, 10, 3, 64, f32, A.TANH, False, False, True)
 
     assert plan(10).shape.rows == 1
     assert (plan(11).shape.rows, plan(11).blocks) == (2, 6)
     assert plan(75).shape.rows == 8
     assert plan(1000).shape.rows == 8  # CUDA_REGISTERS_MAX_ROWS
     assert plan(1000, CUDA_REGISTERS_MAX_ROWS=2).shape.rows == 2
-    monkeypatch.setattr(host, "_fits", lambda kernel, threads: False)
-    host._forward_plan.cache_clear()
+    monkeypatch.setattr(plans, "fits", lambda kernel, threads: False)
+    plans._registers_forward.cache_clear()
     assert plan(12) is None
 
 
 def test_off_gives_the_other_paths(registers, rng, monkeypatch):
     """``CUDA_REGISTERS=False``: the rows / persistent / per-step paths, which never call the
     register-resident launches."""
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba.kernels.cuda import backward_pass, forward_pass
 
     def refuse(*args, **kwargs):
         raise AssertionError("register-resident path taken")
 
-    monkeypatch.setattr(host, "forward", refuse)
-    monkeypatch.setattr(host, "backward_recurrence", refuse)
+    monkeypatch.setattr(forward_pass, "_registers", refuse)
+    monkeypatch.setattr(backward_pass, "_registers", refuse)
     config.set(CUDA_REGISTERS=False)
     problem = make_problem(rng, batch=2, steps=3, features=2, units=3, masked=True)
     _check(registers, rng, problem)

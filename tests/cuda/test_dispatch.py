@@ -11,6 +11,7 @@ from cuda_cases import assert_close, host
 
 from simplernn_numba import SimpleRNN, _validate, activations, dispatch
 from simplernn_numba.kernels import config, cpu, reference
+from simplernn_numba.kernels.device_arrays import is_device_array
 
 kernels = cuda_cases.kernels
 
@@ -44,21 +45,21 @@ def test_forward_flops():
 
 
 def test_auto_picks_cpu_for_small_inputs_even_with_gpu(fake_gpu):
-    assert dispatch.backend("auto", TANH, SMALL, 4) is cpu
+    assert dispatch.backend("auto", TANH, SMALL, 4) is cpu.BACKEND
     assert dispatch.forward_flops(SMALL.shape, 4) < config.CUDA_MIN_FLOPS
 
 
 def test_auto_picks_cuda_for_large_inputs_when_gpu(fake_gpu):
-    assert dispatch.backend("auto", TANH, BIG, 512).__name__.endswith("kernels.cuda")
+    assert dispatch.backend("auto", TANH, BIG, 512).name == "cuda"
 
 
 def test_auto_picks_cpu_for_many_small_steps_even_with_gpu(fake_gpu):
     assert dispatch.forward_flops(MANY_SMALL_STEPS.shape, 128) > config.CUDA_MIN_FLOPS
-    assert dispatch.backend("auto", TANH, MANY_SMALL_STEPS, 128) is cpu
+    assert dispatch.backend("auto", TANH, MANY_SMALL_STEPS, 128) is cpu.BACKEND
 
 
 def test_auto_picks_cpu_for_large_inputs_without_gpu(no_gpu):
-    assert dispatch.backend("auto", TANH, BIG, 512) is cpu
+    assert dispatch.backend("auto", TANH, BIG, 512) is cpu.BACKEND
 
 
 def test_forcing_cuda_without_gpu_is_a_runtime_error(no_gpu):
@@ -73,16 +74,16 @@ def test_gpu_inputs_without_gpu_are_a_runtime_error(no_gpu):
 
 def test_environment_variable_overrides_device(monkeypatch, fake_gpu):
     monkeypatch.setenv(dispatch.ENV_VAR, "cpu")
-    assert dispatch.backend("cuda", TANH, BIG, 512) is cpu
+    assert dispatch.backend("cuda", TANH, BIG, 512) is cpu.BACKEND
     monkeypatch.setenv(dispatch.ENV_VAR, "cuda")
-    assert dispatch.backend("cpu", TANH, SMALL, 4).__name__.endswith("kernels.cuda")
+    assert dispatch.backend("cpu", TANH, SMALL, 4).name == "cuda"
     monkeypatch.setenv(dispatch.ENV_VAR, "gpu")
     with pytest.raises(ValueError, match="SIMPLERNN_NUMBA_DEVICE"):
         dispatch.backend("auto", TANH, SMALL, 4)
 
 
 def test_callable_activation_uses_reference_under_auto(fake_gpu):
-    assert dispatch.backend("auto", lambda z: z, BIG, 512) is reference
+    assert dispatch.backend("auto", lambda z: z, BIG, 512) is reference.BACKEND
 
 
 def test_callable_activation_cannot_run_on_cuda(fake_gpu):
@@ -111,9 +112,20 @@ def test_mixing_host_and_gpu_arrays_is_an_error():
     _validate.same_memory(inputs=np.zeros(1), mask=None, initial_state=[np.zeros(1)])
 
 
+def test_every_backend_implements_the_contract():
+    """``dispatch.backend`` returns objects of the typed contract (``kernels.backend.Backend``)."""
+    from simplernn_numba.kernels import cuda
+    from simplernn_numba.kernels.backend import Backend
+
+    for backend, name in ((reference.BACKEND, "reference"), (cpu.BACKEND, "cpu"), (cuda.BACKEND, "cuda")):
+        assert isinstance(backend, Backend) and backend.name == name
+    assert reference.BACKEND.last_plan() is None
+    assert dispatch.call_info(reference.BACKEND) == dispatch.CallInfo("reference", None)
+
+
 def test_host_weights_pass_through_for_cpu():
     arrays = (np.zeros(1),)
-    assert dispatch.weights(cpu, object, 0, arrays) is arrays
+    assert cpu.BACKEND.prepare_weights(object, 0, arrays) is arrays
 
 
 # ---------------------------------------------------------------- with the simulator or a GPU
@@ -133,6 +145,16 @@ def test_layer_on_cuda_matches_cpu(kernels, rng):
         out = gpu(x, mask=mask, training=True)
         assert type(out) is np.ndarray
         assert_close([out], [ref(x, mask=mask, training=True)], np.float32)
+        # the fixture turns the rows, persistent and register-resident plans off
+        assert gpu.last_call.device == "cuda" and gpu.last_call.plan.path == "per_step"
+
+
+def test_last_call_names_the_gpu_plan(kernels, rng):
+    config.set(CUDA_ROWS=True, CUDA_ROWS_MAX_THREADS=64)
+    layer = _layer("cuda")
+    layer(rng.normal(size=(3, 4, 3)).astype(np.float32))
+    assert layer.last_call.device == "cuda"
+    assert layer.last_call.plan.path == "rows" and layer.last_call.plan.launch.rows >= 1
 
 
 def test_layer_device_inputs_stay_on_device(kernels, rng):
@@ -143,7 +165,7 @@ def test_layer_device_inputs_stay_on_device(kernels, rng):
     layer = _layer("auto", return_state=True)
     out, state = layer(cuda.to_device(x), initial_state=cuda.to_device(h0),
                        mask=cuda.to_device(np.ones((3, 4), bool)))
-    assert kernels.is_device_array(out) and kernels.is_device_array(state)
+    assert is_device_array(out) and is_device_array(state)
     ref = _layer("cpu", return_state=True)
     ref.set_weights(layer.get_weights())
     ref_out, ref_state = ref(x, initial_state=h0)
@@ -152,14 +174,16 @@ def test_layer_device_inputs_stay_on_device(kernels, rng):
 
 def test_weights_cached_on_device_and_refreshed(kernels, rng):
     x = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    from simplernn_numba.kernels.cuda import launch
+
     layer = _layer("cuda")
     first = layer(x)
-    cached = dispatch._DEVICE_WEIGHTS[layer]
+    cached = launch._DEVICE_WEIGHTS[layer]
     layer(x)
-    assert dispatch._DEVICE_WEIGHTS[layer] is cached
+    assert launch._DEVICE_WEIGHTS[layer] is cached
     layer.set_weights([w * 2 for w in layer.get_weights()])
     second = layer(x)
-    assert dispatch._DEVICE_WEIGHTS[layer] is not cached
+    assert launch._DEVICE_WEIGHTS[layer] is not cached
     ref = _layer("cpu")
     ref.set_weights(layer.get_weights())
     assert_close([second], [ref(x)], np.float32)

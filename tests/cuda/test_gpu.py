@@ -9,10 +9,11 @@ everything is compared with cuDNN (``torch.nn.RNN``) when torch sees the GPU.
 
 import numpy as np
 import pytest
-from cases import make_problem
 from cuda_cases import assert_close, host, real_gpu
 
 from simplernn_numba.kernels import config, reference
+from simplernn_numba.kernels.device_arrays import is_device_array
+from simplernn_numba.testing import make_problem
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not real_gpu(), reason="needs a real CUDA GPU (none found, or the simulator is on)")]
@@ -65,9 +66,9 @@ def test_persistent_and_per_step_match_float64(gpu_kernels, batch, steps, featur
     """One block (block barrier) or a grid (grid barrier) per the plan; both paths near float64."""
     problem = make_problem(np.random.default_rng(units), batch=batch, steps=steps, features=features,
                            units=units, dtype=np.float32, masked=True, dropout=True, scale=0.1)
-    kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
+    kernel = gpu_kernels.persistent.forward_kernel(np.dtype(np.float32))
     config.set(CUDA_PERSISTENT=True, CUDA_ROWS=False)
-    plan = gpu_kernels.persistent_plan(kernel, batch, units, 4)
+    plan = gpu_kernels.plan.persistent_plan(kernel, batch, units, 4)
     assert plan is not None and (plan.blocks == 1) == (blocks == 1)
     exact = _float64(problem)
     out, state = reference.forward(*exact.arrays(), **exact.options(), go_backwards=True)
@@ -92,8 +93,8 @@ def test_rows_kernels_match_float64(gpu_kernels, batch, steps, features, units, 
     """Batch rows per block with all of U in shared memory, against float64; forward with one
     thread per (row, unit) pair or a group of ``lanes`` (warp shuffles, real GPUs only)."""
     config.set(CUDA_ROWS=True, CUDA_ROWS_PER_BLOCK=rows_per_block, CUDA_ROWS_LANES=lanes)
-    kernel = gpu_kernels.kernels_for(np.dtype(dtype))["forward_rows"]
-    plan = gpu_kernels.rows_plan(kernel, batch, units, np.dtype(dtype).itemsize, 4)
+    kernel = gpu_kernels.rows.forward_kernel(np.dtype(dtype))
+    plan = gpu_kernels.plan.rows_plan(kernel, batch, units, np.dtype(dtype).itemsize, 4)
     assert plan is not None, "all of U should fit in one block's shared memory here"
     problem = make_problem(np.random.default_rng(units), batch=batch, steps=steps, features=features,
                            units=units, dtype=dtype, masked=True, dropout=True, scale=0.1)
@@ -121,15 +122,15 @@ def test_realistic_shape_matches_reference_float64(gpu_kernels, path):
 
 
 def test_auto_rule(gpu_kernels):
-    rows = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_rows"]
-    assert gpu_kernels.rows_plan(rows, 1, 64, 4, 2).blocks == 1
-    assert gpu_kernels.rows_plan(rows, 64, 128, 4, 2).blocks == 64  # 64 KiB of U: opted in
-    assert gpu_kernels.rows_plan(rows, 8, 512, 4, 2) is None  # 1 MiB of U
-    kernel = gpu_kernels.kernels_for(np.dtype(np.float32))["forward_persistent"]
-    assert gpu_kernels.persistent_plan(kernel, 1, 64, 4).blocks == 1
-    assert gpu_kernels.persistent_plan(kernel, 8, 256, 4).blocks > 1
-    assert gpu_kernels.persistent_plan(kernel, 128, 256, 4).blocks > 1
-    assert gpu_kernels.persistent_plan(kernel, 129, 256, 4) is None
+    rows = gpu_kernels.rows.forward_kernel(np.dtype(np.float32))
+    assert gpu_kernels.plan.rows_plan(rows, 1, 64, 4, 2).blocks == 1
+    assert gpu_kernels.plan.rows_plan(rows, 64, 128, 4, 2).blocks == 64  # 64 KiB of U: opted in
+    assert gpu_kernels.plan.rows_plan(rows, 8, 512, 4, 2) is None  # 1 MiB of U
+    kernel = gpu_kernels.persistent.forward_kernel(np.dtype(np.float32))
+    assert gpu_kernels.plan.persistent_plan(kernel, 1, 64, 4).blocks == 1
+    assert gpu_kernels.plan.persistent_plan(kernel, 8, 256, 4).blocks > 1
+    assert gpu_kernels.plan.persistent_plan(kernel, 128, 256, 4).blocks > 1
+    assert gpu_kernels.plan.persistent_plan(kernel, 129, 256, 4) is None
 
 
 def test_large_grid_stride_and_tiles(gpu_kernels):
@@ -175,7 +176,7 @@ def test_matches_torch_cudnn_forward_and_backward(gpu_kernels, monkeypatch, nonl
     # torch CUDA tensors go in with zero copies; results come back as device arrays
     out, state = gpu_kernels.forward(x.detach(), *problem.arrays()[1:4], h0.detach()[0],
                                      activation=nonlinearity)
-    assert gpu_kernels.is_device_array(out)
+    assert is_device_array(out)
     grads = gpu_kernels.backward(x.detach(), *problem.arrays()[1:4], h0.detach()[0], out, d_out, None,
                                  activation=nonlinearity)
     theirs = {"outputs": seq, "inputs": x.grad, "initial_state": h0.grad[0],
@@ -209,9 +210,10 @@ def test_registers_match_float64(gpu_kernels, batch, steps, features, units, row
     float64, forward and backward, both directions, masks and dropout; every plan fits the GPU."""
     config.set(CUDA_REGISTERS=True, CUDA_REGISTERS_ROWS=rows)
     from simplernn_numba import activations as A
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
-    plan = host.forward_plan(batch, steps, features, units, np.dtype(dtype), A.TANH, True, True, True)
+    plan = plans.registers_forward_plan(batch, steps, features, units, np.dtype(dtype), A.TANH, True, True,
+                                       True)
     assert plan is not None, "U <= 128 should run register-resident (0 bytes of local memory)"
     problem = make_problem(np.random.default_rng(units + batch), batch=batch, steps=steps,
                            features=features, units=units, dtype=dtype, masked=True, dropout=True, scale=0.1)
@@ -246,10 +248,10 @@ def test_registers_other_activations_match_float64(gpu_kernels, activation):
 def test_registers_auto_rows_rule_on_this_gpu(gpu_kernels):
     """One row a block while the batch's blocks are all resident, more rows beyond."""
     from simplernn_numba import activations as A
-    from simplernn_numba.kernels import _cuda_registers_host as host
+    from simplernn_numba.kernels.cuda import plan as plans
 
     f32 = np.dtype(np.float32)
-    assert host.forward_plan(1, 10, 8, 64, f32, A.TANH, False, False, True).shape.rows == 1
-    big = host.forward_plan(100000, 10, 8, 64, f32, A.TANH, False, False, True)
+    assert plans.registers_forward_plan(1, 10, 8, 64, f32, A.TANH, False, False, True).shape.rows == 1
+    big = plans.registers_forward_plan(100000, 10, 8, 64, f32, A.TANH, False, False, True)
     assert big.shape.rows == config.CUDA_REGISTERS_MAX_ROWS
-    assert host.forward_plan(1, 10, 8, 256, f32, A.TANH, False, False, True) is None
+    assert plans.registers_forward_plan(1, 10, 8, 256, f32, A.TANH, False, False, True) is None

@@ -23,11 +23,17 @@ vectorised (:mod:`.tanh`): a rational approximation for float32 (max abs error a
 an ``expm1``-based evaluation for float64 (within 3 ulp of libm).
 """
 
+from ..backend import KernelBackend
+from . import notice  # noqa: F401 - registers the compile notice (a Numba event listener)
 from .backward_pass import backward
 from .forward_pass import forward, forward_for_training, forward_validated, input_projection
-from .notice import last_plan
+from .last_call import last_plan
 from .weights import prepared_weights
 from .workspace import release as release_workspace
 
-__all__ = ["backward", "forward", "forward_for_training", "forward_validated", "input_projection",
+#: The CPU backend (:class:`..backend.Backend`): the validated entries (the layer and the functional
+#: API validate every array first); the CPU kernels read the host weights as they are.
+BACKEND = KernelBackend("cpu", forward_validated, forward_for_training, backward, last_plan=last_plan)
+
+__all__ = ["BACKEND", "backward", "forward", "forward_for_training", "forward_validated", "input_projection",
            "last_plan", "prepared_weights", "release_workspace"]

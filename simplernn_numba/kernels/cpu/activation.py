@@ -17,20 +17,20 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ... import activations as A
+from ... import activations
+from . import options
 from .specialise import static, value_of
 from .tanh import tanh_f32, tanh_f64
 
-_FLAGS = dict(cache=True, inline="always", error_model="numpy")
-_INLINE = dict(inline="always", jit_options={"cache": True, "error_model": "numpy",
-                                              "fastmath": {"contract"}})
+_FLAGS = options.INLINE_EXACT
+_INLINE = dict(inline="always", jit_options=options.OVERLOAD_INLINE)
 
 
 def choose(name: str) -> tuple:
     """The ``act`` argument of the kernels for a built-in activation name."""
     act = _CHOSEN.get(name)
     if act is None:
-        act = _CHOSEN[name] = static(A.code(name))
+        act = _CHOSEN[name] = static(activations.code(name))
     return act
 
 
@@ -57,21 +57,22 @@ def _hard_sigmoid(v):
 
 
 _VALUES = {
-    A.LINEAR: lambda v, act: v,
-    A.RELU: lambda v, act: max(v, 0.0),
-    A.SIGMOID: lambda v, act: _sigmoid(v),
-    A.ELU: lambda v, act: math.expm1(v) if v <= 0 else v,
-    A.SELU: lambda v, act: A.SELU_SCALE * (v if v > 0 else A.SELU_ALPHA * math.expm1(v)),
-    A.SOFTPLUS: lambda v, act: _softplus(v),
-    A.SOFTSIGN: lambda v, act: v / (1.0 + abs(v)),
-    A.HARD_SIGMOID: lambda v, act: _hard_sigmoid(v),
-    A.EXPONENTIAL: lambda v, act: math.exp(v),
-    A.SILU: lambda v, act: v * _sigmoid(v),
-    A.GELU: lambda v, act: 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))),
-    A.RELU6: lambda v, act: min(max(v, 0.0), 6.0),
-    A.LEAKY_RELU: lambda v, act: v * A.LEAKY_RELU_SLOPE if v < 0 else v,
-    A.MISH: lambda v, act: v * np.tanh(_softplus(v)),
-    A.HARD_SILU: lambda v, act: v * _hard_sigmoid(v),
+    activations.LINEAR: lambda v, act: v,
+    activations.RELU: lambda v, act: max(v, 0.0),
+    activations.SIGMOID: lambda v, act: _sigmoid(v),
+    activations.ELU: lambda v, act: math.expm1(v) if v <= 0 else v,
+    activations.SELU: lambda v, act: (activations.SELU_SCALE
+                                      * (v if v > 0 else activations.SELU_ALPHA * math.expm1(v))),
+    activations.SOFTPLUS: lambda v, act: _softplus(v),
+    activations.SOFTSIGN: lambda v, act: v / (1.0 + abs(v)),
+    activations.HARD_SIGMOID: lambda v, act: _hard_sigmoid(v),
+    activations.EXPONENTIAL: lambda v, act: math.exp(v),
+    activations.SILU: lambda v, act: v * _sigmoid(v),
+    activations.GELU: lambda v, act: 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))),
+    activations.RELU6: lambda v, act: min(max(v, 0.0), 6.0),
+    activations.LEAKY_RELU: lambda v, act: v * activations.LEAKY_RELU_SLOPE if v < 0 else v,
+    activations.MISH: lambda v, act: v * np.tanh(_softplus(v)),
+    activations.HARD_SILU: lambda v, act: v * _hard_sigmoid(v),
 }
 
 
@@ -82,7 +83,7 @@ def activation(v, act):
 @overload(activation, **_INLINE)
 def _activation(v, act):
     code = value_of(act)
-    if code == A.TANH:
+    if code == activations.TANH:
         element = tanh_f32 if v == types.float32 else tanh_f64
         return lambda v, act: element(v)
     return _VALUES[code]
@@ -90,18 +91,19 @@ def _activation(v, act):
 
 #: ``act'(z)`` written with the output ``h = act(z)``.
 _FROM_OUTPUT = {code: njit(**_FLAGS)(fn) for code, fn in {
-    A.TANH: lambda h: 1.0 - h * h,
-    A.LINEAR: lambda h: 1.0,
-    A.RELU: lambda h: 1.0 if h > 0 else 0.0,
-    A.SIGMOID: lambda h: h * (1.0 - h),
-    A.ELU: lambda h: 1.0 if h > 0 else h + 1.0,
-    A.SELU: lambda h: A.SELU_SCALE if h > 0 else h + A.SELU_SCALE * A.SELU_ALPHA,
-    A.SOFTPLUS: lambda h: -math.expm1(-h),
-    A.SOFTSIGN: lambda h: (1.0 - abs(h)) * (1.0 - abs(h)),
-    A.HARD_SIGMOID: lambda h: 1.0 / 6.0 if 0.0 < h < 1.0 else 0.0,
-    A.EXPONENTIAL: lambda h: h,
-    A.RELU6: lambda h: 1.0 if 0.0 < h < 6.0 else 0.0,
-    A.LEAKY_RELU: lambda h: 1.0 if h > 0 else A.LEAKY_RELU_SLOPE,
+    activations.TANH: lambda h: 1.0 - h * h,
+    activations.LINEAR: lambda h: 1.0,
+    activations.RELU: lambda h: 1.0 if h > 0 else 0.0,
+    activations.SIGMOID: lambda h: h * (1.0 - h),
+    activations.ELU: lambda h: 1.0 if h > 0 else h + 1.0,
+    activations.SELU: lambda h: (activations.SELU_SCALE if h > 0
+                                 else h + activations.SELU_SCALE * activations.SELU_ALPHA),
+    activations.SOFTPLUS: lambda h: -math.expm1(-h),
+    activations.SOFTSIGN: lambda h: (1.0 - abs(h)) * (1.0 - abs(h)),
+    activations.HARD_SIGMOID: lambda h: 1.0 / 6.0 if 0.0 < h < 1.0 else 0.0,
+    activations.EXPONENTIAL: lambda h: h,
+    activations.RELU6: lambda h: 1.0 if 0.0 < h < 6.0 else 0.0,
+    activations.LEAKY_RELU: lambda h: 1.0 if h > 0 else activations.LEAKY_RELU_SLOPE,
 }.items()}
 
 
@@ -128,7 +130,8 @@ def _d_hard_silu(z):
     return _hard_sigmoid(z) + (z / 6.0 if -3.0 < z < 3.0 else 0.0)
 
 
-_FROM_PREACTIVATION = {A.SILU: _d_silu, A.GELU: _d_gelu, A.MISH: _d_mish, A.HARD_SILU: _d_hard_silu}
+_FROM_PREACTIVATION = {activations.SILU: _d_silu, activations.GELU: _d_gelu, activations.MISH: _d_mish,
+                       activations.HARD_SILU: _d_hard_silu}
 #: Activation codes whose derivative needs the pre-activation, not only the output.
 NEEDS_PREACTIVATION = frozenset(_FROM_PREACTIVATION)
 
@@ -156,10 +159,10 @@ def derivative(g, h, z, act):
 @overload(derivative, **_INLINE)
 def _derivative(g, h, z, act):
     code = value_of(act)
-    if code == A.TANH:
+    if code == activations.TANH:
         return lambda g, h, z, act: g - g * h * h
-    if code == A.LINEAR:
+    if code == activations.LINEAR:
         return lambda g, h, z, act: g
-    if code == A.RELU:
+    if code == activations.RELU:
         return lambda g, h, z, act: g if h > 0 else 0
     return lambda g, h, z, act: g * slope(h, z, act)

@@ -17,14 +17,14 @@ import numba
 import numpy as np
 from numba import njit
 
-from ... import activations as A
+from ... import activations
 from .. import config
-from . import gemm, lanes, panels, rows, workspace
+from . import gemm, lanes, options, panels, rows, workspace
 from .activation import NEEDS_PREACTIVATION
 from .bundles import gradients
 from .forward_pass import input_projection
+from .last_call import about_to_run
 from .launch import run_all
-from .notice import about_to_run
 from .plan import backward_plan
 from .products import gradient_products, padded_units, panel_width
 from .rowsteps import previous_states
@@ -32,10 +32,11 @@ from .specialise import static
 from .weights import prepared_weights
 
 
-@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@njit(**options.SERIAL)
 def _previous_states(g, previous):
     """:func:`.rowsteps.previous_states` for every batch row, on the calling thread."""
-    outputs, _, _, initial_state, mask, recurrent_dropout, go_backwards, _, _, _ = g
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards,
+     bundled_previous, dh, dz) = g
     for b in range(previous.shape[0]):
         previous_states(outputs, initial_state, mask, recurrent_dropout, go_backwards, b, previous)
 
@@ -50,7 +51,7 @@ def backward(x, kernel, recurrent_kernel, bias, initial_state, outputs, d_output
     dtype = x.dtype
     batch, steps, features = x.shape
     units = kernel.shape[1]
-    code = A.code(activation)
+    code = activations.code(activation)
     act = static(code)
     go_backwards = bool(go_backwards)
     if d_outputs is None:
@@ -129,7 +130,8 @@ def _run_panels(plan, g, kernel, recurrent_kernel, act):
     width = panel_width(kernel.itemsize)
     weights = prepared_weights(kernel, recurrent_kernel, "recurrent_t_panels", width)
     run_all(panels.backward, (g, weights, -(-kernel.shape[1] // width), act), plan.runs)
-    dz = g[9]
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards, previous, dh,
+     dz) = g
     return dz.reshape(-1, dz.shape[2]).sum(axis=0)
 
 
@@ -138,7 +140,8 @@ def _run_gemm_plain(plan, g, kernel, recurrent_kernel, act):
 
 
 def _run_gemm(plan, g, kernel, recurrent_kernel, act):
-    _, _, _, _, mask, _, go_backwards, _, dh, _ = g
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards, previous, dh,
+     dz) = g
     first = np.zeros(dh.shape[0], np.int64)
     if mask is not None:  # each row's first unmasked processing step (T if none)
         in_order = mask[:, ::-1] if go_backwards else mask

@@ -21,8 +21,8 @@ from ... import _validate
 from . import gemm, lanes, panels, rows, workspace
 from .activation import choose
 from .bundles import sequence
+from .last_call import about_to_run
 from .launch import run_all
-from .notice import about_to_run
 from .plan import forward_plan, largest_run
 from .products import padded_units, panel_width
 from .specialise import static
@@ -104,7 +104,7 @@ def _run_lanes(plan, seq, kernel, recurrent_kernel, act):
 
 
 def _run_rows(plan, seq, kernel, recurrent_kernel, act):
-    x = seq[0]
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     batch, steps, features = x.shape
     w = prepared_weights(kernel, recurrent_kernel, "fused",
                          padded_units(kernel.shape[1], plan.tile, x.itemsize))
@@ -119,7 +119,7 @@ def _run_rows(plan, seq, kernel, recurrent_kernel, act):
 
 
 def _run_one_row(plan, seq, kernel, recurrent_kernel, act):
-    x = seq[0]
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     features, units = kernel.shape
     w = prepared_weights(kernel, recurrent_kernel, "fused", padded_units(units, plan.tile, x.itemsize))
     projection = workspace.arrays(x.dtype, (x.shape[1], w.shape[1]))[0]
@@ -127,7 +127,7 @@ def _run_one_row(plan, seq, kernel, recurrent_kernel, act):
 
 
 def _run_panels(plan, seq, kernel, recurrent_kernel, act):
-    x, _, _, _, _, _, go_backwards, outputs, _ = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     batch, steps = x.shape[:2]
     units = kernel.shape[1]
     width = panel_width(x.itemsize)
@@ -139,7 +139,7 @@ def _run_panels(plan, seq, kernel, recurrent_kernel, act):
 
 
 def _run_gemm(plan, seq, kernel, recurrent_kernel, act):
-    x, _, _, _, _, _, go_backwards, outputs, _ = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     batch, steps = x.shape[:2]
     in_place = outputs.shape[1] == steps and not go_backwards
     target = outputs if in_place else workspace.arrays(x.dtype, (batch, steps, kernel.shape[1]))[0]
@@ -150,6 +150,5 @@ _RUN = {"lanes": _run_lanes, "rows": _run_rows, "one_row": _run_one_row, "panels
         "gemm": _run_gemm}
 
 #: The forward pass of a training call (a backward pass follows): :func:`forward_validated`
-#: with ``training=True``; :func:`simplernn_numba.functional.run` calls it where a kernel
-#: module has one.
+#: with ``training=True`` (``BACKEND.forward_for_training``).
 forward_for_training = functools.partial(forward_validated, training=True)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import options
 from .activation import activation
 from .rowsteps import last_outputs, row_dz, step_dz
 from .specialise import absent, skipped, times
 
-_FLAGS = dict(cache=True, fastmath={"contract"}, error_model="numpy")
+_FLAGS = options.SERIAL
 
 
 @njit(**_FLAGS)
@@ -27,7 +28,7 @@ def _forward_step(seq, s, z, xw, act, operand, seen):
     state and repeats it as its output (zeros before its first unmasked step). With recurrent
     dropout, refill ``operand`` with the new states times the mask (otherwise ``operand`` is
     ``seq.final_state``)."""
-    _, bias, _, mask, _, recurrent_dropout, go_backwards, outputs, final_state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     steps = xw.shape[1]
     t = steps - 1 - s if go_backwards else s
     keep = outputs.shape[1] == steps
@@ -58,7 +59,7 @@ def _last_outputs(outputs, final_state, seen):
 def forward(seq, recurrent_kernel, act, xw) -> None:
     """A forward call (``seq``, a :func:`.bundles.sequence`) with ``xw`` (B, T, U), the input
     projection, computed already (the outputs themselves when every output is kept in order)."""
-    _, _, initial_state, _, _, recurrent_dropout, _, outputs, state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, state = seq
     state[:] = initial_state
     operand = state if recurrent_dropout is None else state * recurrent_dropout
     z = np.empty_like(state)
@@ -75,7 +76,8 @@ def _backward_step(g, s, act, first, product, dz_step):
     """Step ``s`` around ``product = dz_step @ recurrent_kernel.T``: first ``dh = product *
     recurrent_dropout`` on the rows unmasked at step ``s + 1`` (the previous GEMM's result), then,
     unless ``s < 0`` (the call after the last GEMM), ``dz[:, t]`` and a copy in ``dz_step``."""
-    outputs, d_outputs, preactivations, _, mask, recurrent_dropout, go_backwards, _, dh, dz = g
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards, previous, dh,
+     dz) = g
     steps, batch = outputs.shape[1], outputs.shape[0]
     if s < steps - 1:
         t_next = steps - 2 - s if go_backwards else s + 1
@@ -97,7 +99,8 @@ def _backward_step(g, s, act, first, product, dz_step):
 def backward(g, recurrent_kernel, act, first) -> None:
     """A backward pass (``g``, a :func:`.bundles.gradients`); ``first`` (B,) int64 is each
     row's first unmasked processing step."""
-    outputs, dh = g[0], g[8]
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards, previous, dh,
+     dz) = g
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
     dz_step = np.empty_like(dh)
     product = np.empty_like(dh)
@@ -112,7 +115,8 @@ def _plain_step(g, s, t, act, d_bias):
     """Step ``s`` (input time ``t``) without a mask, recurrent dropout or pre-activations:
     ``dz[:, t] = (dh + d_outputs of step s) * act'(outputs[:, s])``, also added to ``d_bias``;
     the next GEMM reads ``dz[:, t]`` where it is."""
-    outputs, d_outputs, _, _, _, _, _, _, dh, dz = g
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards, previous, dh,
+     dz) = g
     for b in range(dh.shape[0]):
         step_dz(outputs, d_outputs, None, dz, dh, b, s, t, True, act)
         row = dz[b, t]
@@ -123,7 +127,8 @@ def _plain_step(g, s, t, act, d_bias):
 def backward_plain(g, recurrent_kernel, act) -> np.ndarray:
     """A backward pass without a mask, recurrent dropout or pre-activations, one pass over the
     batch per step; returns the bias gradient (U,), summed on the way."""
-    outputs, _, _, _, _, _, go_backwards, _, dh, dz = g
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards, previous, dh,
+     dz) = g
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
     steps = outputs.shape[1]
     d_bias = np.zeros(dh.shape[1], dh.dtype)

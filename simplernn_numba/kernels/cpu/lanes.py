@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import options
 from .activation import activation, slope
 from .launch import row_pairs
 from .rowsteps import first_unmasked, last_outputs, previous_states
 from .specialise import absent, row_or, skipped, times
 
-_FLAGS = dict(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+_FLAGS = options.THREADED
 
 
 @njit(**_FLAGS)

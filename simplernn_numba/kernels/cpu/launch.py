@@ -30,6 +30,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from ..._threading import parallel_section
+from . import options
 
 try:  # the key of a value's Numba type, as the dispatcher computes it (a microsecond)
     from numba._dispatcher import compute_fingerprint as _fingerprint
@@ -37,7 +38,7 @@ except ImportError:  # pragma: no cover - an older or newer Numba without it
     from numba import typeof as _fingerprint
 
 
-@njit(inline="always", cache=True)
+@njit(**options.INLINE_PLAIN)
 def row_pairs(batch, run, runs):
     """Rows ``lo, hi`` of ``run`` when ``batch`` rows are cut into ``runs`` runs of whole row
     pairs (the per-row paths: a pair of rows shares a tile)."""
@@ -45,7 +46,7 @@ def row_pairs(batch, run, runs):
     return min(batch, 2 * (run * pairs // runs)), min(batch, 2 * ((run + 1) * pairs // runs))
 
 
-@njit(inline="always", cache=True)
+@njit(**options.INLINE_PLAIN)
 def row_quads(batch, run, runs):
     """Rows ``lo, hi`` of ``run`` when ``batch`` rows are cut into ``runs`` runs of whole quads
     of rows (the panels path, and the gradient products)."""
@@ -72,7 +73,7 @@ def _call(typingctx, address, args):
 
 # The prange loops, one per number of arguments of the run kernels (Numba's parallel loops take
 # the arguments one by one: a tuple holding a tuple of arrays is refused).
-_PARALLEL = dict(parallel=True, cache=True, error_model="numpy")
+_PARALLEL = options.PARALLEL
 
 
 @njit(**_PARALLEL)

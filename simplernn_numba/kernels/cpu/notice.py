@@ -1,4 +1,4 @@
-"""What a call tells: its plan (:func:`last_plan`) and, once per process, that it compiles.
+"""Once per process, that a call compiles kernels.
 
 A call whose kernels are neither compiled in this process nor in Numba's on-disk cache waits
 while Numba compiles them (seconds per variant, once per machine). The first time that happens
@@ -16,27 +16,14 @@ compiles the common variants ahead of time.
 from __future__ import annotations
 
 import logging
-import threading
 
 import numba
 from numba.core import event
 
+from .last_call import description
+
 LOGGER = logging.getLogger("simplernn_numba")
 _PACKAGE = __name__.rsplit(".", 2)[0]  # simplernn_numba.kernels
-_call = threading.local()
-
-
-def about_to_run(plan, dtype, activation) -> None:
-    """Name the call that runs next on this thread: for :func:`last_plan`, and for the notice
-    should it compile."""
-    _call.description = (plan, dtype, activation)
-
-
-def last_plan():
-    """The plan (:class:`.plan.Plan`) of this thread's last CPU call, forward or backward (None
-    before one)."""
-    description = getattr(_call, "description", None)
-    return None if description is None else description[0]
 
 
 def _cache_location() -> str:
@@ -56,7 +43,7 @@ class _Listener(event.Listener):
         if not module.startswith(_PACKAGE):
             return
         _Listener.announced = True
-        plan, dtype, activation = getattr(_call, "description", (None, None, None))
+        plan, dtype, activation = description()
         what = f"{dtype} {activation}, plan {plan.path}" if plan else "a new variant"
         LOGGER.warning(
             "simplernn_numba is compiling kernels for this call (%s): once per machine and "

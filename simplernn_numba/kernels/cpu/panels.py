@@ -17,12 +17,13 @@ import numpy as np
 from numba import njit
 
 from ..config import PANEL_ROW_BLOCK
+from . import options
 from .activation import activation
 from .launch import row_quads
 from .products import pack_rows, packed_product
 from .rowsteps import step_dz
 
-_FLAGS = dict(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+_FLAGS = options.THREADED
 
 
 @njit(inline="always", **_FLAGS)
@@ -54,7 +55,7 @@ def forward(seq, wp, count, act, xw, copy_out, run, runs):
     there (``xw`` may be ``seq.outputs`` itself); with ``copy_out`` it is also copied to
     ``seq.outputs[:, s]``.
     """
-    x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     lo, hi = row_quads(x.shape[0], run, runs)
     steps, features = x.shape[1], x.shape[2]
     units, width = xw.shape[2], wp.shape[1]
@@ -104,7 +105,8 @@ def backward(g, wp, count, act, run, runs):
     every step, last first:
     ``dz[:, t] = (dh + d_outputs of step s) * act'(outputs[:, s])``, packed by quads of rows,
     then ``dh = dz[:, t] @ U.T`` over ``wp``, the ``count`` panels of ``U.T``."""
-    outputs, d_outputs, _, _, _, _, go_backwards, _, dh, dz = g
+    (outputs, d_outputs, preactivations, initial_state, mask, recurrent_dropout, go_backwards, previous, dh,
+     dz) = g
     lo, hi = row_quads(dh.shape[0], run, runs)
     steps, units = dz.shape[1], dz.shape[2]
     rows = hi - lo

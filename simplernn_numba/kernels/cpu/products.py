@@ -2,8 +2,8 @@
 
 :func:`tiled_product` is the inner step of the CPU recurrences: ``z = v @ w`` for a
 few rows ``v`` by a weight matrix ``w`` (K, U) that stays in cache, as tiles of rows by
-vectors of units (:data:`TILE_SHAPES`) whose eight or twelve partial results stay in vector
-registers (:mod:`._simd`) while ``k`` runs: one vector load of ``w`` feeds every row of
+vectors of units (:data:`TILE_SHAPES`) whose partial results (rows x vectors, four to eight)
+stay in vector registers (:mod:`.simd`) while ``k`` runs: one vector load of ``w`` feeds every row of
 the tile, one broadcast of ``v`` every vector, and there is no reduction at the end.
 
 :func:`product` is a run's input projection ``x @ kernel`` for all its timesteps (many
@@ -54,6 +54,7 @@ from ..config import (
     ROW_BLOCK_T,
     VECTOR_BYTES,
 )
+from . import options
 from .launch import row_quads, run_all
 from .simd import (
     BYTES,
@@ -72,7 +73,7 @@ from .workspace import aligned_empty
 
 #: Reassociation lets LLVM keep vector partial sums, contraction gives FMAs; NaN/inf semantics
 #: are kept. NumPy's error model: no branch guarding each division (which stops loops vectorising).
-_FLAGS = dict(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+_FLAGS = options.PRODUCTS
 
 
 #: Shapes of the tiles of :func:`tiled_product`, (rows, vectors of units, bytes per vector): the
@@ -194,7 +195,7 @@ def shape_width(shape):
     a jitted function."""
 
 
-@overload(shape_width, inline="always", jit_options={"cache": True})
+@overload(shape_width, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _shape_width(shape):
     if TILE_SHAPES[value_of(shape)][2] == BYTES[0]:
         return lambda shape: (None,)
@@ -325,7 +326,7 @@ def _tile_4x4(w, v, r, z, zr, zu, k1, T, W):
     vstore(z, zr + 3, o3, e3)
 
 
-@njit(inline="always", cache=True)
+@njit(**options.INLINE_PLAIN)
 def wide_columns(columns, lanes):
     """How many of ``columns`` (whole pairs of vectors of ``lanes``) :func:`wide_tile` s cover:
     the most whole triples of vectors that leave an even number of vectors for 4x2 tiles."""
@@ -399,7 +400,7 @@ def _tiled_product(w, v, z, shape):
     return one_row
 
 
-@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@njit(**options.SERIAL)
 def fma_rows(a, b, c, lo, hi):
     """``c[lo:hi] = a[lo:hi] @ b`` one FMA per ``k`` in order from zero, as the tiles sum (the
     same bits: compiled without reassociation for that): the few rows after the last whole

@@ -20,20 +20,21 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from . import options
 from .activation import activation
 from .launch import row_pairs
 from .products import TILE_SHAPES, one_row_tiles, product, shape_width, tiled_product
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
 from .specialise import skipped, times, value_of
 
-_FLAGS = dict(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+_FLAGS = options.THREADED
 
 
 def tile_rows(tile):
     """Rows of a tile of shape ``tile`` (a static choice): operands are padded to a multiple."""
 
 
-@overload(tile_rows, inline="always", jit_options={"cache": True})
+@overload(tile_rows, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _tile_rows(tile):
     rows = TILE_SHAPES[value_of(tile)][0]
     return lambda tile: rows
@@ -45,7 +46,7 @@ def _projection(x, kernel, projections, run, lo, hi, padded, tile):
     ``tile``, as (rows, T, ``padded``); fused mode (``kernel`` None): None."""
 
 
-@overload(_projection, inline="always", jit_options={"cache": True})
+@overload(_projection, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _projection_impl(x, kernel, projections, run, lo, hi, padded, tile):
     if kernel is None or isinstance(kernel, types.NoneType):
         return lambda x, kernel, projections, run, lo, hi, padded, tile: None
@@ -62,7 +63,7 @@ def _pre_activation(product, xw, r, t, u, bias):
     """``product + bias`` (fused mode: ``xw`` None), else ``product + (xw[r, t, u] + bias)``."""
 
 
-@overload(_pre_activation, inline="always", jit_options={"cache": True})
+@overload(_pre_activation, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _pre_activation_impl(product, xw, r, t, u, bias):
     if xw is None or isinstance(xw, types.NoneType):
         return lambda product, xw, r, t, u, bias: product + bias
@@ -96,7 +97,7 @@ def _finish_row(z, r, xw, t, bias, recurrent_dropout, act, state, outputs, slot,
 @njit(inline="always", **_FLAGS)
 def _steps(seq, w, xw, act, tile, lo, operands, z, seen):
     """The timesteps of :func:`forward` for its rows ``lo:lo + len(seen)``."""
-    x, bias, _, mask, input_dropout, recurrent_dropout, go_backwards, outputs, state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, state = seq
     steps, features = x.shape[1], x.shape[2]
     units = state.shape[1]
     offset = w.shape[0] - units
@@ -132,7 +133,7 @@ def forward(seq, w, kernel, projections, act, tile, run, runs):
     ``seq.input_dropout`` must be None (applied to ``seq.x`` by the caller). A masked step leaves
     the state, and the operands' state part, as they were.
     """
-    x, _, initial_state, _, _, recurrent_dropout, _, outputs, state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, state = seq
     lo, hi = row_pairs(x.shape[0], run, runs)
     steps = x.shape[1]
     width, padded = w.shape
@@ -166,7 +167,7 @@ def one_row(seq, w, kernel, projection, act, tile):
     ``kernel`` the kernel, padded to whole tiles of the one-row shape ``tile`` (a static choice);
     ``projection`` a (T, U') work array.
     """
-    x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
+    x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     steps = x.shape[1]
     units = final_state.shape[1]
     keep_all = outputs.shape[1] == steps

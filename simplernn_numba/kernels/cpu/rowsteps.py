@@ -16,10 +16,11 @@ from __future__ import annotations
 from numba import njit, types
 from numba.extending import overload
 
+from . import options
 from .activation import derivative
 from .specialise import row_or, skipped, times
 
-_FLAGS = dict(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+_FLAGS = options.INLINE
 
 
 @njit(**_FLAGS)
@@ -62,7 +63,7 @@ def _fill_previous_states(outputs, initial_state, mask, recurrent_dropout, go_ba
             src = outputs[b, s]
 
 
-@overload(previous_states, inline="always", jit_options={"cache": True})
+@overload(previous_states, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _previous_states(outputs, initial_state, mask, recurrent_dropout, go_backwards, b, previous):
     if previous is None or isinstance(previous, types.NoneType):
         return lambda outputs, initial_state, mask, recurrent_dropout, go_backwards, b, previous: None

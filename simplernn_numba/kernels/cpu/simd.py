@@ -31,6 +31,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, overload, register_model
 
 from ..config import VECTOR_BYTES
+from . import options
 from .specialise import static, value_of
 
 #: Bytes per vector of each width choice (the static value of :func:`width`).
@@ -47,7 +48,7 @@ def widest():
     jitted function."""
 
 
-@overload(widest, inline="always", jit_options={"cache": True})
+@overload(widest, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _widest():
     if VECTOR_BYTES == BYTES[0]:
         return lambda: (None,)
@@ -80,7 +81,7 @@ def lane_count(width, itemsize):
     """Elements of ``itemsize`` bytes in a vector of ``width`` (a constant once compiled)."""
 
 
-@overload(lane_count, inline="always", jit_options={"cache": True})
+@overload(lane_count, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _lane_count(width, itemsize):
     size = _bytes(width)
     return lambda width, itemsize: size // itemsize

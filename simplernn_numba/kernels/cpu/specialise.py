@@ -22,7 +22,9 @@ from __future__ import annotations
 from numba import types
 from numba.extending import overload
 
-_INLINE = dict(inline="always", jit_options={"cache": True, "error_model": "numpy"})
+from . import options
+
+_INLINE = dict(inline="always", jit_options=options.OVERLOAD_EXACT)
 
 
 def static(value: int) -> tuple:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from numba import njit
 
+from . import options
 from .activation import activation
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**options.NOGIL_EXACT)
 def step(x_t, state, kernel, recurrent_kernel, bias, act, out):
     """Write the next state into ``out``.
 

@@ -24,9 +24,11 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
-_FLAGS = dict(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+from . import options
+
+_FLAGS = options.INLINE
 
 _CLAMP32 = 7.90531110763549805
 _P32 = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
@@ -109,26 +111,3 @@ def tanh_f64(x):
     scale = _float64_from_bits((_bits_of_float64(kf + _ROUND_BITS) + 1023) << 52)
     t = scale * p + (scale - 1.0)  # expm1(y) = 2**k * expm1(r) + 2**k - 1
     return math.copysign(-t / (t + 2.0), x)
-
-
-@njit(**_FLAGS)
-def tanh_value(v, itemsize):
-    """``tanh(v)``: :func:`tanh_f32` where ``itemsize`` is 4, else :func:`tanh_f64`. Callers pass
-    an array's ``itemsize``, a constant once compiled, so one branch is left; the function is
-    inlined (the caller's fastmath flags apply: compile callers with ``contract``), so a loop
-    calling it vectorises."""
-    return tanh_f32(v) if itemsize == 4 else tanh_f64(v)
-
-
-def tanh_inplace(z):
-    """``z[:] = tanh(z)`` for a 1-D float32 or float64 array (compiled)."""
-
-
-@overload(tanh_inplace, jit_options=dict(cache=True, error_model="numpy", fastmath={"contract"}))
-def _tanh_inplace_impl(z):
-    element = tanh_f32 if z.dtype == types.float32 else tanh_f64
-
-    def impl(z):
-        for i in range(z.shape[0]):
-            z[i] = element(z[i])
-    return impl

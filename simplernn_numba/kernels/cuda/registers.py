@@ -19,8 +19,8 @@ staged in shared memory in chunks of ``stage_steps`` steps, double-buffered: the
 next chunk are issued into registers at the start of a chunk and stored at its end, so their
 latency overlaps ``stage_steps`` steps.
 
-Arguments are device pointers (``types.CPointer``, see :mod:`._cuda_pointers`) and int32 sizes;
-rows of the flat ``(B * T, U)`` arrays are ``b * T + t`` as in :mod:`.cuda`. Under the
+Arguments are device pointers (``types.CPointer``, see :func:`.launch.pointer`) and int32 sizes;
+rows of the flat ``(B * T, U)`` arrays are ``b * T + t`` as in the other kernels. Under the
 simulator, which has no warp shuffles, the shuffle is emulated through shared memory (two block
 barriers; every thread of the block takes part in every shuffle, as on the GPU).
 """
@@ -34,9 +34,9 @@ import numba
 import numpy as np
 from numba import cuda, types
 
-from ._cuda_device import DOUT_LAST, DOUT_SEQUENCE
-from ._cuda_pointers import simulated
-from ._cuda_typed import activation, output_derivative
+from ..device_arrays import simulated
+from .activation import activation, output_derivative
+from .step import DOUT_LAST, DOUT_SEQUENCE
 
 _FULL_MASK = 0xFFFFFFFF
 
@@ -271,7 +271,7 @@ def forward_kernel(dtype: np.dtype, shape: Shape, act: int, has_mask: bool, has_
 def backward_kernel(dtype: np.dtype, shape: Shape, act: int, dout_mode: int, has_mask: bool,
                     has_rdrop: bool):
     """The backward recurrence for one dtype, shape, activation (in ``FROM_OUTPUT`` of
-    :mod:`._cuda_typed`), kind of output gradient and set of options.
+    :mod:`.activation`), kind of output gradient and set of options.
 
     ``kernel[blocks, shape.threads](dout, outputs, u, d_state, rdrop, mask, dz, dh0, batch, steps,
     units, go_backwards, has_d_state)``: ``dout`` (B * T, U) if ``dout_mode`` is

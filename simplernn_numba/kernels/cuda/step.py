@@ -1,118 +1,19 @@
-"""CUDA device functions for :mod:`simplernn_numba.kernels.cuda`: activations and step bodies.
+"""Device functions of one recurrence step, shared by the rows, persistent and per-step kernels.
 
-Every function here runs on the GPU (``@cuda.jit(device=True)``) and is shared by
-the kernels of :mod:`._cuda_compile`: the activations and their derivatives
-(branching on the integer codes of :mod:`simplernn_numba.activations`), and the
-work of one ``(batch row, unit)`` pair at one step, forward and backward.
+Every function here runs on the GPU (``@cuda.jit(device=True)``): the work of one
+``(batch row, unit)`` pair at one step, forward and backward, and the loads, dot products and
+reductions the kernels share. :func:`forward_params` and :func:`backward_params` are the Numba
+types of the tuples of per-call arrays and flags those kernels take.
 """
-
-import math
 
 import numba
 import numpy as np
 from numba import cuda
 
-from .. import activations as A
+from .activation import activate
 
 #: How ``d_outputs`` arrives: none, one gradient per step, or for the last output only.
 NO_DOUT, DOUT_SEQUENCE, DOUT_LAST = 0, 1, 2
-
-
-# ---------------------------------------------------------------------------- activations
-@cuda.jit(device=True)
-def _sigmoid(v):
-    if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
-
-
-@cuda.jit(device=True)
-def _softplus(v):
-    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
-
-
-@cuda.jit(device=True)
-def _hard_sigmoid(v):
-    return min(max(v / 6.0 + 0.5, 0.0), 1.0)
-
-
-@cuda.jit(device=True)
-def activate(v, act):
-    """Activation with integer code ``act`` (see :mod:`simplernn_numba.activations`) at ``v``."""
-    if act == A.TANH:
-        return math.tanh(v)
-    if act == A.RELU:
-        return max(v, 0.0)
-    if act == A.SIGMOID:
-        return _sigmoid(v)
-    if act == A.ELU:
-        return v if v > 0 else math.expm1(v)
-    if act == A.SELU:
-        return A.SELU_SCALE * (v if v > 0 else A.SELU_ALPHA * math.expm1(v))
-    if act == A.SOFTPLUS:
-        return _softplus(v)
-    if act == A.SOFTSIGN:
-        return v / (1.0 + abs(v))
-    if act == A.HARD_SIGMOID:
-        return _hard_sigmoid(v)
-    if act == A.EXPONENTIAL:
-        return math.exp(v)
-    if act == A.SILU:
-        return v * _sigmoid(v)
-    if act == A.GELU:
-        return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
-    if act == A.RELU6:
-        return min(max(v, 0.0), 6.0)
-    if act == A.LEAKY_RELU:
-        return v if v > 0 else v * A.LEAKY_RELU_SLOPE
-    if act == A.MISH:
-        return v * math.tanh(_softplus(v))
-    if act == A.HARD_SILU:
-        return v * _hard_sigmoid(v)
-    return v  # LINEAR
-
-
-@cuda.jit(device=True)
-def derivative(v, act):
-    """Derivative of activation ``act`` with respect to its input, at ``v``."""
-    if act == A.TANH:
-        t = math.tanh(v)
-        return 1.0 - t * t
-    if act == A.RELU:
-        return 1.0 if v > 0 else 0.0
-    if act == A.SIGMOID:
-        s = _sigmoid(v)
-        return s * (1.0 - s)
-    if act == A.ELU:
-        return 1.0 if v > 0 else math.exp(v)
-    if act == A.SELU:
-        return A.SELU_SCALE * (1.0 if v > 0 else A.SELU_ALPHA * math.exp(v))
-    if act == A.SOFTPLUS:
-        return _sigmoid(v)
-    if act == A.SOFTSIGN:
-        d = 1.0 + abs(v)
-        return 1.0 / (d * d)
-    if act == A.HARD_SIGMOID:
-        return 1.0 / 6.0 if -3.0 < v < 3.0 else 0.0
-    if act == A.EXPONENTIAL:
-        return math.exp(v)
-    if act == A.SILU:
-        s = _sigmoid(v)
-        return s + v * s * (1.0 - s)
-    if act == A.GELU:
-        return (0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
-                + v * math.exp(-0.5 * v * v) / math.sqrt(2.0 * math.pi))
-    if act == A.RELU6:
-        return 1.0 if 0.0 < v < 6.0 else 0.0
-    if act == A.LEAKY_RELU:
-        return 1.0 if v > 0 else A.LEAKY_RELU_SLOPE
-    if act == A.MISH:
-        t = math.tanh(_softplus(v))
-        return t + v * (1.0 - t * t) * _sigmoid(v)
-    if act == A.HARD_SILU:
-        return _hard_sigmoid(v) + (v / 6.0 if -3.0 < v < 3.0 else 0.0)
-    return 1.0  # LINEAR
 
 
 # ---------------------------------------------------------------------------- one (row, unit) of one step
@@ -300,8 +201,9 @@ def stage_dz(s, p, dh_cur, ld, staged):
     """Copy ``dz`` of processing step ``s`` (:func:`step_dz` of every row and unit) to
     ``staged[b * ld + k]`` (whole block; loads overlapped as in :func:`stage_states`)."""
     batch, units = dh_cur.shape
-    steps = p[0].shape[0] // batch
-    t = steps - 1 - s if p[8] else s
+    grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask, first, go_backwards = p
+    steps = grad.shape[0] // batch
+    t = steps - 1 - s if go_backwards else s
     step = cuda.blockDim.x
     for i in range(cuda.threadIdx.x, batch * units, 4 * step):
         v0 = _dz_in(s, t, steps, p, dh_cur, i, units)
@@ -413,3 +315,23 @@ def rows_dz(u, i, row, masked, arriving, derivative_value, dh, staged, off, dz, 
         value = (dh[i] + arriving) * derivative_value
         dz[row, u] = value
         staged[off + i] = value
+
+
+def forward_params(dt):
+    """Type of the forward kernels' ``p``: (xw, rdrop, has_rdrop, mask, has_mask, first, go_backwards,
+    act, keep_all) for arrays of Numba type ``dt``."""
+    a2, b1 = dt[:, :], numba.boolean
+    return numba.types.Tuple((a2, a2, b1, b1[:, :], b1, numba.int32[:], b1, numba.int64, b1))
+
+
+def backward_params(dt):
+    """Type of the backward kernels' ``p``: (grad, dout, dout_mode, rdrop, has_rdrop, mask, has_mask,
+    first, go_backwards) for arrays of Numba type ``dt``."""
+    a2, b1 = dt[:, :], numba.boolean
+    return numba.types.Tuple((a2, a2, numba.int64, a2, b1, b1[:, :], b1, numba.int32[:], b1))
+
+
+def projection_params(dt):
+    """Type of the forward rows kernel's ``projection``: (x, kernel, bias, has_bias, input dropout,
+    has it)."""
+    return numba.types.Tuple((dt[:, :], dt[:], dt[:], numba.boolean, dt[:, :], numba.boolean))
