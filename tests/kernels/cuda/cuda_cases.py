@@ -1,7 +1,7 @@
 """Fixtures and comparison helpers shared by the CUDA tests.
 
 Kernel tests need a CUDA backend: a GPU, or the Numba CUDA simulator
-(``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda``, a separate CI step).
+(``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/kernels/cuda``, a separate CI step).
 Without either they skip; the dispatcher tests that need no GPU always run.
 Tests marked ``gpu`` need a real GPU (they skip under the simulator).
 
