@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu_check.sh     # finishes within BUDGET_S (default 520 s); skips without a GPU
 #   BENCH_ARGS=--quick bash benchmarks/gpu_check.sh   # benchmark: forward only, no CPU column
-#   GPU_TESTS=tests/cuda/test_gpu.py bash benchmarks/gpu_check.sh   # only the real-GPU tests
+#   GPU_TESTS=tests/kernels/cuda/test_gpu.py bash benchmarks/gpu_check.sh   # only the real-GPU tests
 #
 # Wheels in .whl/ are installed first, without a package index (docs/gpu.md: which wheels a
 # machine without a package index needs, and how to fetch them).
@@ -18,7 +18,8 @@
 #   3. probe: persistent (grid-synchronised), rows and register-resident kernels against per-step
 #      ones on small problems; if the persistent ones fail or hang, steps 4-5 leave them out (a hang
 #      would eat the budget).
-#   4. pytest tests/cuda on the GPU (includes the `gpu`-marked tests) -> gpu_tests.xml.
+#   4. pytest tests/kernels/cuda and the contract test on the GPU (includes the `gpu`-marked
+#      tests) -> gpu_tests.xml.
 #   5. benchmarks/gpu_bench.py -> gpu_bench.md (rewritten after every shape): register-resident
 #      plans against the rows / persistent / per-step choice and cuDNN (TF32 on and off), forward
 #      and training step, CUDA-event GPU times, host µs per call, per-step slopes at T = 100-4000.
@@ -103,9 +104,10 @@ if ! boxed 90 python benchmarks/gpu_bench.py --probe; then
   DESELECT=(-k "not persistent")
 fi
 
-stamp "4. tests/cuda on the GPU (at most $(cap 190) s)"
-# shellcheck disable=SC2086  # GPU_TESTS: the test paths (default tests/cuda)
-boxed 190 python -m pytest ${GPU_TESTS:-tests/cuda} -q -rs -p no:cacheprovider -o addopts="" "${DESELECT[@]}" \
+stamp "4. the CUDA tests on the GPU (at most $(cap 190) s)"
+GPU_TESTS=${GPU_TESTS:-tests/kernels/cuda tests/kernels/test_contract.py}
+# shellcheck disable=SC2086  # GPU_TESTS: the test paths, split on spaces
+boxed 190 python -m pytest $GPU_TESTS -q -rs -p no:cacheprovider -o addopts="" "${DESELECT[@]}" \
   --junitxml="$OUT_DIR/gpu_tests.xml" 2>&1 | tail -40
 echo "pytest exit status: ${PIPESTATUS[0]}"
 

@@ -9,7 +9,7 @@ def rng():
 
 # ---------------------------------------------------------------- hypothesis profiles (fuzz tests)
 # "fast" (default): few derandomized examples, stable in CI. "long": >= 1,000 examples per
-# property; run with `python -m pytest tests/test_fuzz_*.py --hypothesis-profile=long`.
+# property; run with `python -m pytest tests/kernels/cpu/test_fuzz_*.py --hypothesis-profile=long`.
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile("fast", max_examples=40, deadline=None, derandomize=True, database=None,

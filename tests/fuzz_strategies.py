@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 #: The fuzz tests vary shapes, masks, dropout and flags over activations of each kind: the
 #: vectorised tanh, a piecewise one, one whose derivative needs the pre-activation, an unbounded
 #: one. Each activation is a compiled variant of its own; every one of them is checked against
-#: the reference in test_backward.py and against Keras in test_keras_parity.py.
+#: the reference in test_cpu_backward.py and against Keras in test_keras_parity.py.
 FUZZ_ACTIVATIONS = ("tanh", "relu", "gelu", "exponential")
 
 

@@ -51,16 +51,26 @@ def test_backward_matches_finite_differences_last_output_and_state():
 
 
 def test_callable_activation_uses_its_derivative():
-    def cube(z):
-        return z ** 3 / 3 + z
+    """A callable's ``derivative`` attribute is the one backward uses, even where it is not the
+    callable's true derivative (a straight-through estimator for ``sign``, whose finite
+    differences are zero): one step, so the expected gradients are closed-form."""
+    def sign(z):
+        return np.sign(z)
 
-    cube.derivative = lambda z: z * z + 1
-    p = _problem()
-    out, _, cache = srn.forward(*p.arrays(), activation=cube, return_sequences=True)
-    grads = srn.backward(cache, np.ones_like(out))
-    ref = reference.backward(*p.arrays(), out, np.ones_like(out), activation=cube)
-    for key in grads:
-        np.testing.assert_allclose(grads[key], ref[key], rtol=1e-12)
+    sign.derivative = lambda z: (np.abs(z) <= 1).astype(z.dtype)
+    p = _problem(steps=1)
+    d_out = np.random.default_rng(1).normal(size=(3, 1, 6))
+    out, _, cache = srn.forward(*p.arrays(), activation=sign, return_sequences=True)
+    grads = srn.backward(cache, d_out)
+    z = p.x[:, 0] @ p.kernel + p.initial_state @ p.recurrent_kernel + p.bias
+    dz = d_out[:, 0] * (np.abs(z) <= 1)
+    assert 0 < (np.abs(z) <= 1).mean() < 1
+    expected = {"inputs": (dz @ p.kernel.T)[:, None], "initial_state": dz @ p.recurrent_kernel.T,
+                "kernel": p.x[:, 0].T @ dz, "recurrent_kernel": p.initial_state.T @ dz,
+                "bias": dz.sum(0)}
+    assert grads.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(grads[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
 
 
 def test_float32_in_float32_out():

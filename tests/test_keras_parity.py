@@ -48,7 +48,10 @@ def _assert_same(ours, theirs):
         np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=2e-6)
 
 
-CASES = list(itertools.product(ACTIVATIONS, [False, True], [False, True]))
+#: The activations above with and without a mask, backwards and forwards; relu6, leaky_relu and
+#: hard_silu masked and backwards only (test_activations.py compares the functions themselves).
+CASES = [*itertools.product(ACTIVATIONS, [False, True], [False, True]),
+         *((activation, True, True) for activation in ("relu6", "leaky_relu", "hard_silu"))]
 
 
 @pytest.mark.parametrize("activation,masked,go_backwards", CASES)

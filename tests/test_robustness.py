@@ -75,13 +75,54 @@ def test_nan_is_not_clipped_away(activation):
 
 
 # ---------------------------------------------------------------- errors are exceptions
-REAL_AND_BAD_DTYPES = ["float16", "float32", "float64", "int8", "uint8", "int64", "bool", "complex64",
-                       "U1", "datetime64[s]"]
+REAL_DTYPES = ["float16", "float32", "float64", "int8", "uint8", "int64", "bool"]
+BAD_DTYPES = ["complex64", "U1", "datetime64[s]"]
+UNITS = 3
 
 
 def _any_array():
-    return hnp.arrays(dtype=st.sampled_from(REAL_AND_BAD_DTYPES).map(np.dtype),
+    return hnp.arrays(dtype=st.sampled_from(REAL_DTYPES + BAD_DTYPES).map(np.dtype),
                       shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4))
+
+
+def _expected_error(x, mask, state, built):
+    """What the layer (UNITS units; built for 2 features when ``built``) must do with these
+    arguments: None (return), or the exception type and a word its message names.
+
+    Inputs: 3-D, real (bool, int or float: cast), at least one step, at least one feature and
+    2 once built, any batch. Mask: real, (batch, steps). Initial state: real, (batch, UNITS).
+    """
+    if x.dtype.kind not in "biuf":
+        return TypeError, "inputs"
+    if x.ndim != 3 or x.shape[1] == 0 or x.shape[2] == 0 or (built and x.shape[2] != 2):
+        return ValueError, "input"
+    if mask is not None and mask.dtype.kind not in "biuf":
+        return TypeError, "mask"
+    if mask is not None and mask.shape != x.shape[:2]:
+        return ValueError, "mask"
+    if state is not None and state.dtype.kind not in "biuf":
+        return TypeError, "initial_state"
+    if state is not None and state.shape != (x.shape[0], UNITS):
+        return ValueError, "initial_state"
+    return None
+
+
+def _check_call(capfd, x, mask, state, built, activation, training):
+    layer = SimpleRNN(UNITS, activation=activation, dropout=0.25, recurrent_dropout=0.25, seed=0,
+                      return_state=True)
+    if built:
+        layer.build((None, None, 2))
+    expected = _expected_error(x, mask, state, built)
+    if expected is None:
+        with np.errstate(all="ignore"):
+            out, h = layer(x, mask=mask, initial_state=state, training=training)
+        assert out.shape == h.shape == (x.shape[0], UNITS) and out.dtype == h.dtype == np.float32
+    else:
+        error, word = expected
+        with pytest.raises(error, match=word), np.errstate(all="ignore"):
+            layer(x, mask=mask, initial_state=state, training=training)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -89,19 +130,49 @@ def _any_array():
        built=st.booleans(), activation=st.sampled_from(ACTIVATIONS), training=st.booleans())
 def test_arbitrary_input_returns_or_raises_cleanly(capfd, x, mask, state, built, activation,
                                                    training):
-    layer = SimpleRNN(3, activation=activation, dropout=0.25, recurrent_dropout=0.25, seed=0,
-                      return_state=True)
-    if built:
-        layer.build((None, None, 2))
-    try:
-        with np.errstate(all="ignore"):
-            out, h = layer(x, mask=mask, initial_state=state, training=training)
-    except (ValueError, TypeError):
-        pass
-    else:
-        assert out.shape == h.shape == (x.shape[0], 3) and out.dtype == np.float32
-    captured = capfd.readouterr()
-    assert captured.out == "" and captured.err == ""
+    _check_call(capfd, x, mask, state, built, activation, training)
+
+
+@st.composite
+def _valid_or_one_defect(draw):
+    """(x, mask, state, built): a valid call, or one with a single defect (most arbitrary
+    arrays have several, so the test above seldom draws a valid call)."""
+    built = draw(st.booleans())
+    batch, steps = draw(st.integers(0, 3)), draw(st.integers(1, 3))
+    features = 2 if built else draw(st.integers(1, 3))
+
+    def array(shape, dtypes=REAL_DTYPES):
+        return draw(hnp.arrays(st.sampled_from(dtypes).map(np.dtype), shape))
+
+    x = array((batch, steps, features))
+    mask = draw(st.none() | st.just((batch, steps)).map(array))
+    state = draw(st.none() | st.just((batch, UNITS)).map(array))
+    defect = draw(st.sampled_from([None, None, None, "x rank", "x steps", "x features", "x dtype",
+                                   "mask shape", "mask dtype", "state shape", "state dtype"]))
+    if defect == "x rank":
+        x = x.reshape(batch, -1) if draw(st.booleans()) else x[..., None]
+    elif defect == "x steps":
+        x = x[:, :0]
+        mask = None if mask is None else mask[:, :0]
+    elif defect == "x features":
+        x, built = array((batch, steps, 3)), True
+    elif defect == "x dtype":
+        x = array(x.shape, BAD_DTYPES)
+    elif defect == "mask shape":
+        mask = array((batch, steps + 1))
+    elif defect == "mask dtype":
+        mask = array((batch, steps), BAD_DTYPES)
+    elif defect == "state shape":
+        state = array((batch, UNITS + 1))
+    elif defect == "state dtype":
+        state = array((batch, UNITS), BAD_DTYPES)
+    return x, mask, state, built
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(call=_valid_or_one_defect(), training=st.booleans())
+def test_valid_input_is_accepted_and_each_defect_refused(capfd, call, training):
+    _check_call(capfd, *call, "tanh", training)
 
 
 # ---------------------------------------------------------------- resources

@@ -14,7 +14,7 @@ from simplernn_numba.__main__ import PATHS, main
 from simplernn_numba.kernels import config
 from simplernn_numba.kernels.cpu.launch import run_all
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_override_restores_and_reset_restores_defaults():

@@ -1,11 +1,10 @@
-"""Fixtures and comparison helpers shared by the CUDA tests.
+"""Fixtures and comparison helpers shared by the CUDA tests (tests/kernels/cuda/ and the CUDA
+case of tests/kernels/test_contract.py, which import the ``kernels`` fixture from here).
 
 Kernel tests need a CUDA backend: a GPU, or the Numba CUDA simulator
-(``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda``, a separate CI step).
-Without either they skip; the dispatcher tests that need no GPU always run.
+(``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/kernels/cuda tests/kernels/test_contract.py``, a separate CI
+step). Without either they skip; the dispatcher tests that need no GPU always run.
 Tests marked ``gpu`` need a real GPU (they skip under the simulator).
-
-(No ``conftest.py`` here: a second module named ``conftest`` would shadow ``tests/conftest.py``.)
 """
 
 import numpy as np

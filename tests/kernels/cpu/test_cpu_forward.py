@@ -69,10 +69,3 @@ def test_float32_matches_float64_reference(rng):
     out32, _ = cpu.forward(*p32.arrays())
     out64, _ = reference.forward(*p64.arrays())
     np.testing.assert_allclose(out32, out64, rtol=1e-5, atol=2e-6)
-
-
-def test_fully_masked_row_keeps_initial_state_and_outputs_zeros(rng):
-    problem = make_problem(rng, masked=True)
-    out, state = cpu.forward(*problem.arrays(), mask=problem.mask)
-    np.testing.assert_array_equal(out[0], 0)
-    np.testing.assert_array_equal(state[0], problem.initial_state[0])

@@ -2,7 +2,7 @@
 
 A quarter of the active hypothesis profile's examples (at least 10): the
 simulator runs every GPU thread in Python. Run with
-``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda/test_cuda_fuzz.py [--hypothesis-profile=long]``.
+``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/kernels/cuda/test_cuda_fuzz.py [--hypothesis-profile=long]``.
 """
 
 import numpy as np

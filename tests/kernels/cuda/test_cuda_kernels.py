@@ -31,47 +31,10 @@ def _check(kernels, rng, problem, dtype, *, go_backwards=False, return_sequences
     assert path is None or kernels.last_plan().path == path
 
 
-@pytest.mark.parametrize("dtype,masked,dropout,go_backwards,use_bias,return_sequences", [
-    (np.float64, True, True, False, True, True),
-    (np.float64, True, False, True, False, False),
-    (np.float64, False, True, True, True, True),
-    (np.float32, True, True, True, True, True),
-    (np.float32, False, False, False, False, False),
-])
-def test_flags_match_reference(kernels, rng, dtype, masked, dropout, go_backwards, use_bias,
-                               return_sequences):
-    problem = make_problem(rng, **SHAPE, dtype=dtype, masked=masked, dropout=dropout,
-                           use_bias=use_bias)
-    _check(kernels, rng, problem, dtype, go_backwards=go_backwards, return_sequences=return_sequences)
-
-
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_every_activation_and_derivative(kernels, rng, activation):
     problem = make_problem(rng, batch=2, steps=3, features=2, units=3, masked=True, scale=0.8)
     _check(kernels, rng, problem, np.float64, activation=activation)
-
-
-def test_fully_masked_rows_keep_state_and_output_zeros(kernels, rng):
-    problem = make_problem(rng, **SHAPE, masked=True)
-    problem.mask[2] = False
-    out, state = kernels.forward(*problem.arrays(), **problem.options())
-    assert not out[0].any() and not out[2].any()
-    np.testing.assert_array_equal(state[[0, 2]], problem.initial_state[[0, 2]])
-    _check(kernels, rng, problem, np.float64)
-
-
-def test_gradient_from_state_only(kernels, rng):
-    problem = make_problem(rng, **SHAPE, masked=True, dropout=True)
-    seq, state = reference.forward(*problem.arrays(), **problem.options())
-    d_state = rng.normal(size=state.shape)
-    args = (*problem.arrays(), seq, None, d_state)
-    assert_close(kernels.backward(*args, **problem.options()),
-                 reference.backward(*args, **problem.options()), np.float64)
-
-
-def test_last_output_gradient_without_state_gradient(kernels, rng):
-    problem = make_problem(rng, **SHAPE, dropout=True)
-    _check(kernels, rng, problem, np.float64, return_sequences=False, with_state=False)
 
 
 def test_default_launch_configuration(kernels, rng):

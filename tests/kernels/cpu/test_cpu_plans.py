@@ -1,5 +1,5 @@
 """The CPU kernels' plans: the choice of path for each call, and every path against the NumPy
-reference (forward; the backward paths are in test_backward.py).
+reference (forward; the backward paths are in test_cpu_backward.py).
 
 Small problems take the lanes or rows paths by default; ``config.override`` sends them down
 the others (:data:`FORWARD`), and ``cpu.last_plan()`` says which path ran.
@@ -32,7 +32,7 @@ FORWARD = {
     "panels": dict(LANES_MAX_UNITS=0, ROWS_WEIGHT_BYTES=0, PANELS_MIN_BATCH=1),
     "gemm": dict(LANES_MAX_UNITS=0, FUSED_WEIGHT_BYTES=0, ROWS_WEIGHT_BYTES=0, PANELS_MIN_BATCH=1),
 }
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _plan(*shape, masked=False, recurrent_dropout=False, training=False, itemsize=4):

@@ -1,7 +1,7 @@
 """Property-based fuzzing: the CPU kernel and the layer agree with the NumPy reference.
 
 Default run: the "fast" hypothesis profile (see conftest.py). Long run:
-``python -m pytest tests/test_fuzz_forward.py --hypothesis-profile=long``.
+``python -m pytest tests/kernels/cpu/test_fuzz_forward.py --hypothesis-profile=long``.
 """
 
 import numpy as np
