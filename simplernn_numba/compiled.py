@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import errors, literally, njit, types
-from numba.extending import overload
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic, overload
 
 from . import _validate as V
 from . import activations
@@ -47,6 +48,7 @@ from .kernels.cpu.step import step as _step_kernel
 __all__ = ["forward", "step"]
 
 _FLAGS = dict(cache=True, nogil=True, error_model="numpy")
+_INLINE = dict(_FLAGS, inline="always")
 _JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
@@ -88,7 +90,7 @@ def step(x_t: np.ndarray, state: np.ndarray, kernel: np.ndarray, recurrent_kerne
     batch = () if x_t.ndim == 1 else (x_t.shape[0],)
     for arr, name, size in zip(rows, ("x_t", "state", "out"), (features, units, units)):
         V.check_shape(arr, name, (*batch, size))
-    _step_entry(x_t, state, kernel, recurrent_kernel, bias, out, act)
+    _run_step(x_t, state, kernel, recurrent_kernel, bias, out, act)
 
 
 def forward(x: np.ndarray, initial_state: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray,
@@ -128,7 +130,7 @@ def forward(x: np.ndarray, initial_state: np.ndarray, kernel: np.ndarray, recurr
     V.check_shape(x, "x", (*lead, features))
     V.check_shape(initial_state, "initial_state", (*lead[:-1], units))
     V.check_shape(outputs, "outputs", (*lead, units))
-    _forward_entry(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+    _run_forward(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
 
 
 # ---------------------------------------------------------------- Python-side validation
@@ -169,10 +171,47 @@ def _weights(kernel, recurrent_kernel, bias, dtype: np.dtype) -> tuple:
 
 
 # ---------------------------------------------------------------- compiled checks and entries
-@njit(**_FLAGS)
+@intrinsic
+def _as_c(typingctx, a):
+    """``a`` typed as C-contiguous (the same array): only for an array :func:`_is_c` accepts.
+    Numba addresses a C-typed array from its shape, so the step kernel's loops over a row
+    vectorise, which they do not over a row whose stride is only known at run time."""
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+    return a.copy(layout="C")(a), codegen
+
+
+@intrinsic
+def _address(typingctx, a):
+    """The address of ``a``'s first element, as an integer (no reference counted, unlike
+    ``a.ctypes.data``)."""
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.ptrtoint(array.data, context.get_value_type(types.intp))
+    return types.intp(a), codegen
+
+
+@njit(**_INLINE)
+def _is_c(a):
+    """Whether ``a`` is C-contiguous (as NumPy's flag says: axes of length 1 may have any stride)."""
+    expected = a.itemsize
+    for d in range(a.ndim - 1, -1, -1):
+        if a.shape[d] != 1 and a.strides[d] != expected:
+            return False
+        expected *= a.shape[d]
+    return True
+
+
+@njit(**_INLINE)
 def _extent(a):
     """First and one-past-last byte address that array ``a`` touches ((0, 0) when empty)."""
-    lo = np.intp(a.ctypes.data)
+    lo = _address(a)
     hi = lo
     for d in range(a.ndim):
         if a.shape[d] == 0:
@@ -185,7 +224,7 @@ def _extent(a):
     return lo, hi + a.itemsize
 
 
-@njit(**_FLAGS)
+@njit(**_INLINE)
 def _overlap(a, b):
     """Whether the memory spans of ``a`` and ``b`` intersect (conservative for strided views)."""
     a_lo, a_hi = _extent(a)
@@ -193,7 +232,7 @@ def _overlap(a, b):
     return a_lo < b_hi and b_lo < a_hi
 
 
-@njit(**_FLAGS)
+@njit(**_INLINE)
 def _check_weights(kernel, recurrent_kernel, bias, features):
     units = kernel.shape[1]
     if kernel.shape[0] != features:
@@ -204,17 +243,23 @@ def _check_weights(kernel, recurrent_kernel, bias, features):
         raise ValueError("bias must have shape (units,), units = kernel.shape[1]")
 
 
-@njit(**_FLAGS)
 def _step_entry(x_t, state, kernel, recurrent_kernel, bias, out, act):
-    """:func:`step` on 2-D rows, or 1-D rows as one-row batches, after the shape checks."""
-    if x_t.ndim == 1:
+    """:func:`step` on 2-D rows, or on 1-D rows as one-row batches, after the shape checks."""
+
+
+@overload(_step_entry, inline="always", jit_options=_JIT_OPTIONS)
+def _step_entry_impl(x_t, state, kernel, recurrent_kernel, bias, out, act):
+    if x_t.ndim == 2:
+        return lambda x_t, state, kernel, recurrent_kernel, bias, out, act: \
+            _step_rows(x_t, state, kernel, recurrent_kernel, bias, out, act)
+
+    def one_row(x_t, state, kernel, recurrent_kernel, bias, out, act):
         _step_rows(x_t[np.newaxis], state[np.newaxis], kernel, recurrent_kernel, bias,
                    out[np.newaxis], act)
-    else:
-        _step_rows(x_t, state, kernel, recurrent_kernel, bias, out, act)
+    return one_row
 
 
-@njit(**_FLAGS)
+@njit(**_INLINE)
 def _step_rows(x_t, state, kernel, recurrent_kernel, bias, out, act):
     _check_weights(kernel, recurrent_kernel, bias, x_t.shape[1])
     units = kernel.shape[1]
@@ -225,20 +270,49 @@ def _step_rows(x_t, state, kernel, recurrent_kernel, bias, out, act):
     if (_overlap(out, state) or _overlap(out, x_t) or _overlap(out, kernel)
             or _overlap(out, recurrent_kernel) or _overlap(out, bias)):
         result = np.empty((out.shape[0], units), out.dtype)
-        _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, result)
+        _step_fast(x_t, state, kernel, recurrent_kernel, bias, act, result)
         out[:] = result
+    else:
+        _step_fast(x_t, state, kernel, recurrent_kernel, bias, act, out)
+
+
+def _step_fast(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """The step kernel; arrays typed with any layout but C run it on C-typed views when they
+    are C-contiguous (a slice such as ``outputs[:, t]`` of one row is), else as they are typed."""
+
+
+@overload(_step_fast, inline="always", jit_options=_JIT_OPTIONS)
+def _step_fast_impl(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    if all(a.layout == "C" for a in (state, kernel, recurrent_kernel, bias, out)):
+        return lambda x_t, state, kernel, recurrent_kernel, bias, act, out: \
+            _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
+    return lambda x_t, state, kernel, recurrent_kernel, bias, act, out: \
+        _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out)
+
+
+@njit(**_INLINE)
+def _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    if _is_c(state) and _is_c(kernel) and _is_c(recurrent_kernel) and _is_c(bias) and _is_c(out):
+        _step_kernel(x_t, _as_c(state), _as_c(kernel), _as_c(recurrent_kernel), _as_c(bias), act,
+                     _as_c(out))
     else:
         _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
-@njit(**_FLAGS)
 def _forward_entry(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
-    """:func:`forward` on a batch, or a single sequence as a one-row batch."""
-    if x.ndim == 2:
+    """:func:`forward` on a batch, or on a single sequence as a one-row batch."""
+
+
+@overload(_forward_entry, inline="always", jit_options=_JIT_OPTIONS)
+def _forward_entry_impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    if x.ndim == 3:
+        return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, act: \
+            _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+
+    def one_sequence(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
         _forward_rows(x[np.newaxis], initial_state[np.newaxis], kernel, recurrent_kernel, bias,
                       outputs[np.newaxis], act)
-    else:
-        _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+    return one_sequence
 
 
 @njit(**_FLAGS)
@@ -256,8 +330,20 @@ def _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act
     state = initial_state.copy() if _overlap(outputs, initial_state) else initial_state
     for t in range(steps):
         out = outputs[:, t]
-        _step_kernel(x[:, t], state, kernel, recurrent_kernel, bias, act, out)
+        _step_fast(x[:, t], state, kernel, recurrent_kernel, bias, act, out)
         state = out
+
+
+@njit(**_FLAGS)
+def _run_step(x_t, state, kernel, recurrent_kernel, bias, out, act):
+    """:func:`step` from Python, on validated arguments."""
+    _step_entry(x_t, state, kernel, recurrent_kernel, bias, out, act)
+
+
+@njit(**_FLAGS)
+def _run_forward(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    """:func:`forward` from Python, on validated arguments."""
+    _forward_entry(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
 
 
 # ---------------------------------------------------------------- compiled-code typing
