@@ -84,12 +84,13 @@ def step(x_t: np.ndarray, state: np.ndarray, kernel: np.ndarray, recurrent_kerne
     """
     act = choose(_name(activation))
     dtype = _dtype_of(out, "out")
-    rows = (x_t, state, out) = [_array(a, n, dtype) for a, n in ((x_t, "x_t"), (state, "state"), (out, "out"))]
+    x_t, state = _array(x_t, "x_t", dtype), _array(state, "state", dtype)
     kernel, recurrent_kernel, bias = _weights(kernel, recurrent_kernel, bias, dtype)
     features, units = kernel.shape
-    batch = () if x_t.ndim == 1 else (x_t.shape[0],)
-    for arr, name, size in zip(rows, ("x_t", "state", "out"), (features, units, units)):
-        V.check_shape(arr, name, (*batch, size))
+    batch = () if x_t.ndim == 1 else (x_t.shape[:1])
+    V.check_shape(x_t, "x_t", (*batch, features))
+    V.check_shape(state, "state", (*batch, units))
+    V.check_shape(out, "out", (*batch, units))
     _run_step(x_t, state, kernel, recurrent_kernel, bias, out, act)
 
 
@@ -357,7 +358,8 @@ def _compiled_activation(activation):
     elif activation == types.unicode_type:
         return None
     if not isinstance(activation, str):
-        raise errors.TypingError(f"activation must be a built-in activation name (str); received {activation}.")
+        raise errors.TypingError(
+            f"activation must be a built-in activation name (str); received {activation}.")
     try:
         return choose(activations.canonical_name(activation))
     except ValueError as err:

@@ -94,7 +94,8 @@ def test_the_docs_snippet_runs_as_a_script_with_port_8787_taken(tmp_path):
     (block,) = [b for b in re.findall(r"^```python\n(.*?)^```", text, re.M | re.S) if "LocalCluster" in b]
     script = tmp_path / "snippet.py"
     script.write_text(block)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
     with socket.socket() as taken:
         try:
             taken.bind(("", 8787))

@@ -12,7 +12,8 @@ from simplernn_numba.kernels.cpu.plan import Plan
 
 
 def _compile_event(dispatcher, args=("float32",)):
-    return event.Event("numba:compile", event.EventStatus.START, data={"dispatcher": dispatcher, "args": args})
+    return event.Event("numba:compile", event.EventStatus.START,
+                       data={"dispatcher": dispatcher, "args": args})
 
 
 def _notices(caplog):
@@ -23,8 +24,9 @@ def test_each_new_variant_is_announced_once(caplog):
     caplog.set_level(logging.WARNING, logger="simplernn_numba")
     listener = notice._Listener()
     lanes_plan, rows_plan = Plan("lanes", 1, 0, False), Plan("rows", 1, 0, False)
-    for plan, dtype, kernel in ((lanes_plan, "float32", lanes.forward), (lanes_plan, "float32", lanes.forward),
-                                (lanes_plan, "float64", lanes.forward), (rows_plan, "float32", rows.forward)):
+    calls = ((lanes_plan, "float32", lanes.forward), (lanes_plan, "float32", lanes.forward),
+             (lanes_plan, "float64", lanes.forward), (rows_plan, "float32", rows.forward))
+    for plan, dtype, kernel in calls:
         notice.about_to_run(plan, dtype, "tanh")
         listener.on_start(_compile_event(kernel, (dtype,)))
     messages = _notices(caplog)
