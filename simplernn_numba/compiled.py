@@ -229,8 +229,14 @@ def _extent(a):
 def _overlap(a, b):
     """Whether the memory spans of ``a`` and ``b`` intersect (conservative for strided views)."""
     a_lo, a_hi = _extent(a)
+    return _meets(a_lo, a_hi, b)
+
+
+@njit(**_INLINE)
+def _meets(lo, hi, b):
+    """Whether the memory span of ``b`` meets the bytes ``lo:hi``."""
     b_lo, b_hi = _extent(b)
-    return a_lo < b_hi and b_lo < a_hi
+    return lo < b_hi and b_lo < hi
 
 
 @njit(**_INLINE)
@@ -244,55 +250,25 @@ def _check_weights(kernel, recurrent_kernel, bias, features):
         raise ValueError("bias must have shape (units,), units = kernel.shape[1]")
 
 
-def _step_entry(x_t, state, kernel, recurrent_kernel, bias, out, act):
-    """:func:`step` on 2-D rows, or on 1-D rows as one-row batches, after the shape checks."""
-
-
-@overload(_step_entry, inline="always", jit_options=_JIT_OPTIONS)
-def _step_entry_impl(x_t, state, kernel, recurrent_kernel, bias, out, act):
-    if x_t.ndim == 2:
-        return lambda x_t, state, kernel, recurrent_kernel, bias, out, act: \
-            _step_rows(x_t, state, kernel, recurrent_kernel, bias, out, act)
-
-    def one_row(x_t, state, kernel, recurrent_kernel, bias, out, act):
-        _step_rows(x_t[np.newaxis], state[np.newaxis], kernel, recurrent_kernel, bias,
-                   out[np.newaxis], act)
-    return one_row
-
-
 @njit(**_INLINE)
-def _step_rows(x_t, state, kernel, recurrent_kernel, bias, out, act):
+def _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
+    """Raise ValueError unless the 2-D step arguments' shapes agree; whether ``out`` overlaps
+    another argument."""
     _check_weights(kernel, recurrent_kernel, bias, x_t.shape[1])
     units = kernel.shape[1]
     if state.shape[0] != x_t.shape[0] or state.shape[1] != units:
         raise ValueError("state must have shape (batch, units): x_t.shape[0], kernel.shape[1]")
     if out.shape[0] != x_t.shape[0] or out.shape[1] != units:
         raise ValueError("out must have shape (batch, units): x_t.shape[0], kernel.shape[1]")
-    if (_overlap(out, state) or _overlap(out, x_t) or _overlap(out, kernel)
-            or _overlap(out, recurrent_kernel) or _overlap(out, bias)):
-        result = np.empty((out.shape[0], units), out.dtype)
-        _step_fast(x_t, state, kernel, recurrent_kernel, bias, act, result)
-        out[:] = result
-    else:
-        _step_fast(x_t, state, kernel, recurrent_kernel, bias, act, out)
-
-
-def _step_fast(x_t, state, kernel, recurrent_kernel, bias, act, out):
-    """The step kernel; arrays typed with any layout but C run it on C-typed views when they
-    are C-contiguous (a slice such as ``outputs[:, t]`` of one row is), else as they are typed."""
-
-
-@overload(_step_fast, inline="always", jit_options=_JIT_OPTIONS)
-def _step_fast_impl(x_t, state, kernel, recurrent_kernel, bias, act, out):
-    if all(a.layout == "C" for a in (state, kernel, recurrent_kernel, bias, out)):
-        return lambda x_t, state, kernel, recurrent_kernel, bias, act, out: \
-            _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
-    return lambda x_t, state, kernel, recurrent_kernel, bias, act, out: \
-        _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out)
+    lo, hi = _extent(out)
+    return (_meets(lo, hi, state) or _meets(lo, hi, x_t) or _meets(lo, hi, kernel)
+            or _meets(lo, hi, recurrent_kernel) or _meets(lo, hi, bias))
 
 
 @njit(**_INLINE)
 def _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """The step kernel on C-typed views of arrays typed otherwise when they are C-contiguous (a
+    slice such as ``outputs[:, t]`` of one row is), else on the arrays as they are typed."""
     if _is_c(state) and _is_c(kernel) and _is_c(recurrent_kernel) and _is_c(bias) and _is_c(out):
         _step_kernel(x_t, _as_c(state), _as_c(kernel), _as_c(recurrent_kernel), _as_c(bias), act,
                      _as_c(out))
@@ -300,24 +276,47 @@ def _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out):
         _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
-def _forward_entry(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
-    """:func:`forward` on a batch, or on a single sequence as a one-row batch."""
+def _step_any(x_t, state, kernel, recurrent_kernel, bias, out, act):
+    """:func:`step` with ``act`` a static choice, its code chosen by the arguments' types: 1-D
+    rows as one-row batches; arrays all typed C-contiguous straight to the step kernel."""
 
 
-@overload(_forward_entry, inline="always", jit_options=_JIT_OPTIONS)
-def _forward_entry_impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
-    if x.ndim == 3:
-        return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, act: \
-            _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+@overload(_step_any, inline="always", jit_options=_JIT_OPTIONS)
+def _step_any_impl(x_t, state, kernel, recurrent_kernel, bias, out, act):
+    if x_t.ndim == 1:
+        return lambda x_t, state, kernel, recurrent_kernel, bias, out, act: _step_any(
+            x_t[np.newaxis], state[np.newaxis], kernel, recurrent_kernel, bias, out[np.newaxis], act)
+    contiguous = all(a.layout == "C" for a in (state, kernel, recurrent_kernel, bias, out))
+    run = _step_kernel if contiguous else _step_viewed
 
-    def one_sequence(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
-        _forward_rows(x[np.newaxis], initial_state[np.newaxis], kernel, recurrent_kernel, bias,
-                      outputs[np.newaxis], act)
-    return one_sequence
+    def rows(x_t, state, kernel, recurrent_kernel, bias, out, act):
+        if _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
+            result = np.empty((out.shape[0], out.shape[1]), out.dtype)
+            run(x_t, state, kernel, recurrent_kernel, bias, act, result)
+            out[:] = result
+        else:
+            run(x_t, state, kernel, recurrent_kernel, bias, act, out)
+    return rows
+
+
+def _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    """:func:`forward` with ``act`` a static choice; a single sequence as a one-row batch."""
+
+
+@overload(_forward_any, inline="always", jit_options=_JIT_OPTIONS)
+def _forward_any_impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    if x.ndim == 2:
+        return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, act: _forward_rows(
+            x[np.newaxis], initial_state[np.newaxis], kernel, recurrent_kernel, bias,
+            outputs[np.newaxis], act)
+    return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, act: _forward_rows(
+        x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
 
 
 @njit(**_FLAGS)
 def _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    """Each batch row through every step (rows are independent): ``outputs[b, t:t + 1]`` is a
+    one-row batch, C-typed when ``outputs`` is, so that the step kernel's loops vectorise."""
     batch, steps, features = x.shape
     _check_weights(kernel, recurrent_kernel, bias, features)
     units = kernel.shape[1]
@@ -328,23 +327,25 @@ def _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act
     if (_overlap(outputs, x) or _overlap(outputs, kernel) or _overlap(outputs, recurrent_kernel)
             or _overlap(outputs, bias)):
         raise ValueError("outputs must not overlap x, kernel, recurrent_kernel or bias")
-    state = initial_state.copy() if _overlap(outputs, initial_state) else initial_state
-    for t in range(steps):
-        out = outputs[:, t]
-        _step_fast(x[:, t], state, kernel, recurrent_kernel, bias, act, out)
-        state = out
+    initial = initial_state.copy() if _overlap(outputs, initial_state) else initial_state
+    for b in range(batch):
+        state = initial[b:b + 1]
+        for t in range(steps):
+            out = outputs[b, t:t + 1]
+            _step_viewed(x[b, t:t + 1], state, kernel, recurrent_kernel, bias, act, out)
+            state = out
 
 
 @njit(**_FLAGS)
 def _run_step(x_t, state, kernel, recurrent_kernel, bias, out, act):
     """:func:`step` from Python, on validated arguments."""
-    _step_entry(x_t, state, kernel, recurrent_kernel, bias, out, act)
+    _step_any(x_t, state, kernel, recurrent_kernel, bias, out, act)
 
 
 @njit(**_FLAGS)
 def _run_forward(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
     """:func:`forward` from Python, on validated arguments."""
-    _forward_entry(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+    _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
 
 
 # ---------------------------------------------------------------- compiled-code typing
@@ -378,7 +379,7 @@ def _check_types(arrays: dict, ranks: tuple) -> None:
                                  f"{', '.join(f'{n}: {a.dtype}' for n, a in arrays.items())}.")
 
 
-@overload(step, prefer_literal=True, jit_options=_JIT_OPTIONS)
+@overload(step, prefer_literal=True, inline="always", jit_options=_JIT_OPTIONS)
 def _step_overload(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
     act = _compiled_activation(activation)
     if act is None:
@@ -389,11 +390,11 @@ def _step_overload(x_t, state, kernel, recurrent_kernel, bias, out, activation="
                       out=out), ((rows,), (rows,), (2,), (2,), (1,), (rows,)))
 
     def impl(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
-        _step_entry(x_t, state, kernel, recurrent_kernel, bias, out, act)
+        _step_any(x_t, state, kernel, recurrent_kernel, bias, out, act)
     return impl
 
 
-@overload(forward, prefer_literal=True, jit_options=_JIT_OPTIONS)
+@overload(forward, prefer_literal=True, inline="always", jit_options=_JIT_OPTIONS)
 def _forward_overload(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
     act = _compiled_activation(activation)
     if act is None:
@@ -404,5 +405,5 @@ def _forward_overload(x, initial_state, kernel, recurrent_kernel, bias, outputs,
                       bias=bias, outputs=outputs), ((2, 3), (rank - 1,), (2,), (2,), (1,), (rank,)))
 
     def impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
-        _forward_entry(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+        _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
     return impl
