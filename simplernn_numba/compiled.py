@@ -43,6 +43,7 @@ from numba.extending import intrinsic, overload
 from . import _validate as V
 from . import activations
 from .kernels.cpu.activation import choose
+from .kernels.cpu.specialise import static, value_of
 from .kernels.cpu.step import step as _step_kernel
 
 __all__ = ["forward", "step"]
@@ -276,34 +277,56 @@ def _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out):
         _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
-def _step_any(x_t, state, kernel, recurrent_kernel, bias, out, act):
-    """:func:`step` with ``act`` a static choice, its code chosen by the arguments' types: 1-D
-    rows as one-row batches; arrays all typed C-contiguous straight to the step kernel."""
+@njit(**_FLAGS)
+def _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """The step into a temporary, then copied into ``out``: for an ``out`` that overlaps an input."""
+    result = np.empty((out.shape[0], out.shape[1]), out.dtype)
+    _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, result)
+    for b in range(out.shape[0]):  # (a loop compiles faster than out[:] = result)
+        for u in range(out.shape[1]):
+            out[b, u] = result[b, u]
 
 
-@overload(_step_any, inline="always", jit_options=_JIT_OPTIONS)
-def _step_any_impl(x_t, state, kernel, recurrent_kernel, bias, out, act):
+def _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out):
+    """The code of :func:`step` for these argument types (Numba types) and the static activation
+    ``act``: 1-D rows as one-row batches; arrays all typed C-contiguous straight to the step
+    kernel (each level of calls between the caller and the kernel costs a reference count up and
+    down per array)."""
     if x_t.ndim == 1:
-        return lambda x_t, state, kernel, recurrent_kernel, bias, out, act: _step_any(
-            x_t[np.newaxis], state[np.newaxis], kernel, recurrent_kernel, bias, out[np.newaxis], act)
+        def one_row(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
+            x2, state2, out2 = x_t[np.newaxis], state[np.newaxis], out[np.newaxis]
+            if _checked_step(x2, state2, kernel, recurrent_kernel, bias, out2):
+                _step_copied(x2, state2, kernel, recurrent_kernel, bias, act, out2)
+            else:
+                _step_viewed(x2, state2, kernel, recurrent_kernel, bias, act, out2)
+        return one_row
     contiguous = all(a.layout == "C" for a in (state, kernel, recurrent_kernel, bias, out))
     run = _step_kernel if contiguous else _step_viewed
 
-    def rows(x_t, state, kernel, recurrent_kernel, bias, out, act):
+    def rows(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
         if _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
-            result = np.empty((out.shape[0], out.shape[1]), out.dtype)
-            run(x_t, state, kernel, recurrent_kernel, bias, act, result)
-            out[:] = result
+            _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
         else:
             run(x_t, state, kernel, recurrent_kernel, bias, act, out)
     return rows
+
+
+def _step_any(x_t, state, kernel, recurrent_kernel, bias, out, activation):
+    """:func:`step` with ``activation`` a static choice (:func:`.kernels.cpu.activation.choose`)."""
+
+
+@overload(_step_any, jit_options=_JIT_OPTIONS)
+def _step_any_impl(x_t, state, kernel, recurrent_kernel, bias, out, activation):
+    body = _step_body(static(value_of(activation)), x_t, state, kernel, recurrent_kernel, bias, out)
+    body.__defaults__ = None  # this declaration's ``activation`` has no default
+    return body
 
 
 def _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
     """:func:`forward` with ``act`` a static choice; a single sequence as a one-row batch."""
 
 
-@overload(_forward_any, inline="always", jit_options=_JIT_OPTIONS)
+@overload(_forward_any, jit_options=_JIT_OPTIONS)
 def _forward_any_impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
     if x.ndim == 2:
         return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, act: _forward_rows(
@@ -389,12 +412,10 @@ def _step_overload(x_t, state, kernel, recurrent_kernel, bias, out, activation="
     _check_types(dict(x_t=x_t, state=state, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
                       out=out), ((rows,), (rows,), (2,), (2,), (1,), (rows,)))
 
-    def impl(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
-        _step_any(x_t, state, kernel, recurrent_kernel, bias, out, act)
-    return impl
+    return _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out)
 
 
-@overload(forward, prefer_literal=True, inline="always", jit_options=_JIT_OPTIONS)
+@overload(forward, prefer_literal=True, jit_options=_JIT_OPTIONS)
 def _forward_overload(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
     act = _compiled_activation(activation)
     if act is None:
