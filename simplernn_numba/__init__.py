@@ -11,6 +11,7 @@ from importlib import metadata as _metadata
 from . import (
     _threading,
     activations,
+    compiled,
     constraints,
     functional,
     initializers,
@@ -32,6 +33,6 @@ try:
 except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "backward", "constraints", "forward",
-           "functional", "initializers", "interop", "load", "optimizers", "regularizers", "save",
+__all__ = ["Bidirectional", "SimpleRNN", "Stream", "activations", "backward", "compiled", "constraints",
+           "forward", "functional", "initializers", "interop", "load", "optimizers", "regularizers", "save",
            "set_random_seed"]

@@ -39,11 +39,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _compile(args: argparse.Namespace) -> None:
     from . import activations
-    from .kernels.cpu import warmup
+    from .kernels.cpu import notice, warmup
 
     activations.get(args.activation)  # a clear error for an unknown name, before any compiling
     dtypes = ("float32", "float64") if args.dtype == "all" else (args.dtype,)
-    results = warmup.run(dtypes, args.training, args.activation, tuple(args.plans or PATHS))
+    with notice.compiling_ahead():
+        results = warmup.run(dtypes, args.training, args.activation, tuple(args.plans or PATHS))
     compiled = sum(1 for _, _, functions in results if functions)
     print(f"{len(results)} variants ready ({compiled} compiled, {len(results) - compiled} cached) "
           f"in {sum(seconds for _, seconds, _ in results):.1f} s")

@@ -154,7 +154,7 @@ def training(value) -> bool:
         return bool(value)
     if isinstance(value, numbers.Integral) and value in (0, 1):
         return bool(value)
-    raise TypeError(f"training must be True, False or None; received {value!r}.")
+    raise TypeError(f"training must be True, False, None, 0 or 1; received {value!r}.")
 
 
 def did_you_mean(name: str, choices) -> str:

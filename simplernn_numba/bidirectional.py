@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validate
 from .dispatch import CallInfo
@@ -236,7 +237,8 @@ class Bidirectional:
         return states[0], states[1]
 
     # ------------------------------------------------------------------ call
-    def __call__(self, inputs, mask=None, training=None, initial_state=None):
+    def __call__(self, inputs: ArrayLike, mask: ArrayLike | None = None, training: bool | int | None = None,
+                 initial_state: Sequence[ArrayLike] | None = None) -> np.ndarray | list[np.ndarray]:
         """Run both directions and merge them.
 
         Parameters
@@ -282,7 +284,8 @@ class Bidirectional:
         return [y, y_rev]
 
     # ------------------------------------------------------------------ gradients (backward pass)
-    def backward(self, d_output=None, d_states=None) -> dict:
+    def backward(self, d_output: ArrayLike | None = None,
+                 d_states: Sequence[ArrayLike] | None = None) -> dict:
         """Gradients through the last call, which must have used ``training=True``.
 
         Each direction's own :meth:`SimpleRNN.backward` does the work (masked

@@ -63,10 +63,15 @@ def call_info(backend: Backend) -> CallInfo:
     return info
 
 
+#: Device names other libraries use, with ours (for the error's suggestion).
+_OTHER_NAMES = {"gpu": "cuda", "cuda:0": "cuda"}
+
+
 def check_device(device: str) -> str:
     """Validate a device name."""
     if device not in DEVICES:
-        hint = _validate.did_you_mean(device, DEVICES) if isinstance(device, str) else ""
+        hint = _validate.did_you_mean(_OTHER_NAMES.get(device.lower(), device), DEVICES) if isinstance(
+            device, str) else ""
         raise ValueError(f"device must be one of {DEVICES}; received {device!r}.{hint}")
     return device
 

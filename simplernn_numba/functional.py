@@ -19,14 +19,19 @@ for every input (backpropagation through time). Arrays are validated here;
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validate, activations, dispatch, engine
 from .engine import Cache
 
 
-def forward(x, kernel, recurrent_kernel, bias=None, initial_state=None, *, mask=None, input_dropout=None,
-            recurrent_dropout=None, go_backwards: bool = False, activation="tanh",
+def forward(x: ArrayLike, kernel: ArrayLike, recurrent_kernel: ArrayLike, bias: ArrayLike | None = None,
+            initial_state: ArrayLike | None = None, *, mask: ArrayLike | None = None,
+            input_dropout: ArrayLike | None = None, recurrent_dropout: ArrayLike | None = None,
+            go_backwards: bool = False, activation: str | Callable | None = "tanh",
             return_sequences: bool = False, device: str = "auto") -> tuple[np.ndarray, np.ndarray, Cache]:
     """SimpleRNN forward pass that remembers what :func:`backward` needs.
 
@@ -91,7 +96,8 @@ def forward(x, kernel, recurrent_kernel, bias=None, initial_state=None, *, mask=
     )
 
 
-def backward(cache: Cache, d_output=None, d_state=None) -> dict[str, np.ndarray | None]:
+def backward(cache: Cache, d_output: ArrayLike | None = None,
+             d_state: ArrayLike | None = None) -> dict[str, np.ndarray | None]:
     """Gradients of a loss through the :func:`forward` call that produced ``cache``.
 
     Parameters

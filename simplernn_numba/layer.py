@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import (
     _threading,
@@ -341,7 +342,9 @@ class SimpleRNN:
         self._state = arr.copy() if np.may_share_memory(arr, value) else arr
 
     # ------------------------------------------------------------------ call
-    def __call__(self, inputs, mask=None, training=None, initial_state=None):
+    def __call__(self, inputs: ArrayLike, mask: ArrayLike | None = None, training: bool | int | None = None,
+                 initial_state: ArrayLike | Sequence[ArrayLike] | None = None,
+                 ) -> np.ndarray | list[np.ndarray]:
         """Run the layer.
 
         Parameters
@@ -492,7 +495,8 @@ class SimpleRNN:
                 f"return_state={self.return_state}{flags}, built={self.built}, name={self.name!r})")
 
     # ------------------------------------------------------------------ gradients (backward pass)
-    def backward(self, d_output=None, d_state=None) -> dict[str, np.ndarray | None]:
+    def backward(self, d_output: ArrayLike | None = None,
+                 d_state: ArrayLike | None = None) -> dict[str, np.ndarray | None]:
         """Gradients through the last call, which must have used ``training=True``.
 
         The saved forward pass belongs to the layer, so train a layer from one

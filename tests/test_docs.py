@@ -47,7 +47,7 @@ def test_python_block_runs(code, tmp_path, monkeypatch):
         if module in OPTIONAL:
             pytest.importorskip(module)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "<doc block>", "exec"), {"__name__": "__doc_block__"})
+    exec(compile(code, "<doc block>", "exec"), {"__name__": "__main__"})  # as a script runs
 
 
 def _layout() -> str:

@@ -408,9 +408,9 @@ def test_training_takes_bools_none_and_learning_phase_integers(training):
 def test_training_refuses_anything_else(training):
     from simplernn_numba import Bidirectional
 
-    with pytest.raises(TypeError, match="training must be True, False or None"):
+    with pytest.raises(TypeError, match="training must be True, False, None, 0 or 1"):
         SimpleRNN(2)(np.ones((1, 2, 3), np.float32), training=training)
-    with pytest.raises(TypeError, match="training must be True, False or None"):
+    with pytest.raises(TypeError, match="training must be True, False, None, 0 or 1"):
         Bidirectional(SimpleRNN(2))(np.ones((1, 2, 3), np.float32), training=training)
 
 
@@ -423,6 +423,8 @@ def test_training_refuses_anything_else(training):
     ({"kernel_constraint": "maxnorm"}, "Did you mean 'max_norm'"),
     ({"kernel_initializer": {"class_name": "GlorotUnifrom"}}, "Did you mean 'GlorotUniform'"),
     ({"device": "CPU"}, "Did you mean 'cpu'"),
+    ({"device": "gpu"}, "Did you mean 'cuda'"),
+    ({"device": "GPU"}, "Did you mean 'cuda'"),
 ])
 def test_unknown_names_get_a_suggestion(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -26,10 +26,16 @@ True
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..bidirectional import Bidirectional
 from ..layer import SimpleRNN
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 
 def _output_units(layer) -> int:
@@ -43,7 +49,8 @@ def _run_block(x_block, mask_block, layer):
     return layer(x_block, mask=mask_block)
 
 
-def predict(layer, inputs, mask=None):
+def predict(layer: SimpleRNN | Bidirectional, inputs: da.Array,
+            mask: ArrayLike | da.Array | None = None) -> da.Array:
     """Run ``layer`` over a Dask array of sequences, chunk by chunk along the batch axis.
 
     Parameters

@@ -22,6 +22,7 @@ a whole model from a ``.keras`` or ``.h5`` file without Keras (h5py only; see
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def _simple_rnn_from_keras(keras_layer, *, device: str = "auto") -> SimpleRNN:
     return layer
 
 
-def from_keras(keras_layer, *, device: str = "auto"):
+def from_keras(keras_layer: Any, *, device: str = "auto") -> SimpleRNN | Bidirectional:
     """Our layer equivalent to a Keras ``SimpleRNN`` or ``Bidirectional(SimpleRNN)``.
 
     Parameters
@@ -152,7 +153,7 @@ def _build_keras(keras_layer, layer) -> None:
         _copy_into_keras(keras_layer, layer)
 
 
-def to_keras(layer, module="keras"):
+def to_keras(layer: SimpleRNN | Bidirectional, module: str = "keras") -> Any:
     """A Keras layer with this layer's config, weights and (stateful) state.
 
     Parameters

@@ -43,8 +43,10 @@ it there (the weights are cast).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .. import _validate, activations
 from ..bidirectional import Bidirectional
@@ -245,8 +247,8 @@ def _outputs(g: _Graph, layer: SimpleRNN, sequence: str, state: str, lengths: _L
     return output, state
 
 
-def to_onnx(layer, path=None, *, sequence_lens: bool = False, initial_state: bool = False,
-            dtype=None):
+def to_onnx(layer: SimpleRNN | Bidirectional, path: str | os.PathLike | None = None, *,
+            sequence_lens: bool = False, initial_state: bool = False, dtype: DTypeLike = None) -> Any:
     """An ONNX model of ``layer``'s call (inference); written to ``path`` when given.
 
     Parameters

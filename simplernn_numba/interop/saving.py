@@ -84,7 +84,7 @@ def _simple_rnn_arrays(layer: SimpleRNN, prefix: str = "") -> dict:
     return arrays
 
 
-def save(layer, path) -> None:
+def save(layer: SimpleRNN | Bidirectional, path: str | os.PathLike) -> None:
     """Write ``layer`` (SimpleRNN or Bidirectional) to ``path`` (a path or a binary file).
 
     As with ``np.savez``, a path without the ``.npz`` suffix gets it appended.
@@ -255,7 +255,7 @@ def _load(archive: zipfile.ZipFile, where: str, device: str):
     return layer
 
 
-def load(path, *, device: str = "auto"):
+def load(path: str | os.PathLike, *, device: str = "auto") -> SimpleRNN | Bidirectional:
     """Read a layer written by :func:`save`.
 
     Parameters

@@ -27,6 +27,7 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import _validate, activations
 from ..kernels.cpu.activation import choose as _choose_activation
@@ -81,7 +82,7 @@ def _weights(layer: SimpleRNN) -> _Weights:
     return cached
 
 
-def step(layer: SimpleRNN, x_t, state) -> np.ndarray:
+def step(layer: SimpleRNN, x_t: ArrayLike, state: ArrayLike) -> np.ndarray:
     """The state after one timestep: ``activation(x_t @ kernel + state @ recurrent_kernel + bias)``.
 
     Parameters
@@ -124,20 +125,20 @@ class Stream:
 
     __slots__ = ("_layer", "_weights", "_x_shape", "state", "__weakref__")
 
-    def __init__(self, layer: SimpleRNN, batch_size: int = 1, initial_state=None):
+    def __init__(self, layer: SimpleRNN, batch_size: int = 1, initial_state: ArrayLike | None = None):
         self._layer = layer
         self._weights = _weights(layer)
         batch = _validate.positive_int(batch_size, "batch_size")
         self._x_shape = (batch, self._weights.features)
         self.reset(initial_state)
 
-    def reset(self, state=None) -> None:
+    def reset(self, state: ArrayLike | None = None) -> None:
         """Start again from zeros, or from ``state`` (batch_size, units) (copied)."""
         w = self._weights
         shape = (self._x_shape[0], w.units)
         self.state = np.zeros(shape, w.dtype) if state is None else w.array(state, "state", shape).copy()
 
-    def step(self, x_t) -> np.ndarray:
+    def step(self, x_t: ArrayLike) -> np.ndarray:
         """Advance one timestep with inputs ``x_t`` (batch_size, features); returns the new state."""
         w = self._weights
         if w.version != self._layer.weights_version:

@@ -13,7 +13,7 @@ from simplernn_numba.interop.dask import predict  # noqa: E402
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     with distributed.Client(cluster) as client:
         yield client
     cluster.close()
@@ -76,3 +76,33 @@ def test_refused_inputs():
         predict(SimpleRNN(2), da.zeros((4, 3), chunks=2))
     with pytest.raises(ValueError, match="mask must have shape"):
         predict(SimpleRNN(2), da.zeros((4, 3, 2), chunks=2), mask=np.ones((4, 2), bool))
+
+
+def test_the_docs_snippet_runs_as_a_script_with_port_8787_taken(tmp_path):
+    """The Dask block of docs/interop.md pasted into a script: the worker processes import it
+    (so it needs its ``__main__`` guard), and the scheduler's web server does not ask for the
+    dashboard's default port (taken here)."""
+    import os
+    import re
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "interop.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"^```python\n(.*?)^```", text, re.M | re.S) if "LocalCluster" in b]
+    script = tmp_path / "snippet.py"
+    script.write_text(block)
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
+    with socket.socket() as taken:
+        try:
+            taken.bind(("", 8787))
+            taken.listen()
+        except OSError:
+            pass  # already taken by someone else: as good
+        result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "already in use" not in result.stderr and "bootstrapping" not in result.stderr, result.stderr

@@ -1,0 +1,429 @@
+"""SimpleRNN steps and sequences callable from your own ``@njit`` code (and from Python).
+
+:func:`step` advances a batch one timestep, :func:`forward` runs a whole sequence; both write
+into an array you pass. Inside a function compiled with ``@njit`` or ``@njit(parallel=True)``
+(``prange`` bodies included) they compile into your code, so a simulation, filter or control
+loop advances the RNN without leaving compiled code. The activation is a string known when
+your function compiles (a literal, or an argument of your ``@njit`` function, which then
+compiles once per activation), so only that activation's code is compiled. The weights are the
+layer's arrays (``layer.kernel``, ``layer.recurrent_kernel``, ``layer.bias``, or zeros for a
+layer without bias); a run of :func:`step` equals the layer's call to float rounding.
+
+Any layout Numba passes works (slices such as ``x[:, t]``, transposed weights); all arrays have
+one float dtype, float32 or float64. Each call uses only its own arguments (and, when ``out``
+overlaps an input, a fresh temporary), so calls on different rows from different threads are
+safe. From compiled code a shape mismatch raises ValueError before any element is read; a
+wrong rank, dtype or activation name is a compile-time typing error. From Python the arguments
+are validated as everywhere in the package.
+
+>>> import numpy as np
+>>> from numba import njit
+>>> from simplernn_numba import SimpleRNN, compiled
+>>> layer = SimpleRNN(4)
+>>> x = np.random.default_rng(0).random((2, 6, 3))
+>>> y = layer(x.astype(np.float32))                        # builds the layer
+>>> @njit
+... def run(x, kernel, recurrent_kernel, bias):
+...     h = np.zeros((x.shape[0], kernel.shape[1]), x.dtype)
+...     for t in range(x.shape[1]):
+...         compiled.step(x[:, t], h, kernel, recurrent_kernel, bias, h, "tanh")
+...     return h
+>>> h = run(x.astype(np.float32), layer.kernel, layer.recurrent_kernel, layer.bias)
+>>> bool(np.allclose(h, y, atol=1e-6))
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import errors, literally, njit, types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic, overload
+
+from . import _validate, activations
+from .kernels.cpu.activation import choose
+from .kernels.cpu.specialise import static, value_of
+from .kernels.cpu.step import step as _step_kernel
+
+__all__ = ["forward", "step"]
+
+_FLAGS = dict(cache=True, nogil=True, error_model="numpy")
+_INLINE = dict(_FLAGS, inline="always")
+_JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+# ---------------------------------------------------------------- the public functions
+def step(x_t: np.ndarray, state: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray,
+         bias: np.ndarray, out: np.ndarray, activation: str = "tanh") -> None:
+    """Write ``activation(x_t @ kernel + state @ recurrent_kernel + bias)`` into ``out``.
+
+    Parameters
+    ----------
+    x_t : ndarray (B, F) or (F,)
+    state : ndarray (B, U) or (U,)
+        The previous state.
+    kernel : ndarray (F, U)
+    recurrent_kernel : ndarray (U, U)
+    bias : ndarray (U,)
+        Zeros for a layer without bias.
+    out : ndarray (B, U) or (U,), written
+        May be ``state`` itself (or overlap any input): the step is then computed into a
+        temporary and copied, which costs one allocation; distinct arrays avoid it.
+    activation : str
+        A built-in activation name (:data:`simplernn_numba.activations.NAMES`); in compiled
+        code, a string known when the caller compiles.
+
+    All arrays have one dtype (float32 or float64); ``x_t``, ``state`` and ``out`` are all 2-D
+    or all 1-D (one row).
+
+    >>> out = np.empty((1, 2))
+    >>> step(np.ones((1, 1)), np.zeros((1, 2)), np.ones((1, 2)), np.eye(2), np.zeros(2), out,
+    ...      "linear")
+    >>> out.tolist()
+    [[1.0, 1.0]]
+    """
+    act = choose(_name(activation))
+    dtype = _dtype_of(out, "out")
+    x_t, state = _array(x_t, "x_t", dtype), _array(state, "state", dtype)
+    kernel, recurrent_kernel, bias = _weights(kernel, recurrent_kernel, bias, dtype)
+    features, units = kernel.shape
+    batch = () if x_t.ndim == 1 else (x_t.shape[:1])
+    _validate.check_shape(x_t, "x_t", (*batch, features))
+    _validate.check_shape(state, "state", (*batch, units))
+    _validate.check_shape(out, "out", (*batch, units))
+    _run_step(x_t, state, kernel, recurrent_kernel, bias, out, act)
+
+
+def forward(x: np.ndarray, initial_state: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray,
+            bias: np.ndarray, outputs: np.ndarray, activation: str = "tanh") -> None:
+    """Run a sequence, writing the state after every step into ``outputs``.
+
+    Parameters
+    ----------
+    x : ndarray (B, T, F) or (T, F)
+    initial_state : ndarray (B, U) or (U,)
+        Not modified (copied first when it overlaps ``outputs``).
+    kernel, recurrent_kernel, bias : ndarray (F, U), (U, U), (U,)
+    outputs : ndarray (B, T, U) or (T, U), written
+        ``outputs[:, t]`` is the state after step ``t`` (the layer's ``return_sequences=True``
+        output; the final state is ``outputs[:, -1]``). Must not overlap ``x`` or the weights
+        (ValueError).
+    activation : str
+        As for :func:`step`.
+
+    >>> outputs = np.empty((3, 1))
+    >>> forward(np.ones((3, 1)), np.zeros(1), np.ones((1, 1)), np.ones((1, 1)), np.zeros(1),
+    ...         outputs, "linear")
+    >>> outputs.ravel().tolist()
+    [1.0, 2.0, 3.0]
+    """
+    act = choose(_name(activation))
+    dtype = _dtype_of(outputs, "outputs")
+    x = _array(x, "x", dtype)
+    initial_state = _array(initial_state, "initial_state", dtype)
+    outputs = _array(outputs, "outputs", dtype)
+    kernel, recurrent_kernel, bias = _weights(kernel, recurrent_kernel, bias, dtype)
+    features, units = kernel.shape
+    if x.ndim not in (2, 3):
+        raise ValueError(f"x must have shape (batch, timesteps, {features}) or (timesteps, {features}); "
+                         f"received shape {x.shape}.")
+    lead = x.shape[:-1]
+    _validate.check_shape(x, "x", (*lead, features))
+    _validate.check_shape(initial_state, "initial_state", (*lead[:-1], units))
+    _validate.check_shape(outputs, "outputs", (*lead, units))
+    _run_forward(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+
+
+# ---------------------------------------------------------------- Python-side validation
+def _name(activation) -> str:
+    if not isinstance(activation, str):
+        raise TypeError(f"activation must be a built-in activation name (str); received {activation!r}.")
+    return activations.canonical_name(activation)
+
+
+def _dtype_of(out, name: str) -> np.dtype:
+    """The call's dtype: that of the written array, which must be a writeable float ndarray."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array (it is written); received {type(out).__name__}.")
+    if out.dtype not in _validate.FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64; received dtype {out.dtype}.")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable; received a read-only array.")
+    return out.dtype
+
+
+def _array(value, name: str, dtype: np.dtype) -> np.ndarray:
+    """``value`` as an array of ``dtype`` (unchanged, whatever its layout, when it is one)."""
+    if isinstance(value, np.ndarray) and value.dtype == dtype:
+        return value
+    return _validate.as_float_array(value, name, dtype)
+
+
+def _weights(kernel, recurrent_kernel, bias, dtype: np.dtype) -> tuple:
+    kernel = _array(kernel, "kernel", dtype)
+    if kernel.ndim != 2:
+        raise ValueError(f"kernel must have shape (features, units); received shape {kernel.shape}.")
+    units = kernel.shape[1]
+    recurrent_kernel = _array(recurrent_kernel, "recurrent_kernel", dtype)
+    _validate.check_shape(recurrent_kernel, "recurrent_kernel", (units, units))
+    bias = _array(bias, "bias", dtype)
+    _validate.check_shape(bias, "bias", (units,))
+    return kernel, recurrent_kernel, bias
+
+
+# ---------------------------------------------------------------- compiled checks and entries
+@intrinsic
+def _as_c(typingctx, a):
+    """``a`` typed as C-contiguous (the same array): only for an array :func:`_is_c` accepts.
+    Numba addresses a C-typed array from its shape, so the step kernel's loops over a row
+    vectorise, which they do not over a row whose stride is only known at run time."""
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+    return a.copy(layout="C")(a), codegen
+
+
+@intrinsic
+def _address(typingctx, a):
+    """The address of ``a``'s first element, as an integer (no reference counted, unlike
+    ``a.ctypes.data``)."""
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.ptrtoint(array.data, context.get_value_type(types.intp))
+    return types.intp(a), codegen
+
+
+@njit(**_INLINE)
+def _is_c(a):
+    """Whether ``a`` is C-contiguous (as NumPy's flag says: axes of length 1 may have any stride)."""
+    expected = a.itemsize
+    for d in range(a.ndim - 1, -1, -1):
+        if a.shape[d] != 1 and a.strides[d] != expected:
+            return False
+        expected *= a.shape[d]
+    return True
+
+
+@njit(**_INLINE)
+def _extent(a):
+    """First and one-past-last byte address that array ``a`` touches ((0, 0) when empty)."""
+    lo = _address(a)
+    hi = lo
+    for d in range(a.ndim):
+        if a.shape[d] == 0:
+            return np.intp(0), np.intp(0)
+        span = (a.shape[d] - 1) * a.strides[d]
+        if span < 0:
+            lo += span
+        else:
+            hi += span
+    return lo, hi + a.itemsize
+
+
+@njit(**_INLINE)
+def _overlap(a, b):
+    """Whether the memory spans of ``a`` and ``b`` intersect (conservative for strided views)."""
+    a_lo, a_hi = _extent(a)
+    return _meets(a_lo, a_hi, b)
+
+
+@njit(**_INLINE)
+def _meets(lo, hi, b):
+    """Whether the memory span of ``b`` meets the bytes ``lo:hi``."""
+    b_lo, b_hi = _extent(b)
+    return lo < b_hi and b_lo < hi
+
+
+@njit(**_INLINE)
+def _check_weights(kernel, recurrent_kernel, bias, features):
+    units = kernel.shape[1]
+    if kernel.shape[0] != features:
+        raise ValueError("kernel.shape[0] must equal the number of features of x")
+    if recurrent_kernel.shape[0] != units or recurrent_kernel.shape[1] != units:
+        raise ValueError("recurrent_kernel must have shape (units, units), units = kernel.shape[1]")
+    if bias.shape[0] != units:
+        raise ValueError("bias must have shape (units,), units = kernel.shape[1]")
+
+
+@njit(**_INLINE)
+def _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
+    """Raise ValueError unless the 2-D step arguments' shapes agree; whether ``out`` overlaps
+    another argument."""
+    _check_weights(kernel, recurrent_kernel, bias, x_t.shape[1])
+    units = kernel.shape[1]
+    if state.shape[0] != x_t.shape[0] or state.shape[1] != units:
+        raise ValueError("state must have shape (batch, units): x_t.shape[0], kernel.shape[1]")
+    if out.shape[0] != x_t.shape[0] or out.shape[1] != units:
+        raise ValueError("out must have shape (batch, units): x_t.shape[0], kernel.shape[1]")
+    lo, hi = _extent(out)
+    return (_meets(lo, hi, state) or _meets(lo, hi, x_t) or _meets(lo, hi, kernel)
+            or _meets(lo, hi, recurrent_kernel) or _meets(lo, hi, bias))
+
+
+@njit(**_INLINE)
+def _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """The step kernel on C-typed views of arrays typed otherwise when they are C-contiguous (a
+    slice such as ``outputs[:, t]`` of one row is), else on the arrays as they are typed."""
+    if _is_c(state) and _is_c(kernel) and _is_c(recurrent_kernel) and _is_c(bias) and _is_c(out):
+        _step_kernel(x_t, _as_c(state), _as_c(kernel), _as_c(recurrent_kernel), _as_c(bias), act,
+                     _as_c(out))
+    else:
+        _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
+
+
+@njit(**_FLAGS)
+def _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """The step into a temporary, then copied into ``out``: for an ``out`` that overlaps an input."""
+    result = np.empty((out.shape[0], out.shape[1]), out.dtype)
+    _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, result)
+    for b in range(out.shape[0]):  # (a loop compiles faster than out[:] = result)
+        for u in range(out.shape[1]):
+            out[b, u] = result[b, u]
+
+
+def _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out):
+    """The code of :func:`step` for these argument types (Numba types) and the static activation
+    ``act``: 1-D rows as one-row batches; arrays all typed C-contiguous straight to the step
+    kernel (each level of calls between the caller and the kernel costs a reference count up and
+    down per array)."""
+    if x_t.ndim == 1:
+        def one_row(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
+            x2, state2, out2 = x_t[np.newaxis], state[np.newaxis], out[np.newaxis]
+            if _checked_step(x2, state2, kernel, recurrent_kernel, bias, out2):
+                _step_copied(x2, state2, kernel, recurrent_kernel, bias, act, out2)
+            else:
+                _step_viewed(x2, state2, kernel, recurrent_kernel, bias, act, out2)
+        return one_row
+    contiguous = all(a.layout == "C" for a in (state, kernel, recurrent_kernel, bias, out))
+    run = _step_kernel if contiguous else _step_viewed
+
+    def rows(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
+        if _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
+            _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
+        else:
+            run(x_t, state, kernel, recurrent_kernel, bias, act, out)
+    return rows
+
+
+def _step_any(x_t, state, kernel, recurrent_kernel, bias, out, activation):
+    """:func:`step` with ``activation`` a static choice (:func:`.kernels.cpu.activation.choose`)."""
+
+
+@overload(_step_any, jit_options=_JIT_OPTIONS)
+def _step_any_impl(x_t, state, kernel, recurrent_kernel, bias, out, activation):
+    body = _step_body(static(value_of(activation)), x_t, state, kernel, recurrent_kernel, bias, out)
+    body.__defaults__ = None  # this declaration's ``activation`` has no default
+    return body
+
+
+def _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    """:func:`forward` with ``act`` a static choice; a single sequence as a one-row batch."""
+
+
+@overload(_forward_any, jit_options=_JIT_OPTIONS)
+def _forward_any_impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    if x.ndim == 2:
+        return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, act: _forward_rows(
+            x[np.newaxis], initial_state[np.newaxis], kernel, recurrent_kernel, bias,
+            outputs[np.newaxis], act)
+    return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, act: _forward_rows(
+        x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+
+
+@njit(**_FLAGS)
+def _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    """Each batch row through every step (rows are independent): ``outputs[b, t:t + 1]`` is a
+    one-row batch, C-typed when ``outputs`` is, so that the step kernel's loops vectorise."""
+    batch, steps, features = x.shape
+    _check_weights(kernel, recurrent_kernel, bias, features)
+    units = kernel.shape[1]
+    if initial_state.shape[0] != batch or initial_state.shape[1] != units:
+        raise ValueError("initial_state must have shape (batch, units): x.shape[0], kernel.shape[1]")
+    if outputs.shape[0] != batch or outputs.shape[1] != steps or outputs.shape[2] != units:
+        raise ValueError("outputs must have shape (batch, timesteps, units): x.shape[:2], kernel.shape[1]")
+    if (_overlap(outputs, x) or _overlap(outputs, kernel) or _overlap(outputs, recurrent_kernel)
+            or _overlap(outputs, bias)):
+        raise ValueError("outputs must not overlap x, kernel, recurrent_kernel or bias")
+    initial = initial_state.copy() if _overlap(outputs, initial_state) else initial_state
+    for b in range(batch):
+        state = initial[b:b + 1]
+        for t in range(steps):
+            out = outputs[b, t:t + 1]
+            _step_viewed(x[b, t:t + 1], state, kernel, recurrent_kernel, bias, act, out)
+            state = out
+
+
+@njit(**_FLAGS)
+def _run_step(x_t, state, kernel, recurrent_kernel, bias, out, act):
+    """:func:`step` from Python, on validated arguments."""
+    _step_any(x_t, state, kernel, recurrent_kernel, bias, out, act)
+
+
+@njit(**_FLAGS)
+def _run_forward(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
+    """:func:`forward` from Python, on validated arguments."""
+    _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+
+
+# ---------------------------------------------------------------- compiled-code typing
+def _compiled_activation(activation):
+    """The kernels' ``act`` for an ``activation`` argument typed by Numba, or None when it is a
+    string whose value is not known yet (the caller then asks for it as a literal)."""
+    if isinstance(activation, types.Omitted):
+        activation = activation.value
+    elif isinstance(activation, types.StringLiteral):
+        activation = activation.literal_value
+    elif activation == types.unicode_type:
+        return None
+    if not isinstance(activation, str):
+        raise errors.TypingError(
+            f"activation must be a built-in activation name (str); received {activation}.")
+    try:
+        return choose(activations.canonical_name(activation))
+    except ValueError as err:
+        raise errors.TypingError(str(err)) from None
+
+
+def _check_types(arrays: dict, ranks: tuple) -> None:
+    """Compile-time checks: arrays of one float dtype, each of an allowed rank."""
+    dtypes = {getattr(a, "dtype", None) for a in arrays.values()}
+    for (name, a), allowed in zip(arrays.items(), ranks):
+        if not isinstance(a, types.Array) or a.ndim not in allowed:
+            raise errors.TypingError(f"{name} must be a {' or '.join(f'{n}-D' for n in allowed)} array; "
+                                     f"received {a}.")
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (types.float32, types.float64):
+        raise errors.TypingError(f"all arrays must have one dtype, float32 or float64; received "
+                                 f"{', '.join(f'{n}: {a.dtype}' for n, a in arrays.items())}.")
+
+
+@overload(step, prefer_literal=True, inline="always", jit_options=_JIT_OPTIONS)
+def _step_overload(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
+    act = _compiled_activation(activation)
+    if act is None:
+        return lambda x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh": \
+            literally(activation)
+    rows = x_t.ndim if isinstance(x_t, types.Array) else 2
+    _check_types(dict(x_t=x_t, state=state, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+                      out=out), ((rows,), (rows,), (2,), (2,), (1,), (rows,)))
+
+    return _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out)
+
+
+@overload(forward, prefer_literal=True, jit_options=_JIT_OPTIONS)
+def _forward_overload(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
+    act = _compiled_activation(activation)
+    if act is None:
+        return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh": \
+            literally(activation)
+    rank = x.ndim if isinstance(x, types.Array) else 3
+    _check_types(dict(x=x, initial_state=initial_state, kernel=kernel, recurrent_kernel=recurrent_kernel,
+                      bias=bias, outputs=outputs), ((2, 3), (rank - 1,), (2,), (2,), (1,), (rank,)))
+
+    def impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
+        _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+    return impl
