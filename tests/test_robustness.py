@@ -65,12 +65,14 @@ def test_float64_path_has_float64_intermediates():
 
 @pytest.mark.parametrize("activation", ["relu", "relu6", "hard_sigmoid", "leaky_relu", "elu"])
 def test_nan_is_not_clipped_away(activation):
-    """Branchy activations keep NaN as NaN (a max/min or comparison could turn it into a number)."""
-    x = np.full((1, 2, 1), np.nan)
-    out, h = cpu.forward(x, np.ones((1, 1)), np.zeros((1, 1)), None, np.zeros((1, 1)),
-                         activation=activation)
-    ref, _ = reference.forward(x, np.ones((1, 1)), np.zeros((1, 1)), None, np.zeros((1, 1)),
-                               activation=activation)
+    """Branchy activations keep NaN as NaN (a max/min or comparison could turn it into a number).
+    Shapes and optional arrays of test_cpu_forward.py's activation test: its compiled variants."""
+    arrays = (np.full((3, 5, 4), np.nan), np.ones((4, 6)), np.zeros((6, 6)), np.zeros(6), np.zeros((3, 6)))
+    options = dict(mask=np.ones((3, 5), bool), input_dropout=np.ones((3, 4)),
+                   recurrent_dropout=np.ones((3, 6)), activation=activation)
+    out, h = cpu.forward(*arrays, **options)
+    ref, _ = reference.forward(*arrays, **options)
+    assert np.isnan(ref).all()
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
 
 

@@ -88,13 +88,14 @@ def test_backward_plan_rules():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("path", sorted(FORWARD))
 def test_every_forward_path_matches_reference(rng, path, dtype):
-    """Each path, on one run of rows and on several over the threads, with and without a mask,
-    input and recurrent dropout (the panels path takes neither a mask nor recurrent dropout),
-    forwards and backwards, every output or the last; batches and widths that are not whole
-    tiles, quads of rows or panels (float32 panels are 24 units wide, float64 12)."""
+    """Each path, on one run of rows and on several over the threads, with input and recurrent
+    dropout, with a mask at one dtype and without at the other (a mask and a dtype are each a
+    compiled variant; the panels path takes neither a mask nor recurrent dropout), forwards and
+    backwards, every output or the last; batches and widths that are not whole tiles, quads of
+    rows or panels (float32 panels are 24 units wide, float64 12)."""
     rtol, atol = tolerance(dtype)
-    masks = [False] if path == "panels" else [False, True]
-    for masked in masks:
+    turn = (sorted(FORWARD).index(path) + (dtype == np.float64)) % 2
+    for masked in [False] if path == "panels" else [bool(turn)]:
         # weights scaled as the units grow, to keep the sums (and float32 rounding) as with 9 units
         problem = make_problem(rng, batch=9, steps=7, features=5, units=30, dtype=dtype,
                                masked=masked, dropout=True, scale=0.4 * 0.3 ** 0.5)
