@@ -7,7 +7,7 @@ import numpy as np
 from numba.core import event
 
 from simplernn_numba import __main__ as cli
-from simplernn_numba.kernels.cpu import lanes, notice, rows, warmup
+from simplernn_numba.kernels.cpu import lanes, last_call, notice, rows, warmup
 from simplernn_numba.kernels.cpu.plan import Plan
 
 
@@ -27,7 +27,7 @@ def test_each_new_variant_is_announced_once(caplog):
     calls = ((lanes_plan, "float32", lanes.forward), (lanes_plan, "float32", lanes.forward),
              (lanes_plan, "float64", lanes.forward), (rows_plan, "float32", rows.forward))
     for plan, dtype, kernel in calls:
-        notice.about_to_run(plan, dtype, "tanh")
+        last_call.about_to_run(plan, dtype, "tanh")
         listener.on_start(_compile_event(kernel, (dtype,)))
     messages = _notices(caplog)
     assert len(messages) == 3, messages
@@ -42,7 +42,7 @@ def test_the_compile_command_does_not_advise_itself(caplog, monkeypatch, capsys)
     listener = notice._Listener()
 
     def fake_run(dtypes, training, activation, plans):
-        notice.about_to_run(Plan("lanes", 1, 0, False), "float32", activation)
+        last_call.about_to_run(Plan("lanes", 1, 0, False), "float32", activation)
         listener.on_start(_compile_event(lanes.forward))
         return [("lanes float32", 0.1, ["forward"])]
 

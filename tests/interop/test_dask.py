@@ -89,7 +89,7 @@ def test_the_docs_snippet_runs_as_a_script_with_port_8787_taken(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     text = (root / "docs" / "interop.md").read_text(encoding="utf-8")
     (block,) = [b for b in re.findall(r"^```python\n(.*?)^```", text, re.M | re.S) if "LocalCluster" in b]
     script = tmp_path / "snippet.py"
