@@ -1,11 +1,11 @@
-"""Write the tf_keras ``.h5`` files (and tf_keras' outputs) that tests/test_keras_files.py reads.
+"""Write the tf_keras ``.h5`` files (and tf_keras' outputs) that tests/interop/test_keras_files_legacy.py reads.
 
 They let the legacy Keras 2 format be tested where TensorFlow is not installed (CI). Run
 where tf_keras is installed, from the repository root:
 
-    python tests/data/make_tf_keras_files.py
+    python tests/interop/data/make_tf_keras_files.py
 
-Each model of tests/test_keras_files_tf_keras.py is saved as ``tf_keras_<name>.h5`` and its
+Each model of tests/interop/test_keras_files_tf_keras.py is saved as ``tf_keras_<name>.h5`` and its
 inputs and tf_keras' predictions as ``tf_keras_<name>.npz`` (``x0``, ``x1``, ... and
 ``y0``, ``y1``, ...).
 """

@@ -1,7 +1,7 @@
 """load_model on ``.h5`` files written by tf_keras 2.21, where TensorFlow is not installed.
 
-The files and tf_keras' predictions come from tests/data/make_tf_keras_files.py (the models
-of tests/test_keras_files_tf_keras.py, which builds them afresh where tf_keras is installed).
+The files and tf_keras' predictions come from tests/interop/data/make_tf_keras_files.py (the models
+of tests/interop/test_keras_files_tf_keras.py, which builds them afresh where tf_keras is installed).
 """
 
 from pathlib import Path
