@@ -156,7 +156,7 @@ def test_layers_are_ours_and_usable(saved, tmp_path):
     model = load_model(path, device="cpu")
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Embedding", "SimpleRNN", "Bidirectional", "Identity", "Dense"]
-    name = model.layers[1].name  # Keras numbers its default names per process: "simple_rnn", "simple_rnn_1", ...
+    name = model.layers[1].name  # Keras numbers default names per process: simple_rnn, simple_rnn_1
     rnn, bi = model.get_layer(name), model.layers[2]
     assert name.startswith("simple_rnn") and rnn is model.layers[1]
     assert isinstance(rnn, SimpleRNN) and isinstance(bi, Bidirectional) and bi.merge_mode == "concat"
@@ -241,7 +241,8 @@ def test_broken_files_raise_the_load_error(saved, tmp_path):
         tensor["config"]["keras_history"] = source
         return json.dumps(graph)
 
-    (dense,) = [layer["config"]["name"] for layer in config["config"]["layers"] if layer["class_name"] == "Dense"]
+    layers = config["config"]["layers"]
+    (dense,) = [layer["config"]["name"] for layer in layers if layer["class_name"] == "Dense"]
     cases = {
         "truncated.keras": data[: len(data) // 2],
         "garbage.keras": b"not a model" * 10,

@@ -1,4 +1,4 @@
-"""Write the tf_keras ``.h5`` files (and tf_keras' outputs) that tests/interop/test_keras_files_legacy.py reads.
+"""Write the tf_keras ``.h5`` files (and tf_keras' outputs) that test_keras_files_legacy.py reads.
 
 They let the legacy Keras 2 format be tested where TensorFlow is not installed (CI). Run
 where tf_keras is installed, from the repository root:
