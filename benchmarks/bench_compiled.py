@@ -25,11 +25,16 @@ from simplernn_numba.bench.timing import run
 
 
 @njit
-def step_loop(x, h, kernel, recurrent_kernel, bias, outputs):
-    """A user's loop: one ``compiled.step`` per timestep, each output a row of ``outputs``."""
+def step_loop(x, h0, kernel, recurrent_kernel, bias, outputs):
+    """A user's loop as docs/usage.md shows it: two state buffers swapped every step, each new
+    state copied into ``outputs`` by the user's own code."""
+    h, new = h0.copy(), np.empty_like(h0)
     for t in range(x.shape[1]):
-        compiled.step(x[:, t], h, kernel, recurrent_kernel, bias, outputs[:, t], "tanh")
-        h = outputs[:, t]
+        compiled.step(x[:, t], h, kernel, recurrent_kernel, bias, new, "tanh")
+        h, new = new, h
+        for b in range(h.shape[0]):
+            for u in range(h.shape[1]):
+                outputs[b, t, u] = h[b, u]
     return outputs
 
 

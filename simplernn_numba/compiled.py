@@ -293,21 +293,30 @@ def _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out):
     down per array)."""
     if x_t.ndim == 1:
         def one_row(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
-            x2, state2, out2 = x_t[np.newaxis], state[np.newaxis], out[np.newaxis]
-            if _checked_step(x2, state2, kernel, recurrent_kernel, bias, out2):
-                _step_copied(x2, state2, kernel, recurrent_kernel, bias, act, out2)
-            else:
-                _step_viewed(x2, state2, kernel, recurrent_kernel, bias, act, out2)
+            _step_strided(x_t[np.newaxis], state[np.newaxis], kernel, recurrent_kernel, bias, act,
+                          out[np.newaxis])
         return one_row
-    contiguous = all(a.layout == "C" for a in (state, kernel, recurrent_kernel, bias, out))
-    run = _step_kernel if contiguous else _step_viewed
+    if not all(a.layout == "C" for a in (state, kernel, recurrent_kernel, bias, out)):
+        def strided(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
+            _step_strided(x_t, state, kernel, recurrent_kernel, bias, act, out)
+        return strided
 
     def rows(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
         if _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
             _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
         else:
-            run(x_t, state, kernel, recurrent_kernel, bias, act, out)
+            _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
     return rows
+
+
+@njit(**_FLAGS)
+def _step_strided(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """The step for arrays not all typed C-contiguous (compiled once per types and cached: its
+    code, the step kernel twice, is too much to compile into every caller)."""
+    if _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
+        _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
+    else:
+        _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
 def _step_any(x_t, state, kernel, recurrent_kernel, bias, out, activation):
@@ -372,8 +381,10 @@ def _run_forward(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
 
 # ---------------------------------------------------------------- compiled-code typing
 def _compiled_activation(activation):
-    """The kernels' ``act`` for an ``activation`` argument typed by Numba, or None when it is a
-    string whose value is not known yet (the caller then asks for it as a literal)."""
+    """The kernels' ``act`` for an ``activation`` argument typed by Numba; None when it is a
+    string whose value is not known yet (the caller then asks for it as a literal); the error
+    message for an unknown name (raised as ValueError when the call runs: a typing error here
+    would make Numba ask for the literal again, and fail with a message about that instead)."""
     if isinstance(activation, types.Omitted):
         activation = activation.value
     elif isinstance(activation, types.StringLiteral):
@@ -386,7 +397,7 @@ def _compiled_activation(activation):
     try:
         return choose(activations.canonical_name(activation))
     except ValueError as err:
-        raise errors.TypingError(str(err)) from None
+        return str(err).replace(" or a callable", "")
 
 
 def _check_types(arrays: dict, ranks: tuple) -> None:
@@ -403,26 +414,33 @@ def _check_types(arrays: dict, ranks: tuple) -> None:
 
 @overload(step, prefer_literal=True, inline="always", jit_options=_JIT_OPTIONS)
 def _step_overload(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
+    rows = x_t.ndim if isinstance(x_t, types.Array) else 2
+    _check_types(dict(x_t=x_t, state=state, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+                      out=out), ((rows,), (rows,), (2,), (2,), (1,), (rows,)))
     act = _compiled_activation(activation)
     if act is None:
         return lambda x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh": \
             literally(activation)
-    rows = x_t.ndim if isinstance(x_t, types.Array) else 2
-    _check_types(dict(x_t=x_t, state=state, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
-                      out=out), ((rows,), (rows,), (2,), (2,), (1,), (rows,)))
-
+    if isinstance(act, str):
+        def unknown(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
+            raise ValueError(act)
+        return unknown
     return _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out)
 
 
 @overload(forward, prefer_literal=True, jit_options=_JIT_OPTIONS)
 def _forward_overload(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
+    rank = x.ndim if isinstance(x, types.Array) else 3
+    _check_types(dict(x=x, initial_state=initial_state, kernel=kernel, recurrent_kernel=recurrent_kernel,
+                      bias=bias, outputs=outputs), ((2, 3), (rank - 1,), (2,), (2,), (1,), (rank,)))
     act = _compiled_activation(activation)
     if act is None:
         return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh": \
             literally(activation)
-    rank = x.ndim if isinstance(x, types.Array) else 3
-    _check_types(dict(x=x, initial_state=initial_state, kernel=kernel, recurrent_kernel=recurrent_kernel,
-                      bias=bias, outputs=outputs), ((2, 3), (rank - 1,), (2,), (2,), (1,), (rank,)))
+    if isinstance(act, str):
+        def unknown(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
+            raise ValueError(act)
+        return unknown
 
     def impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
         _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
