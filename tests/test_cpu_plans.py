@@ -63,8 +63,16 @@ def test_forward_plan_rules():
     assert not _plan(1, 10, 8, 8).fused  # one row projects first however little the work
     threads = numba.get_num_threads()
     assert _plan(16, 500, 32, 32).runs == min(config.RUNS_PER_THREAD * threads, 8)
-    assert _plan(64, 200, 8, 16) == Plan("lanes", threads, -1, True)  # lanes: a run per thread
-    assert _plan(64, 100, 128, 128).runs == threads  # panels: a run per thread
+    assert _plan(64, 200, 8, 16) == Plan("lanes", threads, -1, True)  # runs of 64 rows or more
+    assert _plan(512, 200, 8, 16).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 8))
+    # panels: runs of PANELS_RUN_QUADS quads or more, RUNS_PER_THREAD a thread, one per thread
+    assert _plan(64, 100, 128, 128).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 4))
+    assert _plan(256, 30, 64, 256).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 16))
+    assert _plan(8, 40, 8, 64).runs == min(threads, 2)  # fewer quads than runs: one per thread
+    with config.override(RUNS_PER_THREAD=1):
+        assert _plan(64, 100, 128, 128).runs == threads
+    with config.override(PANELS_RUN_QUADS=1):
+        assert _plan(64, 100, 128, 128).runs == min(config.RUNS_PER_THREAD * threads, 16)
     with config.override(SERIAL_WORK=BIG):
         assert _plan(16, 500, 32, 32).runs == 1
     with config.override(**FORWARD["gemm"]):
@@ -84,6 +92,8 @@ def test_backward_plan_rules():
     for kind in ("masked", "recurrent_dropout", "preactivations"):
         assert plan(8, 10, 300, **{kind: True}).path == "gemm"
     assert plan(64, 100, 128).runs == min(config.RUNS_PER_THREAD * numba.get_num_threads(), 32)
+    threads = numba.get_num_threads()
+    assert plan(64, 10, 300).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 4))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -74,10 +74,19 @@ PANELS_MIN_UNITS = 64
 #: the next parallel kernel needs. The backward pass's weight and input gradients go to BLAS
 #: while each product is this small (no kernel to compile), to the Numba products beyond.
 BLAS_SERIAL_MACS = 1 << 18
-#: Runs of rows per thread of the parallel per-row recurrences: a run goes through every step
-#: on its own, so more runs than threads cost little, and a thread slowed by another process
-#: takes fewer of them (16,500,32,32 forward 1.20 -> 1.08 ms median with 4 runs a thread).
+#: Runs of rows per thread of every parallel recurrence (rows, lanes, panels, forward and
+#: backward): a run goes through every step on its own, without synchronising with the others,
+#: and the runs go to whichever thread comes free (:func:`simplernn_numba._threading.
+#: parallel_section`), so a thread slowed by another process takes fewer of them; more runs
+#: than threads cost little (16,500,32,32 forward 1.20 -> 1.08 ms median with 4 runs a thread).
 RUNS_PER_THREAD = 4
+#: Fewest quads of rows per run of the panels paths: each run streams every weight panel through
+#: L1 once a step for its own rows, so a run of fewer rows pays that for less work.
+PANELS_RUN_QUADS = 4
+#: Fewest rows per run of the lanes path: the rows are its vector lanes, and LLVM's vector loop
+#: over them takes 64 float32 rows an iteration with AVX-512 (16 lanes, four interleaved), the
+#: rest in a slower remainder loop (128,200,8,16: four runs of 32 rows 1.14x the time of two of 64).
+LANES_RUN_ROWS = 64
 #: Cost of a padded element of a tile of 64-byte (AVX-512) vectors against one of 32-byte
 #: vectors, when the rows path chooses its tile shape (:func:`.cpu.products.tile_shape`): the
 #: wide tiles do each load, broadcast and FMA for twice the lanes but run at a lower clock
