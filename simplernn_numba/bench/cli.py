@@ -39,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     """Run the benchmark with the command-line arguments ``argv``; returns the rows."""
     parser = argparse.ArgumentParser(
         prog="python -m simplernn_numba.bench",
-        description="Benchmark the SimpleRNN layer against NumPy, PyTorch, Keras, ONNX Runtime, JAX and OpenVINO "
-                    f"(peers that are not installed are skipped; {INSTALL_PEERS} installs them).")
+        description="Benchmark the SimpleRNN layer against NumPy, PyTorch, Keras, ONNX Runtime, JAX "
+                    "and OpenVINO (peers that are not installed are skipped; "
+                    f"{INSTALL_PEERS} installs them).")
     parser.add_argument("--case", action="append", type=parse_case,
                         help="B,T,F,U[,float64][,masked]; repeatable (default: the grid + "
                              "float64 + masked cases)")
