@@ -160,6 +160,39 @@ def row_quarters(w, v, r, u, W):
             vadd(vadd(a2, b2), vadd(d2, e2)), vadd(vadd(a3, b3), vadd(d3, e3)))
 
 
+@njit(inline="always", **_FLAGS)
+def row_pair_halves(w, v, r, u, W):
+    """``v[r:r + 2] @ w[:, u:u + 4 * lanes]`` for two rows as two tuples of four vectors, each the
+    sum of two partial sums over the halves of ``k`` (the first takes the last ``K % 2`` term),
+    added as ``h0 + h1``: sixteen independent chains of FMAs, each ``K / 2`` long, and each load
+    of ``w`` feeds both rows. Each partial sum is one FMA per ``k`` in order. ``w`` (K, U)
+    C-contiguous, ``v`` (rows, K) any strides."""
+    depth = w.shape[0]
+    half = depth // 2
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)  # row r, first and second half
+    c0 = c1 = c2 = c3 = d0 = d1 = d2 = d3 = vzero(w, W)  # row r + 1
+    for k in range(half):
+        j = half + k
+        w0, w1 = vload_at(w, k, u, 0, W), vload_at(w, k, u, 1, W)
+        w2, w3 = vload_at(w, k, u, 2, W), vload_at(w, k, u, 3, W)
+        x, y = vbroadcast(v, r, k, W), vbroadcast(v, r + 1, k, W)
+        a0, a1, a2, a3 = vfma(x, w0, a0), vfma(x, w1, a1), vfma(x, w2, a2), vfma(x, w3, a3)
+        c0, c1, c2, c3 = vfma(y, w0, c0), vfma(y, w1, c1), vfma(y, w2, c2), vfma(y, w3, c3)
+        w0, w1 = vload_at(w, j, u, 0, W), vload_at(w, j, u, 1, W)
+        w2, w3 = vload_at(w, j, u, 2, W), vload_at(w, j, u, 3, W)
+        x, y = vbroadcast(v, r, j, W), vbroadcast(v, r + 1, j, W)
+        b0, b1, b2, b3 = vfma(x, w0, b0), vfma(x, w1, b1), vfma(x, w2, b2), vfma(x, w3, b3)
+        d0, d1, d2, d3 = vfma(y, w0, d0), vfma(y, w1, d1), vfma(y, w2, d2), vfma(y, w3, d3)
+    for k in range(2 * half, depth):
+        w0, w1 = vload_at(w, k, u, 0, W), vload_at(w, k, u, 1, W)
+        w2, w3 = vload_at(w, k, u, 2, W), vload_at(w, k, u, 3, W)
+        x, y = vbroadcast(v, r, k, W), vbroadcast(v, r + 1, k, W)
+        a0, a1, a2, a3 = vfma(x, w0, a0), vfma(x, w1, a1), vfma(x, w2, a2), vfma(x, w3, a3)
+        c0, c1, c2, c3 = vfma(y, w0, c0), vfma(y, w1, c1), vfma(y, w2, c2), vfma(y, w3, c3)
+    return ((vadd(a0, b0), vadd(a1, b1), vadd(a2, b2), vadd(a3, b3)),
+            (vadd(c0, d0), vadd(c1, d1), vadd(c2, d2), vadd(c3, d3)))
+
+
 def tile_shape(rows: int, units: int, itemsize: int) -> int:
     """Index into :data:`TILE_SHAPES` for a (rows, units) product: a one-row shape for one row,
     otherwise one of several rows (which give the same bits); of those, with vectors no wider

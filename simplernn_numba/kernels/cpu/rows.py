@@ -25,7 +25,7 @@ from numba.extending import overload
 from ... import activations as A
 from .activation import activation
 from .launch import row_pairs
-from .products import TILE_SHAPES, product, row_quarters, shape_width, tiled_product
+from .products import TILE_SHAPES, product, row_pair_halves, row_quarters, shape_width, tiled_product
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
 from .simd import lane_count, vadd, vload, vload_at, vstore
 from .specialise import skipped, times, value_of
@@ -161,10 +161,11 @@ def forward(seq, w, kernel, projections, act, tile, run, runs):
 
 
 def _finish_vectors(sums, projection, t, ring, row, z, u, act, W):
-    """The four vectors of pre-activation products ``sums`` of units ``u:u + 4 * lanes`` of
-    :func:`one_row`: float32 tanh activates them in registers (:func:`.tanh.tanh_f32_vector`,
-    the scalar function's bits) into ``ring[row]``; other activations and float64 leave them in
-    ``z[0]`` for :func:`_finish_scalars`."""
+    """The four vectors of products ``sums`` of units ``u:u + 4 * lanes`` of a row of
+    :func:`one_row` or :func:`two_rows`, whose projection (bias added) is ``projection[t]``: float32
+    tanh activates them in registers (:func:`.tanh.tanh_f32_vector`, the scalar function's bits)
+    into ``ring[row]``; other activations and float64 leave the sums in ``z[row]`` for
+    :func:`_finish_scalars`."""
 
 
 @overload(_finish_vectors, inline="always", jit_options={"cache": True})
@@ -183,15 +184,15 @@ def _finish_vectors_impl(sums, projection, t, ring, row, z, u, act, W):
 
     def stored(sums, projection, t, ring, row, z, u, act, W):
         s0, s1, s2, s3 = sums
-        vstore(z, 0, u, s0)
-        vstore(z, 0, u + lanes, s1)
-        vstore(z, 0, u + 2 * lanes, s2)
-        vstore(z, 0, u + 3 * lanes, s3)
+        vstore(z, row, u, s0)
+        vstore(z, row, u + lanes, s1)
+        vstore(z, row, u + 2 * lanes, s2)
+        vstore(z, row, u + 3 * lanes, s3)
     return stored
 
 
 def _finish_scalars(z, projection, t, ring, row, units, act):
-    """``ring[row, u] = act(z[0, u] + projection[t, u])`` for the activations
+    """``ring[row, u] = act(z[row, u] + projection[t, u])`` for the activations
     :func:`_finish_vectors` leaves in ``z`` (nothing for float32 tanh)."""
 
 
@@ -202,7 +203,7 @@ def _finish_scalars_impl(z, projection, t, ring, row, units, act):
 
     def finish(z, projection, t, ring, row, units, act):
         for u in range(units):
-            ring[row, u] = activation(z[0, u] + projection[t, u], act)
+            ring[row, u] = activation(z[row, u] + projection[t, u], act)
     return finish
 
 
@@ -231,7 +232,7 @@ def one_row(seq, w, kernel, projection, act, tile):
         pt = projection[t]
         for u in range(units):
             pt[u] = pt[u] + bias[u]
-    z = np.empty((1, padded), w.dtype)
+    z = np.empty((2, padded), w.dtype)
     ring = np.zeros((2, padded), w.dtype)
     for u in range(units):
         ring[0, u] = initial_state[0, u]
@@ -251,6 +252,56 @@ def one_row(seq, w, kernel, projection, act, tile):
         final_state[0, u] = last[u]
         if not keep_all:
             outputs[0, 0, u] = last[u]
+
+
+@njit(**_FLAGS)
+def two_rows(seq, w, kernel, projection, act, tile):
+    """The forward call of two batch rows without a mask or recurrent dropout, as
+    :func:`one_row` does one: the input projection of both rows for every step first, then per
+    step both states' products with the recurrent kernel by :func:`.products.row_pair_halves`
+    (each load of the weights feeds both rows), the activation, and the new states in a
+    two-slot ring (rows ``2 * slot + r``), copied to the outputs off the chain of steps.
+
+    ``seq.x`` (2, T, F), T >= 1, with any input dropout applied; ``w`` and ``kernel`` padded to
+    whole tiles of the one-row shape ``tile``; ``projection`` a (2 T, U') work array.
+    """
+    x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
+    steps, features = x.shape[1], x.shape[2]
+    units = final_state.shape[1]
+    padded = w.shape[1]
+    keep_all = outputs.shape[1] == steps
+    W = shape_width(tile)
+    lanes = lane_count(W, w.itemsize)
+    product(x.reshape((2 * steps, features)), kernel, projection, W)
+    for t in range(2 * steps):
+        pt = projection[t]
+        for u in range(units):
+            pt[u] = pt[u] + bias[u]
+    z = np.empty((4, padded), w.dtype)
+    ring = np.zeros((4, padded), w.dtype)
+    for r in range(2):
+        for u in range(units):
+            ring[r, u] = initial_state[r, u]
+    for s in range(steps):
+        t = steps - 1 - s if go_backwards else s
+        row = 2 - 2 * (s % 2)  # the new states' slot; the previous ones are in the other
+        for u in range(0, padded, 4 * lanes):
+            first, second = row_pair_halves(w, ring, 2 - row, u, W)
+            _finish_vectors(first, projection, t, ring, row, z, u, act, W)
+            _finish_vectors(second, projection, steps + t, ring, row + 1, z, u, act, W)
+        _finish_scalars(z, projection, t, ring, row, units, act)
+        _finish_scalars(z, projection, steps + t, ring, row + 1, units, act)
+        if keep_all:
+            for r in range(2):
+                out, new = outputs[r, s], ring[row + r]
+                for u in range(units):
+                    out[u] = new[u]
+    last = 2 * (steps % 2)
+    for r in range(2):
+        for u in range(units):
+            final_state[r, u] = ring[last + r, u]
+            if not keep_all:
+                outputs[r, 0, u] = ring[last + r, u]
 
 
 @njit(**_FLAGS)
