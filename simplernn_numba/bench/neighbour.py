@@ -49,8 +49,13 @@ class BusyNeighbour:
                                          stdin=subprocess.DEVNULL)
         if self.core is not None and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(self._process.pid, {self.core})
-        os.kill(self._process.pid, signal.SIGSTOP)
+        self._stop()
         self._running = False
+
+    def _stop(self) -> None:
+        """Pause the neighbour and wait until it has stopped."""
+        os.kill(self._process.pid, signal.SIGSTOP)
+        os.waitpid(self._process.pid, os.WUNTRACED)
 
     def spinning(self) -> bool:
         """Whether the neighbour is spinning now (inside :meth:`running`)."""
@@ -66,7 +71,7 @@ class BusyNeighbour:
             yield
         finally:
             self._running = False
-            os.kill(self._process.pid, signal.SIGSTOP)
+            self._stop()
 
     def close(self) -> None:
         """End the neighbour's process."""
