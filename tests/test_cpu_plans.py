@@ -68,8 +68,9 @@ def test_forward_plan_rules():
     assert _plan(2, 800, 24, 300, training=True).path == "two_rows"  # beyond L2: projected
     threads = numba.get_num_threads()
     assert _plan(16, 500, 32, 32).runs == min(config.RUNS_PER_THREAD * threads, 8)
-    assert _plan(64, 200, 8, 16) == Plan("lanes", threads, -1, True)  # runs of 64 rows or more
-    assert _plan(512, 200, 8, 16).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 8))
+    assert _plan(64, 200, 8, 16) == Plan("lanes", threads, -1, True)  # fewer than LANES_RUN_ROWS
+    lanes_runs = min(config.RUNS_PER_THREAD * threads, 1024 // config.LANES_RUN_ROWS)
+    assert _plan(1024, 200, 8, 16).runs == max(threads, lanes_runs)
     # panels: runs of PANELS_RUN_QUADS quads or more, RUNS_PER_THREAD a thread, one per thread
     assert _plan(64, 100, 128, 128).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 4))
     assert _plan(256, 30, 64, 256).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 16))

@@ -83,10 +83,11 @@ RUNS_PER_THREAD = 4
 #: Fewest quads of rows per run of the panels paths: each run streams every weight panel through
 #: L1 once a step for its own rows, so a run of fewer rows pays that for less work.
 PANELS_RUN_QUADS = 4
-#: Fewest rows per run of the lanes path: the rows are its vector lanes, and LLVM's vector loop
-#: over them takes 64 float32 rows an iteration with AVX-512 (16 lanes, four interleaved), the
-#: rest in a slower remainder loop (128,200,8,16: four runs of 32 rows 1.14x the time of two of 64).
-LANES_RUN_ROWS = 64
+#: Fewest rows per run of the lanes path: the rows are its vector lanes, and every loop over
+#: them pays its start and remainder once per unit and term, so short runs cost more than the
+#: balance gains (512,100,8,16 float32, AVX-512: eight runs of 64 rows 1.6x the time of two of
+#: 256, four of 128 level with two).
+LANES_RUN_ROWS = 128
 #: Cost of a padded element of a tile of 64-byte (AVX-512) vectors against one of 32-byte
 #: vectors, when the rows path chooses its tile shape (:func:`.cpu.products.tile_shape`): the
 #: wide tiles do each load, broadcast and FMA for twice the lanes but run at a lower clock
