@@ -6,10 +6,12 @@ shape ``tile``, a static choice). Fused (``kernel`` None): ``w`` is ``[kernel;
 recurrent_kernel]`` and each step's operand is ``[x_t, h_{t-1}]``. Projected: the run first
 computes its rows' input projection for every step in one product (:func:`.products.product`,
 on the run's own thread) and each step multiplies ``h_{t-1}`` by the recurrent kernel alone.
-The weights are padded with zero columns to whole tiles (U' columns). One batch row without a
-mask or recurrent dropout has a kernel of its own (:func:`one_row`): the state's product is
-split into partial sums over ``k`` (:func:`.products.row_quarters`), as on the rows path's
-one-row shapes, so a step's chain of dependent FMAs is a quarter as long.
+The weights are padded with zero columns to whole tiles (U' columns). One or two batch rows
+without a mask or recurrent dropout have kernels of their own (:func:`one_row`,
+:func:`two_rows`): the state's product is split into partial sums over ``k``
+(:func:`.products.row_quarters`, as on the rows path's one-row shapes, and
+:func:`.products.row_pair_halves`), so a step's chain of dependent FMAs is a quarter or a half
+as long.
 
 A row's result does not depend on the other rows of its run (each element of a tile is one FMA
 per term, in order), so a batch cut into runs of rows over the threads (:mod:`.launch`) gives
