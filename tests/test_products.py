@@ -53,8 +53,8 @@ def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
     for rows, vectors, size in TILE_SHAPES:
         if rows > 1:
             np.testing.assert_array_equal(results[rows, vectors, size], first)
-    # one row: four partial sums over the quarters of k (K = 37: one term left over), the same
-    # bits at either width and by row; the rounding differs from one chain's
+    # one row: ONE_ROW_PARTIALS partial sums over k (K = 37: terms left over), the same bits at
+    # either width and by row; the rounding differs from one chain's
     one_row = results[(1, 4, 64)]
     np.testing.assert_array_equal(results[(1, 4, 32)], one_row)
     assert not np.array_equal(one_row, first)

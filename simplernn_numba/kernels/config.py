@@ -139,6 +139,15 @@ PRODUCT_ROW_BLOCK = 48
 #: their operands fit AVX-512's 32 vector registers, a 4x3 tile's twelve AVX2's 16 (64,100,128,128
 #: float32 with 64-byte vectors: 144 columns padded for 128 units with three, none with four).
 PANEL_VECTORS = 4 if VECTOR_BYTES == 64 else 3
+#: Partial sums over ``k`` per output vector of a one-row step (:func:`.cpu.products.row_partials`):
+#: a step's chain of dependent FMAs is ``K / ONE_ROW_PARTIALS`` long. Four vectors of four
+#: partials are sixteen accumulators, which AVX-512's 32 registers hold with their operands;
+#: AVX2's 16 take two partials (eight accumulators: sixteen spilled, 1,2000,8,32 and 2,800,24,48
+#: ran 1.1-1.4x slower).
+ONE_ROW_PARTIALS = 4 if VECTOR_BYTES == 64 else 2
+#: The same for two rows (:func:`.cpu.products.row_pair_partials`): two rows by four vectors by
+#: two partials are sixteen accumulators with AVX-512; with AVX2 one chain each (eight).
+TWO_ROW_PARTIALS = 2 if VECTOR_BYTES == 64 else 1
 #: Rows of the left operand per block of a panel product: 48 rows of K = 512 float32 are 96 KB,
 #: in L2 while every panel passes over them.
 PANEL_ROW_BLOCK = 48
@@ -225,7 +234,8 @@ CUDA_REGISTERS_STAGED = 4
 
 #: Names baked into compiled code: :func:`override` and :func:`set` refuse them.
 COMPILE_TIME = frozenset({"VECTOR_BYTES", "PRODUCT_TILE_ROWS", "PRODUCT_ROW_BLOCK", "PANEL_VECTORS",
-                          "PANEL_ROW_BLOCK", "K_BLOCK", "ROW_BLOCK", "K_BLOCK_T", "ROW_BLOCK_T"})
+                          "PANEL_ROW_BLOCK", "K_BLOCK", "ROW_BLOCK", "K_BLOCK_T", "ROW_BLOCK_T",
+                          "ONE_ROW_PARTIALS", "TWO_ROW_PARTIALS"})
 
 _module = sys.modules[__name__]
 #: Every setting's value as this module defines it.

@@ -47,11 +47,13 @@ from .. import config
 from ..config import (
     K_BLOCK,
     K_BLOCK_T,
+    ONE_ROW_PARTIALS,
     PANEL_VECTORS,
     PRODUCT_ROW_BLOCK,
     PRODUCT_TILE_ROWS,
     ROW_BLOCK,
     ROW_BLOCK_T,
+    TWO_ROW_PARTIALS,
     VECTOR_BYTES,
 )
 from .launch import row_quads, run_all
@@ -79,7 +81,7 @@ _FLAGS = dict(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 #: Shapes of the tiles of :func:`tiled_product`, (rows, vectors of units, bytes per vector): the
 #: rows it is padded to, the vectors of units the weights are padded to and the vectors' width
 #: (:mod:`.simd`: 64 bytes is one AVX-512 register). The one-row shapes are
-#: :func:`one_row_tiles` (four vectors, each of four partial sums over ``k``), the
+#: :func:`one_row_tiles` (four vectors, each of partial sums over ``k``), the
 #: two-row ones :func:`tile` (eight accumulators) and the four-row ones :func:`four_row_tiles`
 #: (4x3 tiles of twelve accumulators, the last columns 4x2).
 TILE_SHAPES = ((4, 2, 64), (2, 4, 64), (1, 4, 64), (4, 2, 32), (2, 4, 32), (1, 4, 32))
@@ -125,15 +127,15 @@ def tile(w, v, z, r, u, R, V, k0, k1, T, W):
 
 
 @njit(inline="always", **_FLAGS)
-def row_quarters(w, v, r, u, W):
-    """``v[r] @ w[:, u:u + 4 * lanes]`` for one row as four vectors, each the sum of four partial
-    sums over the quarters of ``k`` (the first takes the last ``K % 4`` terms too), added as
-    ``(q0 + q1) + (q2 + q3)``: sixteen independent chains of FMAs, each ``K / 4`` long, so that a
-    step of one row waits a quarter of the FMA latency a single chain costs. Each partial sum is
-    one FMA per ``k`` in order; the result differs from :func:`tile` 's in rounding only. ``w``
+def row_partials(w, v, r, u, W):
+    """``v[r] @ w[:, u:u + 4 * lanes]`` for one row as four vectors, each the sum of
+    :data:`..config.ONE_ROW_PARTIALS` partial sums over the quarters (or halves) of ``k`` (the
+    first takes the terms left over), added as ``(p0 + p1) + (p2 + p3)`` (or ``p0 + p1``): a
+    step's chain of dependent FMAs is a quarter (a half) of one chain's. Each partial sum is one
+    FMA per ``k`` in order; the result differs from :func:`tile` 's in rounding only. ``w``
     (K, U) C-contiguous, ``v`` (rows, K) any strides."""
     depth = w.shape[0]
-    q = depth // 4
+    q = depth // ONE_ROW_PARTIALS
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)
     d0 = d1 = d2 = d3 = e0 = e1 = e2 = e3 = vzero(w, W)
     for k in range(q):
@@ -144,53 +146,59 @@ def row_quarters(w, v, r, u, W):
         x = vbroadcast(v, r, j, W)
         b0, b1 = vfma(x, vload_at(w, j, u, 0, W), b0), vfma(x, vload_at(w, j, u, 1, W), b1)
         b2, b3 = vfma(x, vload_at(w, j, u, 2, W), b2), vfma(x, vload_at(w, j, u, 3, W), b3)
-        j = 2 * q + k
-        x = vbroadcast(v, r, j, W)
-        d0, d1 = vfma(x, vload_at(w, j, u, 0, W), d0), vfma(x, vload_at(w, j, u, 1, W), d1)
-        d2, d3 = vfma(x, vload_at(w, j, u, 2, W), d2), vfma(x, vload_at(w, j, u, 3, W), d3)
-        j = 3 * q + k
-        x = vbroadcast(v, r, j, W)
-        e0, e1 = vfma(x, vload_at(w, j, u, 0, W), e0), vfma(x, vload_at(w, j, u, 1, W), e1)
-        e2, e3 = vfma(x, vload_at(w, j, u, 2, W), e2), vfma(x, vload_at(w, j, u, 3, W), e3)
-    for k in range(4 * q, depth):
+        if ONE_ROW_PARTIALS == 4:
+            j = 2 * q + k
+            x = vbroadcast(v, r, j, W)
+            d0, d1 = vfma(x, vload_at(w, j, u, 0, W), d0), vfma(x, vload_at(w, j, u, 1, W), d1)
+            d2, d3 = vfma(x, vload_at(w, j, u, 2, W), d2), vfma(x, vload_at(w, j, u, 3, W), d3)
+            j = 3 * q + k
+            x = vbroadcast(v, r, j, W)
+            e0, e1 = vfma(x, vload_at(w, j, u, 0, W), e0), vfma(x, vload_at(w, j, u, 1, W), e1)
+            e2, e3 = vfma(x, vload_at(w, j, u, 2, W), e2), vfma(x, vload_at(w, j, u, 3, W), e3)
+    for k in range(ONE_ROW_PARTIALS * q, depth):
         x = vbroadcast(v, r, k, W)
         a0, a1 = vfma(x, vload_at(w, k, u, 0, W), a0), vfma(x, vload_at(w, k, u, 1, W), a1)
         a2, a3 = vfma(x, vload_at(w, k, u, 2, W), a2), vfma(x, vload_at(w, k, u, 3, W), a3)
-    return (vadd(vadd(a0, b0), vadd(d0, e0)), vadd(vadd(a1, b1), vadd(d1, e1)),
-            vadd(vadd(a2, b2), vadd(d2, e2)), vadd(vadd(a3, b3), vadd(d3, e3)))
+    if ONE_ROW_PARTIALS == 4:
+        return (vadd(vadd(a0, b0), vadd(d0, e0)), vadd(vadd(a1, b1), vadd(d1, e1)),
+                vadd(vadd(a2, b2), vadd(d2, e2)), vadd(vadd(a3, b3), vadd(d3, e3)))
+    return vadd(a0, b0), vadd(a1, b1), vadd(a2, b2), vadd(a3, b3)
 
 
 @njit(inline="always", **_FLAGS)
-def row_pair_halves(w, v, r, u, W):
-    """``v[r:r + 2] @ w[:, u:u + 4 * lanes]`` for two rows as two tuples of four vectors, each the
-    sum of two partial sums over the halves of ``k`` (the first takes the last ``K % 2`` term),
-    added as ``h0 + h1``: sixteen independent chains of FMAs, each ``K / 2`` long, and each load
-    of ``w`` feeds both rows. Each partial sum is one FMA per ``k`` in order. ``w`` (K, U)
-    C-contiguous, ``v`` (rows, K) any strides."""
+def row_pair_partials(w, v, r, u, W):
+    """``v[r:r + 2] @ w[:, u:u + 4 * lanes]`` for two rows as two tuples of four vectors, each
+    the sum of :data:`..config.TWO_ROW_PARTIALS` partial sums over the halves of ``k`` (the first
+    takes the term left over) added as ``p0 + p1``, or one chain; each load of ``w`` feeds both
+    rows. Each partial sum is one FMA per ``k`` in order. ``w`` (K, U) C-contiguous, ``v``
+    (rows, K) any strides."""
     depth = w.shape[0]
-    half = depth // 2
+    half = depth // TWO_ROW_PARTIALS
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)  # row r, first and second half
     c0 = c1 = c2 = c3 = d0 = d1 = d2 = d3 = vzero(w, W)  # row r + 1
     for k in range(half):
-        j = half + k
         w0, w1 = vload_at(w, k, u, 0, W), vload_at(w, k, u, 1, W)
         w2, w3 = vload_at(w, k, u, 2, W), vload_at(w, k, u, 3, W)
         x, y = vbroadcast(v, r, k, W), vbroadcast(v, r + 1, k, W)
         a0, a1, a2, a3 = vfma(x, w0, a0), vfma(x, w1, a1), vfma(x, w2, a2), vfma(x, w3, a3)
         c0, c1, c2, c3 = vfma(y, w0, c0), vfma(y, w1, c1), vfma(y, w2, c2), vfma(y, w3, c3)
-        w0, w1 = vload_at(w, j, u, 0, W), vload_at(w, j, u, 1, W)
-        w2, w3 = vload_at(w, j, u, 2, W), vload_at(w, j, u, 3, W)
-        x, y = vbroadcast(v, r, j, W), vbroadcast(v, r + 1, j, W)
-        b0, b1, b2, b3 = vfma(x, w0, b0), vfma(x, w1, b1), vfma(x, w2, b2), vfma(x, w3, b3)
-        d0, d1, d2, d3 = vfma(y, w0, d0), vfma(y, w1, d1), vfma(y, w2, d2), vfma(y, w3, d3)
-    for k in range(2 * half, depth):
+        if TWO_ROW_PARTIALS == 2:
+            j = half + k
+            w0, w1 = vload_at(w, j, u, 0, W), vload_at(w, j, u, 1, W)
+            w2, w3 = vload_at(w, j, u, 2, W), vload_at(w, j, u, 3, W)
+            x, y = vbroadcast(v, r, j, W), vbroadcast(v, r + 1, j, W)
+            b0, b1, b2, b3 = vfma(x, w0, b0), vfma(x, w1, b1), vfma(x, w2, b2), vfma(x, w3, b3)
+            d0, d1, d2, d3 = vfma(y, w0, d0), vfma(y, w1, d1), vfma(y, w2, d2), vfma(y, w3, d3)
+    for k in range(TWO_ROW_PARTIALS * half, depth):
         w0, w1 = vload_at(w, k, u, 0, W), vload_at(w, k, u, 1, W)
         w2, w3 = vload_at(w, k, u, 2, W), vload_at(w, k, u, 3, W)
         x, y = vbroadcast(v, r, k, W), vbroadcast(v, r + 1, k, W)
         a0, a1, a2, a3 = vfma(x, w0, a0), vfma(x, w1, a1), vfma(x, w2, a2), vfma(x, w3, a3)
         c0, c1, c2, c3 = vfma(y, w0, c0), vfma(y, w1, c1), vfma(y, w2, c2), vfma(y, w3, c3)
-    return ((vadd(a0, b0), vadd(a1, b1), vadd(a2, b2), vadd(a3, b3)),
-            (vadd(c0, d0), vadd(c1, d1), vadd(c2, d2), vadd(c3, d3)))
+    if TWO_ROW_PARTIALS == 2:
+        return ((vadd(a0, b0), vadd(a1, b1), vadd(a2, b2), vadd(a3, b3)),
+                (vadd(c0, d0), vadd(c1, d1), vadd(c2, d2), vadd(c3, d3)))
+    return (a0, a1, a2, a3), (c0, c1, c2, c3)
 
 
 def tile_shape(rows: int, units: int, itemsize: int) -> int:
@@ -390,14 +398,14 @@ def four_row_tiles(w, v, z, lo, hi, W):
 
 @njit(inline="always", **_FLAGS)
 def one_row_tiles(w, v, z, r, W):
-    """``z[r] = v[r] @ w`` for one row by :func:`row_quarters` over each four vectors of units.
+    """``z[r] = v[r] @ w`` for one row by :func:`row_partials` over each four vectors of units.
     ``w`` (K, U), ``z`` (rows, U) C-contiguous, U whole fours of vectors; ``v`` (rows, K), any
     strides. A step of one row is a chain of dependent steps: a single chain of FMAs per
     element would wait the FMA latency ``K`` times a step (1,2000,8,32 float32, interleaved:
     46 -> 40 ns a step with :mod:`.rows`' one-row kernel)."""
     lanes = lane_count(W, w.itemsize)
     for u in range(0, z.shape[1], 4 * lanes):
-        s0, s1, s2, s3 = row_quarters(w, v, r, u, W)
+        s0, s1, s2, s3 = row_partials(w, v, r, u, W)
         vstore(z, r, u, s0)
         vstore(z, r, u + lanes, s1)
         vstore(z, r, u + 2 * lanes, s2)
@@ -409,7 +417,7 @@ def tiled_product(w, v, z, shape):
     :mod:`.specialise`: only that shape's code compiles): ``w`` (K, U), ``v`` (rows, K), ``z``
     (rows, U), last axes contiguous, ``rows`` and ``U`` whole tiles (callers pad). A row's result
     does not depend on the other rows; the two shapes of several rows give the same bits (each
-    element one FMA per ``k`` in order); the one-row shapes' partial sums (:func:`row_quarters`)
+    element one FMA per ``k`` in order); the one-row shapes' partial sums (:func:`row_partials`)
     differ from them by rounding."""
 
 

@@ -9,9 +9,9 @@ on the run's own thread) and each step multiplies ``h_{t-1}`` by the recurrent k
 The weights are padded with zero columns to whole tiles (U' columns). One or two batch rows
 without a mask or recurrent dropout have kernels of their own (:func:`one_row`,
 :func:`two_rows`): the state's product is split into partial sums over ``k``
-(:func:`.products.row_quarters`, as on the rows path's one-row shapes, and
-:func:`.products.row_pair_halves`), so a step's chain of dependent FMAs is a quarter or a half
-as long.
+(:func:`.products.row_partials`, as on the rows path's one-row shapes, and
+:func:`.products.row_pair_partials`; ``config.ONE_ROW_PARTIALS`` and ``TWO_ROW_PARTIALS``), so a
+step's chain of dependent FMAs is shorter.
 
 A row's result does not depend on the other rows of its run (each element of a tile is one FMA
 per term, in order), so a batch cut into runs of rows over the threads (:mod:`.launch`) gives
@@ -27,7 +27,7 @@ from numba.extending import overload
 from ... import activations as A
 from .activation import activation
 from .launch import row_pairs
-from .products import TILE_SHAPES, product, row_pair_halves, row_quarters, shape_width, tiled_product
+from .products import TILE_SHAPES, product, row_pair_partials, row_partials, shape_width, tiled_product
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
 from .simd import lane_count, vadd, vload, vload_at, vstore
 from .specialise import skipped, times, value_of
@@ -213,7 +213,7 @@ def _finish_scalars_impl(z, projection, t, ring, row, units, act):
 def one_row(seq, w, kernel, projection, act, tile):
     """The forward call of one batch row without a mask or recurrent dropout: the input
     projection for every step first (one product, plus the bias), then per step the state's
-    product with the recurrent kernel by :func:`.products.row_quarters` (the bits of
+    product with the recurrent kernel by :func:`.products.row_partials` (the bits of
     :func:`forward` for ``lo, hi = 0, 1`` projected with a mask that masks nothing), its
     activation (float32 tanh in vector registers), and the new state in a two-slot ring, copied
     to its output slot off the chain of dependent steps.
@@ -242,7 +242,7 @@ def one_row(seq, w, kernel, projection, act, tile):
         t = steps - 1 - s if go_backwards else s
         row = 1 - s % 2
         for u in range(0, padded, 4 * lanes):
-            _finish_vectors(row_quarters(w, ring, 1 - row, u, W), projection, t, ring, row, z, u,
+            _finish_vectors(row_partials(w, ring, 1 - row, u, W), projection, t, ring, row, z, u,
                             act, W)
         _finish_scalars(z, projection, t, ring, row, units, act)
         if keep_all:
@@ -260,8 +260,8 @@ def one_row(seq, w, kernel, projection, act, tile):
 def two_rows(seq, w, kernel, projection, act, tile):
     """The forward call of two batch rows without a mask or recurrent dropout, as
     :func:`one_row` does one: the input projection of both rows for every step first, then per
-    step both states' products with the recurrent kernel by :func:`.products.row_pair_halves`
-    (each load of the weights feeds both rows), the activation, and the new states in a
+    step both states' products with the recurrent kernel by :func:`.products.row_pair_partials`
+    (partial sums over ``k``; each load of the weights feeds both rows), the activation, and the new states in a
     two-slot ring (rows ``2 * slot + r``), copied to the outputs off the chain of steps.
 
     ``seq.x`` (2, T, F), T >= 1, with any input dropout applied; ``w`` and ``kernel`` padded to
@@ -288,7 +288,7 @@ def two_rows(seq, w, kernel, projection, act, tile):
         t = steps - 1 - s if go_backwards else s
         row = 2 - 2 * (s % 2)  # the new states' slot; the previous ones are in the other
         for u in range(0, padded, 4 * lanes):
-            first, second = row_pair_halves(w, ring, 2 - row, u, W)
+            first, second = row_pair_partials(w, ring, 2 - row, u, W)
             _finish_vectors(first, projection, t, ring, row, z, u, act, W)
             _finish_vectors(second, projection, steps + t, ring, row + 1, z, u, act, W)
         _finish_scalars(z, projection, t, ring, row, units, act)
