@@ -260,9 +260,10 @@ def one_row(seq, w, kernel, projection, act, tile):
 def two_rows(seq, w, kernel, projection, act, tile):
     """The forward call of two batch rows without a mask or recurrent dropout, as
     :func:`one_row` does one: the input projection of both rows for every step first, then per
-    step both states' products with the recurrent kernel by :func:`.products.row_pair_partials`
-    (partial sums over ``k``; each load of the weights feeds both rows), the activation, and the new states in a
-    two-slot ring (rows ``2 * slot + r``), copied to the outputs off the chain of steps.
+    step both states' products with the recurrent kernel by
+    :func:`.products.row_pair_partials` (partial sums over ``k``; each load of the weights feeds
+    both rows), the activation, and the new states in a two-slot ring (rows ``2 * slot + r``),
+    copied to the outputs off the chain of steps.
 
     ``seq.x`` (2, T, F), T >= 1, with any input dropout applied; ``w`` and ``kernel`` padded to
     whole tiles of the one-row shape ``tile``; ``projection`` a (2 T, U') work array.
