@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from . import _demo
 
 #: The CPU plans the compile command knows (``kernels.cpu.warmup.PATHS``, without importing it).
-PATHS = ("lanes", "rows", "one_row", "panels")
+PATHS = ("lanes", "rows", "one_row", "two_rows", "panels")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

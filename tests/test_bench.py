@@ -1,11 +1,15 @@
 """Smoke tests of the benchmark harness (``python -m simplernn_numba.bench``): no timings checked."""
 
+import contextlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from simplernn_numba import bench
 from simplernn_numba.bench import cases, timing
 from simplernn_numba.bench import training as bench_train
+from simplernn_numba.bench.peers import THREADS_ENV
 
 
 def test_cli_writes_table_with_ratio_and_roofline(tmp_path, capsys):
@@ -165,3 +169,73 @@ def test_a_block_of_short_calls_lasts_its_time_slice():
     assert len(times) > 100 and sum(times) < timing.BLOCK_S
     slow = timing._block(lambda: __import__("time").sleep(timing.BLOCK_S))
     assert len(slow) == 1  # one call as long as the block: timed alone
+
+
+# ---------------------------------------------------------- --neighbour and --per-step modes
+def _process_state(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_busy_neighbour_spins_only_inside_running_and_ends_on_close():
+    from simplernn_numba.bench.neighbour import BusyNeighbour
+
+    with BusyNeighbour() as neighbour:
+        pid = neighbour._process.pid
+        assert _process_state(pid) == "T" and not neighbour.spinning()  # stopped
+        with neighbour.running():
+            assert _process_state(pid) == "R" and neighbour.spinning()
+        assert _process_state(pid) == "T"
+    assert neighbour._process.poll() is not None  # ended
+
+
+def test_run_with_a_neighbour_times_every_implementation_both_ways(monkeypatch):
+    events = []
+
+    class Neighbour:
+        @contextlib.contextmanager
+        def running(self):
+            events.append("start")
+            yield
+            events.append("stop")
+
+    monkeypatch.setattr(timing, "_block", lambda fn: events.append("block") or [1e-3])
+    (row,) = bench.run([bench.Case(2, 3, 4, 5)], peers=("numpy",), rounds=2, repeat=1,
+                       progress=False, neighbour=Neighbour())
+    assert set(row.busy) == set(row.timings) == {bench.OURS, "numpy"}
+    assert events == ["block", "start", "block", "stop"] * 4  # each quiet block, then a busy one
+    assert row.plan and row.plan.split(",")[0] in ("lanes", "rows", "one_row", "two_rows")
+
+
+def test_neighbour_cli_writes_quiet_and_busy_columns(tmp_path):
+    rows = bench.main(["--neighbour", "--case", "3,4,5,6", "--peers", "numpy", "--rounds", "1",
+                       "--repeat", "1", "--out-dir", str(tmp_path), "--no-roofline"])
+    text = (tmp_path / "bench_neighbour.md").read_text()
+    assert set(rows[0].busy) == {bench.OURS, "numpy"}
+    assert "simplernn_numba quiet / busy ms (ratio)" in text and "| 3,4,5,6 | rows, 1 run |" in text
+    assert "ideal ratio is" in text
+
+
+def test_per_step_cli_reports_the_fma_bound_on_one_thread(tmp_path, monkeypatch):
+    monkeypatch.setenv(THREADS_ENV, "1")  # as after --per-step's re-execution with one thread
+    rows = bench.main(["--per-step", "--case", "1,20,3,8", "--case", "2,20,3,8", "--peers", "none",
+                       "--rounds", "1", "--repeat", "1", "--out-dir", str(tmp_path)])
+    text = (tmp_path / "bench_per_step.md").read_text()
+    assert [r.plan for r in rows] == ["one_row, 1 run", "two_rows, 1 run"]
+    assert all(r.sgemm_gflops > 0 for r in rows)
+    assert "simplernn_numba ns/step" in text and "FMA bound ns/step" in text and "% of bound" in text
+    with pytest.raises(SystemExit):
+        bench.main(["--per-step", "--no-roofline"])
+
+
+def test_openvino_peer_matches_ours_and_skips_what_it_cannot_run():
+    pytest.importorskip("openvino")
+    case = bench.Case(3, 6, 4, 5)
+    problem = bench.case_problem(case)
+    ours = bench.BUILDERS[bench.OURS](problem, case)()
+    cases.assert_close(bench.BUILDERS["openvino"](problem, case)(), np.asarray(ours),
+                       *cases.tolerance("float32", "peer"))
+    for other in (bench.Case(3, 6, 4, 5, "float64"), bench.Case(3, 6, 4, 5, masked=True)):
+        with pytest.raises(NotImplementedError):
+            bench.BUILDERS["openvino"](bench.case_problem(other), other)

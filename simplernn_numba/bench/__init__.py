@@ -1,4 +1,4 @@
-"""Benchmarks of the SimpleRNN layer against NumPy, PyTorch, Keras, ONNX Runtime and JAX.
+"""Benchmarks of the SimpleRNN layer against NumPy, PyTorch, Keras, ONNX Runtime, JAX and OpenVINO.
 
 ``python -m simplernn_numba.bench`` (``--train`` for a training step; ``--help`` for the
 options) times our forward pass **through the public layer call** (validation and

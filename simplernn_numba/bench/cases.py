@@ -28,6 +28,15 @@ __all__ = ["ACTIVATIONS", "GRID", "TOLERANCES", "Case", "Problem", "assert_close
 GRID = ((32, 10, 8, 4), (1, 1000, 16, 64), (64, 100, 128, 128), (16, 500, 32, 32),
         (128, 200, 512, 512))
 
+#: Shapes of ``--neighbour`` (quiet against a busy neighbour): the panels plan at three sizes,
+#: the rows plan, the lanes plan.
+NEIGHBOUR_GRID = ((256, 30, 64, 256), (64, 100, 128, 128), (96, 60, 48, 160), (32, 400, 16, 48),
+                  (512, 100, 8, 16))
+
+#: Shapes of ``--per-step`` (one or two sequences at a time, weights in L1).
+PER_STEP_GRID = ((1, 2000, 8, 32), (2, 800, 24, 48), (1, 1000, 16, 64))
+
+
 @dataclass(frozen=True)
 class Case:
     """One benchmark problem: a tanh forward with ``return_sequences=True``."""

@@ -1,22 +1,27 @@
-"""Command line: ``python -m simplernn_numba.bench [--train] [options]``.
+"""Command line: ``python -m simplernn_numba.bench [--train] [--neighbour | --per-step] [options]``.
 
 Times our forward pass (or, with ``--train``, a training step) and every installed
 peer on the same weights and inputs, and writes ``bench.md`` and ``bench.png``
 (``bench_train.md`` and ``bench_train.png``); ``--help`` lists the options.
+``--neighbour`` times every implementation quiet and with a busy neighbour (a process spinning
+on one core) in the same rounds and writes ``bench_neighbour.md``; ``--per-step`` times one or
+two sequences at a time on one thread against the FMA bound and writes ``bench_per_step.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import training
-from .cases import default_cases, parse_case
+from .cases import NEIGHBOUR_GRID, PER_STEP_GRID, Case, default_cases, parse_case
+from .neighbour import BusyNeighbour
 from .peers import BUILDERS, PEERS, THREADS_ENV
-from .report import markdown, plot, startup_times
+from .report import markdown, neighbour_markdown, per_step_markdown, plot, startup_times
 from .timing import BLOCK_S, INSTALL_PEERS, ROUNDS, Row, run, sgemm_gflops
 
 
@@ -34,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     """Run the benchmark with the command-line arguments ``argv``; returns the rows."""
     parser = argparse.ArgumentParser(
         prog="python -m simplernn_numba.bench",
-        description="Benchmark the SimpleRNN layer against NumPy, PyTorch, Keras, ONNX Runtime and JAX "
-                    f"(peers that are not installed are skipped; {INSTALL_PEERS} installs them).")
+        description="Benchmark the SimpleRNN layer against NumPy, PyTorch, Keras, ONNX Runtime, JAX "
+                    "and OpenVINO (peers that are not installed are skipped; "
+                    f"{INSTALL_PEERS} installs them).")
     parser.add_argument("--case", action="append", type=parse_case,
                         help="B,T,F,U[,float64][,masked]; repeatable (default: the grid + "
                              "float64 + masked cases)")
@@ -62,13 +68,29 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                              "threads; default: each library's own default (all cores)")
     parser.add_argument("--startup", action="store_true",
                         help="also time import + first call with a cold and a warm Numba cache")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--neighbour", action="store_true",
+                      help="time each implementation quiet and with a busy neighbour (a process "
+                           "spinning on one core) in the same rounds; writes bench_neighbour.md "
+                           "(default cases: " + " ".join(",".join(map(str, c)) for c in NEIGHBOUR_GRID)
+                           + ")")
+    mode.add_argument("--per-step", action="store_true",
+                      help="one or two sequences at a time on one thread (implies --threads 1): "
+                           "ns a step and ours against the FMA bound 2BTU(F+U) at the one-thread "
+                           "sgemm rate of the same rounds; writes bench_per_step.md (default "
+                           "cases: " + " ".join(",".join(map(str, c)) for c in PER_STEP_GRID) + ")")
     args = parser.parse_args(argv)
+    if args.per_step:
+        if args.no_roofline:
+            parser.error("--per-step needs the sgemm rate (drop --no-roofline)")
+        args.threads = 1
     if args.threads and os.environ.get(THREADS_ENV) != str(args.threads):
         os.environ.update(thread_env(args.threads))
         argv = sys.argv[1:] if argv is None else list(argv)
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "simplernn_numba.bench", *argv])
-    cases = args.case or default_cases()
+    grid = NEIGHBOUR_GRID if args.neighbour else PER_STEP_GRID if args.per_step else None
+    cases = args.case or ([Case(*shape) for shape in grid] if grid else default_cases())
     if args.skip_large:
         cases = [c for c in cases if c.flops <= 1e9]
     builders, tolerance, flops_factor, stem, known = BUILDERS, None, 1, "bench", PEERS
@@ -86,9 +108,17 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         gflops = sgemm_gflops()
         print(f"numpy sgemm 2048x2048: {gflops:.1f} GFLOP/s", file=sys.stderr)
     load_before = os.getloadavg()[0]
-    rows = run(cases, peers, args.repeat, args.budget, rounds=args.rounds, builders=builders,
-               tolerance=tolerance, roofline=gflops is not None)
-    text = markdown(rows, gflops, flops_factor)
+    with contextlib.ExitStack() as stack:
+        neighbour = stack.enter_context(BusyNeighbour()) if args.neighbour else None
+        rows = run(cases, peers, args.repeat, args.budget, rounds=args.rounds, builders=builders,
+                   tolerance=tolerance, roofline=gflops is not None, neighbour=neighbour)
+    if args.neighbour:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        text, stem = neighbour_markdown(rows, cores or 1), stem + "_neighbour"
+    elif args.per_step:
+        text, stem = per_step_markdown(rows), stem + "_per_step"
+    else:
+        text = markdown(rows, gflops, flops_factor)
     text += (f"\nTimings: each implementation in at least {args.rounds} interleaved rounds of "
              f"about {BLOCK_S * 1e3:.0f} ms of consecutive calls (>= {args.repeat} calls; fewer "
              f"once its calls add up to {args.budget:g} s); the median over all its timed calls.\n")
@@ -110,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{stem}.md").write_text(text)
     print(text)
-    if not args.no_plot:
+    if not (args.no_plot or args.neighbour or args.per_step):
         try:
             plot(rows, args.out_dir / f"{stem}.png", "training step" if args.train else "forward")
         except ImportError:

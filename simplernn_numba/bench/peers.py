@@ -10,7 +10,9 @@ the peer cannot express the case.
 - numpy: a NumPy loop; torch: ``torch.nn.RNN`` under ``inference_mode``;
 - keras_tf_function / keras_eager: tf_keras ``SimpleRNN`` under ``tf.function`` / eagerly;
 - onnxruntime: our layer exported by :func:`simplernn_numba.interop.onnx.to_onnx` (the ONNX
-  ``RNN`` operator); jax: ``jax.jit`` of a ``lax.scan`` loop.
+  ``RNN`` operator); jax: ``jax.jit`` of a ``lax.scan`` loop;
+- openvino: the same ONNX graph compiled by OpenVINO's CPU plugin (oneDNN's RNN underneath),
+  reshaped to the case's static input shape, float32, latency hint.
 
 >>> from simplernn_numba.bench.cases import Case, case_problem
 >>> case = Case(2, 3, 4, 5)
@@ -28,7 +30,7 @@ import numpy as np
 from .cases import Case, Problem
 
 OURS = "simplernn_numba"
-PEERS = ("numpy", "torch", "keras_tf_function", "keras_eager", "onnxruntime", "jax")
+PEERS = ("numpy", "torch", "keras_tf_function", "keras_eager", "onnxruntime", "jax", "openvino")
 #: Set by ``--threads N`` (the CLI re-executes itself so that BLAS and XLA see it at import).
 THREADS_ENV = "SIMPLERNN_BENCH_THREADS"
 
@@ -128,27 +130,52 @@ def _keras_eager(p: Problem, case: Case) -> Callable[[], np.ndarray]:
     return lambda: layer(x, mask=mask).numpy()
 
 
-def _onnxruntime(p: Problem, case: Case) -> Callable[[], np.ndarray]:
-    import onnxruntime as ort
-
+def _onnx_bytes(p: Problem, case: Case, runtime: str) -> bytes:
+    """Our layer with the problem's weights as an ONNX graph (the ``RNN`` operator), for the
+    float32 unmasked cases the ONNX runtimes can run."""
     from ..interop.onnx import to_onnx
     from ..layer import SimpleRNN
 
     if p.mask is not None:
         raise NotImplementedError("the ONNX RNN operator has no per-step mask")
     if case.dtype != "float32":
-        raise NotImplementedError("ONNX Runtime's CPU RNN kernel is float32 only")
+        raise NotImplementedError(f"{runtime}'s CPU RNN kernel is float32 only")
     layer = SimpleRNN(case.units, return_sequences=True, dtype=case.dtype)
     layer.build(p.x.shape)
     layer.set_weights([p.kernel, p.recurrent_kernel, p.bias])
+    return to_onnx(layer).SerializeToString()
+
+
+def _onnxruntime(p: Problem, case: Case) -> Callable[[], np.ndarray]:
+    import onnxruntime as ort
+
+    graph = _onnx_bytes(p, case, "ONNX Runtime")
     options = ort.SessionOptions()
     if THREADS_ENV in os.environ:
         options.intra_op_num_threads = int(os.environ[THREADS_ENV])
         options.inter_op_num_threads = 1
-    runner = ort.InferenceSession(to_onnx(layer).SerializeToString(), options,
-                                  providers=["CPUExecutionProvider"])
+    runner = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     feeds = {"inputs": p.x}
     return lambda: runner.run(None, feeds)[0]
+
+
+def _openvino(p: Problem, case: Case) -> Callable[[], np.ndarray]:
+    import openvino as ov
+
+    graph = _onnx_bytes(p, case, "OpenVINO")
+    core = ov.Core()
+    model = core.read_model(graph)
+    model.reshape({"inputs": list(p.x.shape)})
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if THREADS_ENV in os.environ:
+        config["INFERENCE_NUM_THREADS"] = int(os.environ[THREADS_ENV])
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    x = p.x
+
+    def run():
+        request.infer({"inputs": x})
+        return request.get_output_tensor(0).data.copy()
+    return run
 
 
 def jax_rnn(x, kernel, recurrent_kernel, bias, mask):
@@ -187,5 +214,5 @@ def _jax(p: Problem, case: Case) -> Callable[[], np.ndarray]:
 
 BUILDERS: dict[str, Callable[[Problem, Case], Callable[[], np.ndarray]]] = {
     OURS: _ours, "numpy": _numpy, "torch": _torch, "keras_tf_function": _keras_tf_function,
-    "keras_eager": _keras_eager, "onnxruntime": _onnxruntime, "jax": _jax,
+    "keras_eager": _keras_eager, "onnxruntime": _onnxruntime, "jax": _jax, "openvino": _openvino,
 }

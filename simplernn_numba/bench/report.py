@@ -69,6 +69,66 @@ def markdown(rows: Sequence[Row], gflops: float | None = None, flops_factor: int
     return "\n".join(lines) + "\n"
 
 
+def _names(rows: Sequence[Row], field: str) -> list[str]:
+    return [OURS] + list(dict.fromkeys(n for r in rows for n in getattr(r, field) if n != OURS))
+
+
+def neighbour_markdown(rows: Sequence[Row], cores: int) -> str:
+    """Markdown table of each implementation's median quiet and with a busy neighbour (a process
+    spinning on one of ``cores`` cores), and their ratio, with our plan.
+
+    >>> from simplernn_numba.bench.cases import Case
+    >>> row = Row(Case(2, 3, 4, 5), timings={OURS: 1.0}, busy={OURS: 1.5}, plan="panels, 8 runs")
+    >>> print(neighbour_markdown([row], 2).splitlines()[2])
+    | 2,3,4,5 | panels, 8 runs | 1.000 / 1.500 (1.50x) |
+    """
+    names = _names(rows, "busy")
+    head = ["B,T,F,U", "our plan", *[f"{n} quiet / busy ms (ratio)" for n in names]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row.case.label, row.plan or "n/a"]
+        for n in names:
+            quiet, busy = row.timings.get(n), row.busy.get(n)
+            cells.append(f"{quiet:.3f} / {busy:.3f} ({busy / quiet:.2f}x)" if quiet and busy
+                         else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Busy: another process spinning on one of the {cores} cores in every other "
+              f"block of the same rounds. With one core shared half the time and the work spread "
+              f"evenly, the ideal ratio is {cores / (cores - 0.5):.2f}x."]
+    return "\n".join(lines) + "\n"
+
+
+def per_step_markdown(rows: Sequence[Row]) -> str:
+    """Markdown table of time per step (ns) per implementation and ours against the FMA bound:
+    ``2 B T U (F + U)`` FLOPs (:attr:`Case.flops`) at the row's sgemm rate, a step's share of it,
+    and ours as a percentage of it.
+
+    >>> from simplernn_numba.bench.cases import Case
+    >>> row = Row(Case(1, 1000, 16, 64), timings={OURS: 0.2}, sgemm_gflops=100.0)
+    >>> print(per_step_markdown([row]).splitlines()[2])
+    | 1,1000,16,64 | 200.0 | 100 | 102.4 | 51% |
+    """
+    names = _names(rows, "timings")
+    head = ["B,T,F,U", *[f"{n} ns/step" for n in names], "sgemm GFLOP/s", "FMA bound ns/step",
+            "ours % of bound"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        steps = row.case.steps
+        cells = [row.case.label]
+        cells += [f"{1e6 * row.timings[n] / steps:.1f}" if n in row.timings else "n/a" for n in names]
+        ours, rate = row.timings.get(OURS), row.sgemm_gflops
+        if rate:
+            bound = row.case.flops / rate / steps  # ns a step
+            cells += [f"{rate:.0f}", f"{bound:.1f}",
+                      f"{100 * bound / (1e6 * ours / steps):.0f}%" if ours else "n/a"]
+        else:
+            cells += ["n/a"] * 3
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "FMA bound: the case's FLOPs, 2 B T U (F + U), at the sgemm rate of the same "
+              "rounds (every library limited to one thread, so the rate is one core's)."]
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: Sequence[Row], path: Path, what: str = "forward") -> None:
     """Grouped bar chart of median ms (log scale) per case and implementation.
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cases import Case, Problem, assert_close, case_problem, tolerance
+from .neighbour import BusyNeighbour
 from .peers import BUILDERS, OURS, PEERS
 
 #: How to install every peer, named in the note of a peer that is not installed.
@@ -38,6 +39,10 @@ class Row:
     sgemm_gflops: float | None = None
     #: Number of timed calls per implementation.
     calls: dict[str, int] = field(default_factory=dict)
+    #: Median ms per implementation with a busy neighbour (``run(..., neighbour=...)``).
+    busy: dict[str, float] = field(default_factory=dict)
+    #: Our CPU plan for the case (path and runs of rows; None where no CPU plan ran).
+    plan: str | None = None
 
 
 def median_seconds(fn: Callable[[], object], repeat: int, budget_s: float = 2.0) -> float:
@@ -122,7 +127,8 @@ def sgemm_gflops(n: int = SGEMM_N, repeat: int = 5) -> float:
 def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
         budget_s: float = 2.0, progress: bool = True, rounds: int = ROUNDS,
         builders: dict[str, Callable[[Problem, Case], Callable[[], np.ndarray]]] | None = None,
-        tolerance: Callable[[Case], dict] | None = None, roofline: bool = False) -> list[Row]:
+        tolerance: Callable[[Case], dict] | None = None, roofline: bool = False,
+        neighbour: BusyNeighbour | None = None) -> list[Row]:
     """Time ours and each peer on every case; returns one :class:`Row` per case.
 
     ``builders`` maps implementation names to builders (default :data:`BUILDERS`,
@@ -141,7 +147,9 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
     A peer whose output differs from ours beyond float tolerance is reported in
     ``notes`` and not timed. With ``roofline``, NumPy's sgemm on 2048x2048 takes part
     in every case's rounds too, and its rate is the row's ``sgemm_gflops``: the
-    roofline then moves with the machine's speed, as the timings do.
+    roofline then moves with the machine's speed, as the timings do. With ``neighbour`` (a
+    :class:`~.neighbour.BusyNeighbour`), each implementation's block in a round is followed by
+    a block with the neighbour spinning, whose median is the row's ``busy`` time.
     """
     builders = BUILDERS if builders is None else builders
     tol = tolerance or _peer_tolerance
@@ -162,6 +170,8 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
                 start = time.perf_counter()
                 out = fn()
                 row.first_call[name] = time.perf_counter() - start
+                if name == OURS:
+                    row.plan = _our_plan()
                 if expected is None:
                     expected = out
                 else:
@@ -182,15 +192,20 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
         if roofline:
             ready[ROOFLINE] = sgemm_fn
         samples: dict[str, list[float]] = {name: [] for name in ready}
+        busy: dict[str, list[float]] = {name: [] for name in ready if name != ROOFLINE}
         active, done = list(ready), 0
         while active:
             for name in active:
                 samples[name] += _block(ready[name])
+                if neighbour is not None and name in busy:
+                    with neighbour.running():
+                        busy[name] += _block(ready[name])
             done += 1
             active = [n for n in active if (done < rounds or len(samples[n]) < repeat)
                       and (len(samples[n]) < 3 or sum(samples[n]) < budget_s)]
         row.timings = {name: 1e3 * float(np.median(ts)) for name, ts in samples.items()}
         row.calls = {name: len(ts) for name, ts in samples.items() if name != ROOFLINE}
+        row.busy = {name: 1e3 * float(np.median(ts)) for name, ts in busy.items() if ts}
         if roofline:
             row.sgemm_gflops = 2 * SGEMM_N**3 / row.timings.pop(ROOFLINE) / 1e6
         if progress:
@@ -200,6 +215,14 @@ def run(cases: Sequence[Case], peers: Sequence[str] = PEERS, repeat: int = 30,
                 file=sys.stderr, flush=True)
         rows.append(row)
     return rows
+
+
+def _our_plan() -> str | None:
+    """Path and runs of this thread's last CPU plan (our first call's), e.g. "panels, 8 runs"."""
+    from ..kernels.cpu import last_plan
+
+    plan = last_plan()
+    return None if plan is None else f"{plan.path}, {plan.runs} run{'s' * (plan.runs > 1)}"
 
 
 def _peer_tolerance(case: Case) -> dict:

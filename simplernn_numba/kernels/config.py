@@ -74,10 +74,20 @@ PANELS_MIN_UNITS = 64
 #: the next parallel kernel needs. The backward pass's weight and input gradients go to BLAS
 #: while each product is this small (no kernel to compile), to the Numba products beyond.
 BLAS_SERIAL_MACS = 1 << 18
-#: Runs of rows per thread of the parallel per-row recurrences: a run goes through every step
-#: on its own, so more runs than threads cost little, and a thread slowed by another process
-#: takes fewer of them (16,500,32,32 forward 1.20 -> 1.08 ms median with 4 runs a thread).
+#: Runs of rows per thread of every parallel recurrence (rows, lanes, panels, forward and
+#: backward): a run goes through every step on its own, without synchronising with the others,
+#: and the runs go to whichever thread comes free (:func:`simplernn_numba._threading.
+#: parallel_section`), so a thread slowed by another process takes fewer of them; more runs
+#: than threads cost little (16,500,32,32 forward 1.20 -> 1.08 ms median with 4 runs a thread).
 RUNS_PER_THREAD = 4
+#: Fewest quads of rows per run of the panels paths: each run streams every weight panel through
+#: L1 once a step for its own rows, so a run of fewer rows pays that for less work.
+PANELS_RUN_QUADS = 4
+#: Fewest rows per run of the lanes path: the rows are its vector lanes, and every loop over
+#: them pays its start and remainder once per unit and term, so short runs cost more than the
+#: balance gains (512,100,8,16 float32, AVX-512: eight runs of 64 rows 1.6x the time of two of
+#: 256, four of 128 level with two).
+LANES_RUN_ROWS = 128
 #: Cost of a padded element of a tile of 64-byte (AVX-512) vectors against one of 32-byte
 #: vectors, when the rows path chooses its tile shape (:func:`.cpu.products.tile_shape`): the
 #: wide tiles do each load, broadcast and FMA for twice the lanes but run at a lower clock
@@ -129,6 +139,15 @@ PRODUCT_ROW_BLOCK = 48
 #: their operands fit AVX-512's 32 vector registers, a 4x3 tile's twelve AVX2's 16 (64,100,128,128
 #: float32 with 64-byte vectors: 144 columns padded for 128 units with three, none with four).
 PANEL_VECTORS = 4 if VECTOR_BYTES == 64 else 3
+#: Partial sums over ``k`` per output vector of a one-row step (:func:`.cpu.products.row_partials`):
+#: a step's chain of dependent FMAs is ``K / ONE_ROW_PARTIALS`` long. Four vectors of four
+#: partials are sixteen accumulators, which AVX-512's 32 registers hold with their operands;
+#: AVX2's 16 take two partials (eight accumulators: sixteen spilled, 1,2000,8,32 and 2,800,24,48
+#: ran 1.1-1.4x slower).
+ONE_ROW_PARTIALS = 4 if VECTOR_BYTES == 64 else 2
+#: The same for two rows (:func:`.cpu.products.row_pair_partials`): two rows by four vectors by
+#: two partials are sixteen accumulators with AVX-512; with AVX2 one chain each (eight).
+TWO_ROW_PARTIALS = 2 if VECTOR_BYTES == 64 else 1
 #: Rows of the left operand per block of a panel product: 48 rows of K = 512 float32 are 96 KB,
 #: in L2 while every panel passes over them.
 PANEL_ROW_BLOCK = 48
@@ -215,7 +234,8 @@ CUDA_REGISTERS_STAGED = 4
 
 #: Names baked into compiled code: :func:`override` and :func:`set` refuse them.
 COMPILE_TIME = frozenset({"VECTOR_BYTES", "PRODUCT_TILE_ROWS", "PRODUCT_ROW_BLOCK", "PANEL_VECTORS",
-                          "PANEL_ROW_BLOCK", "K_BLOCK", "ROW_BLOCK", "K_BLOCK_T", "ROW_BLOCK_T"})
+                          "PANEL_ROW_BLOCK", "K_BLOCK", "ROW_BLOCK", "K_BLOCK_T", "ROW_BLOCK_T",
+                          "ONE_ROW_PARTIALS", "TWO_ROW_PARTIALS"})
 
 _module = sys.modules[__name__]
 #: Every setting's value as this module defines it.

@@ -6,9 +6,9 @@ compiles (:mod:`.specialise`), absent arrays are ``None``. The paths:
 
 - :mod:`.lanes`: few units, the batch rows as vector lanes;
 - :mod:`.rows`: runs of batch rows through every step, each step a register-tiled product
-  (:mod:`.products`) with the weights in cache; one batch row on a kernel of its own;
+  (:mod:`.products`) with the weights in cache; one or two batch rows on kernels of their own;
 - :mod:`.panels`: large recurrent kernels, or many units, without a mask or recurrent dropout:
-  weights packed into column panels, one run of rows per thread, no BLAS;
+  weights packed into column panels, runs of quads of rows over the threads, no BLAS;
 - :mod:`.gemm`: large recurrent kernels with a mask or recurrent dropout: one BLAS GEMM a step.
 
 The input projection ``x @ kernel`` is one large product per run of rows (or fused into each

@@ -118,12 +118,14 @@ def _run_rows(plan, seq, kernel, recurrent_kernel, act):
     run_all(rows.forward, (seq, w, projection_kernel, projections, act, tile), plan.runs)
 
 
-def _run_one_row(plan, seq, kernel, recurrent_kernel, act):
+def _run_few_rows(plan, seq, kernel, recurrent_kernel, act):
     x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
+    batch, steps = x.shape[:2]
     features, units = kernel.shape
     w = prepared_weights(kernel, recurrent_kernel, "fused", padded_units(units, plan.tile, x.itemsize))
-    projection = workspace.arrays(x.dtype, (x.shape[1], w.shape[1]))[0]
-    rows.one_row(seq, w[features:], w[:features], projection, act, static(plan.tile))
+    projection = workspace.arrays(x.dtype, (batch * steps, w.shape[1]))[0]
+    kernel_ = rows.one_row if batch == 1 else rows.two_rows
+    kernel_(seq, w[features:], w[:features], projection, act, static(plan.tile))
 
 
 def _run_panels(plan, seq, kernel, recurrent_kernel, act):
@@ -146,7 +148,8 @@ def _run_gemm(plan, seq, kernel, recurrent_kernel, act):
     gemm.forward(seq, recurrent_kernel, act, input_projection(x, kernel, out=target))
 
 
-_RUN = {"lanes": _run_lanes, "rows": _run_rows, "one_row": _run_one_row, "panels": _run_panels,
+_RUN = {"lanes": _run_lanes, "rows": _run_rows, "one_row": _run_few_rows,
+        "two_rows": _run_few_rows, "panels": _run_panels,
         "gemm": _run_gemm}
 
 #: The forward pass of a training call (a backward pass follows): :func:`forward_validated`

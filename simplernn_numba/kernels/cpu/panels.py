@@ -3,12 +3,12 @@
 The weights are packed once into column panels (``"panels"`` layout, :mod:`.weights`), so each
 tile reads its weights contiguously (rows of a wide weight matrix, 2 KB apart at 512 float32
 units, fall into a few L1 sets and evict each other), and each step's operand, the rows' states,
-is packed by quads of rows, (U, 4) each. Each thread takes one run of quads of rows through
-every step: their input projection, then per step ``h @ recurrent_kernel``, both by tiles of
-four rows by :data:`..config.PANEL_VECTORS` vectors over the packed rows
-(:func:`.products.packed_product`), then bias and activation. No BLAS: OpenBLAS's threads keep
-spinning after a call and would take the cores the recurrence runs on. The backward pass runs
-the same way on panels of the transposed recurrent kernel.
+is packed by quads of rows, (U, 4) each. The batch is cut into runs of quads of rows, several
+a thread (:mod:`.plan`), and each run goes through every step: its input projection, then per
+step ``h @ recurrent_kernel``, both by tiles of four rows by :data:`..config.PANEL_VECTORS`
+vectors over the packed rows (:func:`.products.packed_product`), then bias and activation. No
+BLAS: OpenBLAS's threads keep spinning after a call and would take the cores the recurrence runs
+on. The backward pass runs the same way on panels of the transposed recurrent kernel.
 """
 
 from __future__ import annotations

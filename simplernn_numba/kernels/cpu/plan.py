@@ -5,7 +5,8 @@ Each plan has entry kernels of its own that compile only the code the plan runs 
 
 Forward paths:
 
-- ``one_row``: one batch row without a mask or recurrent dropout, inference;
+- ``one_row``, ``two_rows``: one or two batch rows without a mask or recurrent dropout, the
+  input projection first (inference, or training with weights beyond ``FUSED_WEIGHT_BYTES``);
 - ``lanes``: at most ``LANES_MAX_UNITS`` units and ``LANES_MIN_BATCH`` rows, weights in L2;
 - ``panels``: no mask or recurrent dropout, ``PANELS_MIN_BATCH`` rows, and a recurrent kernel
   beyond L2 or at least ``PANELS_MIN_UNITS`` units and ``SERIAL_WORK`` multiply-adds;
@@ -29,7 +30,7 @@ from typing import NamedTuple
 import numba
 
 from .. import config
-from .products import one_row_shape, tile_shape
+from .products import tile_shape
 
 
 class Plan(NamedTuple):
@@ -50,9 +51,11 @@ def _plan(path: str, runs: int, tile: int = -1, fused: bool = False) -> Plan:
     return Plan(path, runs, tile, fused)
 
 
-def _runs(rows: int, per_thread: int) -> int:
-    """Runs for ``rows`` row pairs or quads: ``per_thread`` a thread, at most one per pair/quad."""
-    return max(1, min(per_thread * numba.get_num_threads(), rows))
+def _runs(count: int, per_thread: int, fewest: int = 1) -> int:
+    """Runs for ``count`` row pairs or quads: ``per_thread`` a thread, each of at least ``fewest``
+    of them, but one per thread while there are as many pairs or quads (at least one run)."""
+    threads = numba.get_num_threads()
+    return max(1, min(threads, count), min(per_thread * threads, count // fewest))
 
 
 def largest_run(batch: int, runs: int) -> int:
@@ -70,19 +73,21 @@ def forward_plan(batch: int, steps: int, features: int, units: int, itemsize: in
     large = units * units * itemsize > c.ROWS_WEIGHT_BYTES
     plain = not (masked or recurrent_dropout)
     if fits and units <= c.LANES_MAX_UNITS and batch >= c.LANES_MIN_BATCH:
-        runs = _runs(batch // 2, 1) if batch >= 4 and work >= c.SERIAL_WORK else 1
+        runs = 1
+        if batch >= 4 and work >= c.SERIAL_WORK:
+            runs = _runs(batch // 2, c.RUNS_PER_THREAD, c.LANES_RUN_ROWS // 2)
         return _plan("lanes", runs, -1, True)
     if plain and batch >= c.PANELS_MIN_BATCH and (
             large or (units >= c.PANELS_MIN_UNITS and work >= c.SERIAL_WORK)):
-        return _plan("panels", _runs(-(-batch // 4), 1))
-    fused = fits and (training or (batch > 1 and work < c.FUSED_MAX_WORK))
+        return _plan("panels", _runs(-(-batch // 4), c.RUNS_PER_THREAD, c.PANELS_RUN_QUADS))
+    few = batch <= 2 and plain  # one or two sequences: the input projection out of the steps
+    fused = fits and (training or (batch > 1 and not few and work < c.FUSED_MAX_WORK))
     if not fused and large and batch >= c.PANELS_MIN_BATCH:
         return _plan("gemm", 1)
+    if few and not fused:
+        return _plan(("one_row", "two_rows")[batch - 1], 1, tile_shape(1, units, itemsize))
     runs = _runs(batch // 2, c.RUNS_PER_THREAD) if batch >= 4 and work >= c.SERIAL_WORK else 1
-    tile = tile_shape(largest_run(batch, runs), units, itemsize)
-    if one_row_shape(tile) and not fused and plain:
-        return _plan("one_row", 1, tile)
-    return _plan("rows", runs, tile, fused)
+    return _plan("rows", runs, tile_shape(largest_run(batch, runs), units, itemsize), fused)
 
 
 def backward_plan(batch: int, steps: int, units: int, itemsize: int, *, masked: bool,
@@ -93,13 +98,13 @@ def backward_plan(batch: int, steps: int, units: int, itemsize: int, *, masked: 
         lanes = units <= c.LANES_MAX_UNITS and batch >= c.LANES_MIN_BATCH
         runs = 1
         if batch > 1 and batch * steps * units * units >= c.BACKWARD_SERIAL_WORK:
-            runs = _runs((batch + 1) // 2, 1 if lanes else c.RUNS_PER_THREAD)
+            runs = _runs((batch + 1) // 2, c.RUNS_PER_THREAD, c.LANES_RUN_ROWS // 2 if lanes else 1)
         if lanes:
             return _plan("lanes", runs)
         return _plan("rows", runs, tile_shape(largest_run(batch, runs), units, itemsize))
     if masked or recurrent_dropout or preactivations:
         return _plan("gemm", 1)
     if batch >= c.PANELS_MIN_BATCH:
-        return _plan("panels", _runs(-(-batch // 4), 1))
+        return _plan("panels", _runs(-(-batch // 4), c.RUNS_PER_THREAD, c.PANELS_RUN_QUADS))
     return _plan("gemm_plain", 1)
 

@@ -47,11 +47,13 @@ from .. import config
 from ..config import (
     K_BLOCK,
     K_BLOCK_T,
+    ONE_ROW_PARTIALS,
     PANEL_VECTORS,
     PRODUCT_ROW_BLOCK,
     PRODUCT_TILE_ROWS,
     ROW_BLOCK,
     ROW_BLOCK_T,
+    TWO_ROW_PARTIALS,
     VECTOR_BYTES,
 )
 from . import options
@@ -63,6 +65,7 @@ from .simd import (
     vbroadcast,
     vfma,
     vload,
+    vload_at,
     vstore,
     vterm,
     vzero,
@@ -79,7 +82,7 @@ _FLAGS = options.PRODUCTS
 #: Shapes of the tiles of :func:`tiled_product`, (rows, vectors of units, bytes per vector): the
 #: rows it is padded to, the vectors of units the weights are padded to and the vectors' width
 #: (:mod:`.simd`: 64 bytes is one AVX-512 register). The one-row shapes are
-#: :func:`one_row_tiles` (tiles of eight vectors, the last four by :func:`row_tile`), the
+#: :func:`one_row_tiles` (four vectors, each of partial sums over ``k``), the
 #: two-row ones :func:`tile` (eight accumulators) and the four-row ones :func:`four_row_tiles`
 #: (4x3 tiles of twelve accumulators, the last columns 4x2).
 TILE_SHAPES = ((4, 2, 64), (2, 4, 64), (1, 4, 64), (4, 2, 32), (2, 4, 32), (1, 4, 32))
@@ -125,36 +128,78 @@ def tile(w, v, z, r, u, R, V, k0, k1, T, W):
 
 
 @njit(inline="always", **_FLAGS)
-def row_tile(w, v, z, r, u, W):
-    """``z[r, u:u + 4 * lanes] = v[r] @ w[:, u:u + 4 * lanes]`` in two chains of FMAs, over the
-    first and the second half of ``k``, added at the end: four vectors of one row in eight
-    registers, so that the chain of dependent FMAs is ``K / 2`` long. The last four vectors of
-    :func:`one_row_tiles`. The sum differs from :func:`tile` 's in rounding only."""
-    lanes = lane_count(W, w.itemsize)
+def row_partials(w, v, r, u, W):
+    """``v[r] @ w[:, u:u + 4 * lanes]`` for one row as four vectors, each the sum of
+    :data:`..config.ONE_ROW_PARTIALS` partial sums over the quarters (or halves) of ``k`` (the
+    first takes the terms left over), added as ``(p0 + p1) + (p2 + p3)`` (or ``p0 + p1``): a
+    step's chain of dependent FMAs is a quarter (a half) of one chain's. Each partial sum is one
+    FMA per ``k`` in order; the result differs from :func:`tile` 's in rounding only. ``w``
+    (K, U) C-contiguous, ``v`` (rows, K) any strides."""
     depth = w.shape[0]
-    half = depth // 2
-    c0, c1, c2, c3 = u, u + lanes, u + 2 * lanes, u + 3 * lanes
+    q = depth // ONE_ROW_PARTIALS
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)
-    for k in range(half):
-        x, y = vbroadcast(v, r, k, W), vbroadcast(v, r, half + k, W)
-        a0 = vfma(x, vload(w, k, c0, W), a0)
-        a1 = vfma(x, vload(w, k, c1, W), a1)
-        a2 = vfma(x, vload(w, k, c2, W), a2)
-        a3 = vfma(x, vload(w, k, c3, W), a3)
-        b0 = vfma(y, vload(w, half + k, c0, W), b0)
-        b1 = vfma(y, vload(w, half + k, c1, W), b1)
-        b2 = vfma(y, vload(w, half + k, c2, W), b2)
-        b3 = vfma(y, vload(w, half + k, c3, W), b3)
-    for k in range(2 * half, depth):  # odd K: the last term joins the first chain
+    d0 = d1 = d2 = d3 = e0 = e1 = e2 = e3 = vzero(w, W)
+    for k in range(q):
         x = vbroadcast(v, r, k, W)
-        a0 = vfma(x, vload(w, k, c0, W), a0)
-        a1 = vfma(x, vload(w, k, c1, W), a1)
-        a2 = vfma(x, vload(w, k, c2, W), a2)
-        a3 = vfma(x, vload(w, k, c3, W), a3)
-    vstore(z, r, c0, vadd(a0, b0))
-    vstore(z, r, c1, vadd(a1, b1))
-    vstore(z, r, c2, vadd(a2, b2))
-    vstore(z, r, c3, vadd(a3, b3))
+        a0, a1 = vfma(x, vload_at(w, k, u, 0, W), a0), vfma(x, vload_at(w, k, u, 1, W), a1)
+        a2, a3 = vfma(x, vload_at(w, k, u, 2, W), a2), vfma(x, vload_at(w, k, u, 3, W), a3)
+        j = q + k
+        x = vbroadcast(v, r, j, W)
+        b0, b1 = vfma(x, vload_at(w, j, u, 0, W), b0), vfma(x, vload_at(w, j, u, 1, W), b1)
+        b2, b3 = vfma(x, vload_at(w, j, u, 2, W), b2), vfma(x, vload_at(w, j, u, 3, W), b3)
+        if ONE_ROW_PARTIALS == 4:
+            j = 2 * q + k
+            x = vbroadcast(v, r, j, W)
+            d0, d1 = vfma(x, vload_at(w, j, u, 0, W), d0), vfma(x, vload_at(w, j, u, 1, W), d1)
+            d2, d3 = vfma(x, vload_at(w, j, u, 2, W), d2), vfma(x, vload_at(w, j, u, 3, W), d3)
+            j = 3 * q + k
+            x = vbroadcast(v, r, j, W)
+            e0, e1 = vfma(x, vload_at(w, j, u, 0, W), e0), vfma(x, vload_at(w, j, u, 1, W), e1)
+            e2, e3 = vfma(x, vload_at(w, j, u, 2, W), e2), vfma(x, vload_at(w, j, u, 3, W), e3)
+    for k in range(ONE_ROW_PARTIALS * q, depth):
+        x = vbroadcast(v, r, k, W)
+        a0, a1 = vfma(x, vload_at(w, k, u, 0, W), a0), vfma(x, vload_at(w, k, u, 1, W), a1)
+        a2, a3 = vfma(x, vload_at(w, k, u, 2, W), a2), vfma(x, vload_at(w, k, u, 3, W), a3)
+    if ONE_ROW_PARTIALS == 4:
+        return (vadd(vadd(a0, b0), vadd(d0, e0)), vadd(vadd(a1, b1), vadd(d1, e1)),
+                vadd(vadd(a2, b2), vadd(d2, e2)), vadd(vadd(a3, b3), vadd(d3, e3)))
+    return vadd(a0, b0), vadd(a1, b1), vadd(a2, b2), vadd(a3, b3)
+
+
+@njit(inline="always", **_FLAGS)
+def row_pair_partials(w, v, r, u, W):
+    """``v[r:r + 2] @ w[:, u:u + 4 * lanes]`` for two rows as two tuples of four vectors, each
+    the sum of :data:`..config.TWO_ROW_PARTIALS` partial sums over the halves of ``k`` (the first
+    takes the term left over) added as ``p0 + p1``, or one chain; each load of ``w`` feeds both
+    rows. Each partial sum is one FMA per ``k`` in order. ``w`` (K, U) C-contiguous, ``v``
+    (rows, K) any strides."""
+    depth = w.shape[0]
+    half = depth // TWO_ROW_PARTIALS
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)  # row r, first and second half
+    c0 = c1 = c2 = c3 = d0 = d1 = d2 = d3 = vzero(w, W)  # row r + 1
+    for k in range(half):
+        w0, w1 = vload_at(w, k, u, 0, W), vload_at(w, k, u, 1, W)
+        w2, w3 = vload_at(w, k, u, 2, W), vload_at(w, k, u, 3, W)
+        x, y = vbroadcast(v, r, k, W), vbroadcast(v, r + 1, k, W)
+        a0, a1, a2, a3 = vfma(x, w0, a0), vfma(x, w1, a1), vfma(x, w2, a2), vfma(x, w3, a3)
+        c0, c1, c2, c3 = vfma(y, w0, c0), vfma(y, w1, c1), vfma(y, w2, c2), vfma(y, w3, c3)
+        if TWO_ROW_PARTIALS == 2:
+            j = half + k
+            w0, w1 = vload_at(w, j, u, 0, W), vload_at(w, j, u, 1, W)
+            w2, w3 = vload_at(w, j, u, 2, W), vload_at(w, j, u, 3, W)
+            x, y = vbroadcast(v, r, j, W), vbroadcast(v, r + 1, j, W)
+            b0, b1, b2, b3 = vfma(x, w0, b0), vfma(x, w1, b1), vfma(x, w2, b2), vfma(x, w3, b3)
+            d0, d1, d2, d3 = vfma(y, w0, d0), vfma(y, w1, d1), vfma(y, w2, d2), vfma(y, w3, d3)
+    for k in range(TWO_ROW_PARTIALS * half, depth):
+        w0, w1 = vload_at(w, k, u, 0, W), vload_at(w, k, u, 1, W)
+        w2, w3 = vload_at(w, k, u, 2, W), vload_at(w, k, u, 3, W)
+        x, y = vbroadcast(v, r, k, W), vbroadcast(v, r + 1, k, W)
+        a0, a1, a2, a3 = vfma(x, w0, a0), vfma(x, w1, a1), vfma(x, w2, a2), vfma(x, w3, a3)
+        c0, c1, c2, c3 = vfma(y, w0, c0), vfma(y, w1, c1), vfma(y, w2, c2), vfma(y, w3, c3)
+    if TWO_ROW_PARTIALS == 2:
+        return ((vadd(a0, b0), vadd(a1, b1), vadd(a2, b2), vadd(a3, b3)),
+                (vadd(c0, d0), vadd(c1, d1), vadd(c2, d2), vadd(c3, d3)))
+    return (a0, a1, a2, a3), (c0, c1, c2, c3)
 
 
 def tile_shape(rows: int, units: int, itemsize: int) -> int:
@@ -354,19 +399,18 @@ def four_row_tiles(w, v, z, lo, hi, W):
 
 @njit(inline="always", **_FLAGS)
 def one_row_tiles(w, v, z, r, W):
-    """``z[r] = v[r] @ w`` for one row: one-row :func:`tile` s of eight vectors (eight
-    accumulators, one chain of FMAs per element, in order), the last four vectors, where the
-    width is an odd number of fours, by a :func:`row_tile` (two chains). ``w`` (K, U), ``z``
-    (rows, U) C-contiguous, U whole fours of vectors; ``v`` (rows, K), any strides. A step of one
-    row is bound by its loads of ``w``: eight vectors a tile load nine times per ``k`` (eight of
-    ``w``, one broadcast), two :func:`row_tile` s ten; 1,1000,16,64 float32 steps (aligned
-    weights, interleaved): 207 -> 168 µs for 1000; float64 557 -> 515, 128 units 1060 -> 959."""
+    """``z[r] = v[r] @ w`` for one row by :func:`row_partials` over each four vectors of units.
+    ``w`` (K, U), ``z`` (rows, U) C-contiguous, U whole fours of vectors; ``v`` (rows, K), any
+    strides. A step of one row is a chain of dependent steps: a single chain of FMAs per
+    element would wait the FMA latency ``K`` times a step (1,2000,8,32 float32, interleaved:
+    46 -> 40 ns a step with :mod:`.rows`' one-row kernel)."""
     lanes = lane_count(W, w.itemsize)
-    wide = z.shape[1] // (8 * lanes) * (8 * lanes)
-    for u in range(0, wide, 8 * lanes):
-        tile(w, v, z, r, u, 1, 8, 0, w.shape[0], False, W)
-    for u in range(wide, z.shape[1], 4 * lanes):
-        row_tile(w, v, z, r, u, W)
+    for u in range(0, z.shape[1], 4 * lanes):
+        s0, s1, s2, s3 = row_partials(w, v, r, u, W)
+        vstore(z, r, u, s0)
+        vstore(z, r, u + lanes, s1)
+        vstore(z, r, u + 2 * lanes, s2)
+        vstore(z, r, u + 3 * lanes, s3)
 
 
 def tiled_product(w, v, z, shape):
@@ -374,8 +418,8 @@ def tiled_product(w, v, z, shape):
     :mod:`.specialise`: only that shape's code compiles): ``w`` (K, U), ``v`` (rows, K), ``z``
     (rows, U), last axes contiguous, ``rows`` and ``U`` whole tiles (callers pad). A row's result
     does not depend on the other rows; the two shapes of several rows give the same bits (each
-    element one FMA per ``k`` in order), and so do the one-row shape's tiles of eight vectors;
-    its last four vectors, where it has a :func:`row_tile`, differ by rounding."""
+    element one FMA per ``k`` in order); the one-row shapes' partial sums (:func:`row_partials`)
+    differ from them by rounding."""
 
 
 @overload(tiled_product, jit_options=_FLAGS)

@@ -6,8 +6,12 @@ shape ``tile``, a static choice). Fused (``kernel`` None): ``w`` is ``[kernel;
 recurrent_kernel]`` and each step's operand is ``[x_t, h_{t-1}]``. Projected: the run first
 computes its rows' input projection for every step in one product (:func:`.products.product`,
 on the run's own thread) and each step multiplies ``h_{t-1}`` by the recurrent kernel alone.
-The weights are padded with zero columns to whole tiles (U' columns). One batch row without a
-mask or recurrent dropout has a kernel of its own (:func:`one_row`).
+The weights are padded with zero columns to whole tiles (U' columns). One or two batch rows
+without a mask or recurrent dropout have kernels of their own (:func:`one_row`,
+:func:`two_rows`): the state's product is split into partial sums over ``k``
+(:func:`.products.row_partials`, as on the rows path's one-row shapes, and
+:func:`.products.row_pair_partials`; ``config.ONE_ROW_PARTIALS`` and ``TWO_ROW_PARTIALS``), so a
+step's chain of dependent FMAs is shorter.
 
 A row's result does not depend on the other rows of its run (each element of a tile is one FMA
 per term, in order), so a batch cut into runs of rows over the threads (:mod:`.launch`) gives
@@ -20,12 +24,15 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from ... import activations
 from . import options
 from .activation import activation
 from .launch import row_pairs
-from .products import TILE_SHAPES, one_row_tiles, product, shape_width, tiled_product
+from .products import TILE_SHAPES, product, row_pair_partials, row_partials, shape_width, tiled_product
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
+from .simd import lane_count, vadd, vload, vload_at, vstore
 from .specialise import skipped, times, value_of
+from .tanh import tanh_f32_vector
 
 _FLAGS = options.THREADED
 
@@ -156,12 +163,61 @@ def forward(seq, w, kernel, projections, act, tile, run, runs):
         last_outputs(outputs, state, seen, lo, hi)
 
 
+def _finish_vectors(sums, projection, t, ring, row, z, u, act, W):
+    """The four vectors of products ``sums`` of units ``u:u + 4 * lanes`` of a row of
+    :func:`one_row` or :func:`two_rows`, whose projection (bias added) is ``projection[t]``: float32
+    tanh activates them in registers (:func:`.tanh.tanh_f32_vector`, the scalar function's bits)
+    into ``ring[row]``; other activations and float64 leave the sums in ``z[row]`` for
+    :func:`_finish_scalars`."""
+
+
+@overload(_finish_vectors, inline="always", jit_options={"cache": True})
+def _finish_vectors_impl(sums, projection, t, ring, row, z, u, act, W):
+    lanes = sums[0].lanes
+    if value_of(act) == activations.TANH and projection.dtype == types.float32:
+        def in_registers(sums, projection, t, ring, row, z, u, act, W):
+            s0, s1, s2, s3 = sums
+            vstore(ring, row, u, tanh_f32_vector(vadd(s0, vload(projection, t, u, W))))
+            vstore(ring, row, u + lanes, tanh_f32_vector(vadd(s1, vload_at(projection, t, u, 1, W))))
+            vstore(ring, row, u + 2 * lanes,
+                   tanh_f32_vector(vadd(s2, vload_at(projection, t, u, 2, W))))
+            vstore(ring, row, u + 3 * lanes,
+                   tanh_f32_vector(vadd(s3, vload_at(projection, t, u, 3, W))))
+        return in_registers
+
+    def stored(sums, projection, t, ring, row, z, u, act, W):
+        s0, s1, s2, s3 = sums
+        vstore(z, row, u, s0)
+        vstore(z, row, u + lanes, s1)
+        vstore(z, row, u + 2 * lanes, s2)
+        vstore(z, row, u + 3 * lanes, s3)
+    return stored
+
+
+def _finish_scalars(z, projection, t, ring, row, units, act):
+    """``ring[row, u] = act(z[row, u] + projection[t, u])`` for the activations
+    :func:`_finish_vectors` leaves in ``z`` (nothing for float32 tanh)."""
+
+
+@overload(_finish_scalars, inline="always", jit_options={"cache": True})
+def _finish_scalars_impl(z, projection, t, ring, row, units, act):
+    if value_of(act) == activations.TANH and projection.dtype == types.float32:
+        return lambda z, projection, t, ring, row, units, act: None
+
+    def finish(z, projection, t, ring, row, units, act):
+        for u in range(units):
+            ring[row, u] = activation(z[row, u] + projection[t, u], act)
+    return finish
+
+
 @njit(**_FLAGS)
 def one_row(seq, w, kernel, projection, act, tile):
-    """The forward call of one batch row without a mask or recurrent dropout: :func:`forward`
-    for ``lo, hi = 0, 1`` projected (the same bits), with each step's state written once,
-    straight into its output slot (into a two-slot ring when only the last output is kept),
-    where the next step's product reads it.
+    """The forward call of one batch row without a mask or recurrent dropout: the input
+    projection for every step first (one product, plus the bias), then per step the state's
+    product with the recurrent kernel by :func:`.products.row_partials` (the bits of
+    :func:`forward` for ``lo, hi = 0, 1`` projected with a mask that masks nothing), its
+    activation (float32 tanh in vector registers), and the new state in a two-slot ring, copied
+    to its output slot off the chain of dependent steps.
 
     ``seq.x`` (1, T, F), T >= 1, with any input dropout applied; ``w`` the recurrent kernel and
     ``kernel`` the kernel, padded to whole tiles of the one-row shape ``tile`` (a static choice);
@@ -170,25 +226,86 @@ def one_row(seq, w, kernel, projection, act, tile):
     x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
     steps = x.shape[1]
     units = final_state.shape[1]
+    padded = w.shape[1]
     keep_all = outputs.shape[1] == steps
-    width = shape_width(tile)
-    product(x[0], kernel, projection, width)
-    z = np.empty((1, w.shape[1]), w.dtype)
-    ring = np.empty((2, units), w.dtype)
+    W = shape_width(tile)
+    lanes = lane_count(W, w.itemsize)
+    product(x[0], kernel, projection, W)
+    for t in range(steps):  # the bias joins the projection: xw + b, as the other paths add it
+        pt = projection[t]
+        for u in range(units):
+            pt[u] = pt[u] + bias[u]
+    z = np.empty((2, padded), w.dtype)
+    ring = np.zeros((2, padded), w.dtype)
     for u in range(units):
-        ring[1, u] = initial_state[0, u]
-    state = ring[1:2]
+        ring[0, u] = initial_state[0, u]
     for s in range(steps):
         t = steps - 1 - s if go_backwards else s
-        one_row_tiles(w, state, z, 0, width)  # inlined
-        new = outputs[0, s:s + 1] if keep_all else ring[s % 2:s % 2 + 1]
-        for u in range(units):
-            new[0, u] = activation(z[0, u] + (projection[t, u] + bias[u]), act)
-        state = new
+        row = 1 - s % 2
+        for u in range(0, padded, 4 * lanes):
+            _finish_vectors(row_partials(w, ring, 1 - row, u, W), projection, t, ring, row, z, u,
+                            act, W)
+        _finish_scalars(z, projection, t, ring, row, units, act)
+        if keep_all:
+            out, new = outputs[0, s], ring[row]
+            for u in range(units):
+                out[u] = new[u]
+    last = ring[steps % 2]
     for u in range(units):
-        final_state[0, u] = state[0, u]
+        final_state[0, u] = last[u]
         if not keep_all:
-            outputs[0, 0, u] = state[0, u]
+            outputs[0, 0, u] = last[u]
+
+
+@njit(**_FLAGS)
+def two_rows(seq, w, kernel, projection, act, tile):
+    """The forward call of two batch rows without a mask or recurrent dropout, as
+    :func:`one_row` does one: the input projection of both rows for every step first, then per
+    step both states' products with the recurrent kernel by
+    :func:`.products.row_pair_partials` (partial sums over ``k``; each load of the weights feeds
+    both rows), the activation, and the new states in a two-slot ring (rows ``2 * slot + r``),
+    copied to the outputs off the chain of steps.
+
+    ``seq.x`` (2, T, F), T >= 1, with any input dropout applied; ``w`` and ``kernel`` padded to
+    whole tiles of the one-row shape ``tile``; ``projection`` a (2 T, U') work array.
+    """
+    x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
+    steps, features = x.shape[1], x.shape[2]
+    units = final_state.shape[1]
+    padded = w.shape[1]
+    keep_all = outputs.shape[1] == steps
+    W = shape_width(tile)
+    lanes = lane_count(W, w.itemsize)
+    product(x.reshape((2 * steps, features)), kernel, projection, W)
+    for t in range(2 * steps):
+        pt = projection[t]
+        for u in range(units):
+            pt[u] = pt[u] + bias[u]
+    z = np.empty((4, padded), w.dtype)
+    ring = np.zeros((4, padded), w.dtype)
+    for r in range(2):
+        for u in range(units):
+            ring[r, u] = initial_state[r, u]
+    for s in range(steps):
+        t = steps - 1 - s if go_backwards else s
+        row = 2 - 2 * (s % 2)  # the new states' slot; the previous ones are in the other
+        for u in range(0, padded, 4 * lanes):
+            first, second = row_pair_partials(w, ring, 2 - row, u, W)
+            _finish_vectors(first, projection, t, ring, row, z, u, act, W)
+            _finish_vectors(second, projection, steps + t, ring, row + 1, z, u, act, W)
+        _finish_scalars(z, projection, t, ring, row, units, act)
+        _finish_scalars(z, projection, steps + t, ring, row + 1, units, act)
+        if keep_all:
+            for r in range(2):
+                out, new = outputs[r, s], ring[row + r]
+                for u in range(units):
+                    out[u] = new[u]
+    last = 2 * (steps % 2)
+    for r in range(2):
+        for u in range(units):
+            final_state[r, u] = ring[last + r, u]
+            if not keep_all:
+                outputs[r, 0, u] = ring[last + r, u]
 
 
 @njit(**_FLAGS)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.core.errors import TypingError
+from numba.core.errors import RequireLiteralValue, TypingError
 from numba.extending import intrinsic, models, overload, register_model
 
 from ..config import VECTOR_BYTES
@@ -130,6 +130,25 @@ def vload(typingctx, array, i, j, width):
 
 
 @intrinsic
+def vload_at(typingctx, array, i, j, n, width):
+    """The vector ``array[i, j + n * lanes:j + (n + 1) * lanes]`` with ``n`` a literal: its offset
+    from ``array[i, j]`` is a constant of the load instruction. (Offsets added to ``j`` at run
+    time, as in ``vload(w, k, j + lanes, W)``, can each take a register of their own: a one-row
+    step kept eight such offsets on the stack and reloaded them every ``k``.)"""
+    _check_matrix(array)
+    if not isinstance(n, types.IntegerLiteral):
+        raise RequireLiteralValue("vload_at's n must be a literal")
+    vec = Vec(array.dtype, _bytes(width))
+    offset = ir.Constant(ir.IntType(64), n.literal_value * vec.lanes)
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.gep(_item_pointer(context, builder, signature, args), [offset], inbounds=True)
+        pointer = builder.bitcast(pointer, context.get_value_type(vec).as_pointer())
+        return builder.load(pointer, align=array.dtype.bitwidth // 8)
+    return vec(array, i, j, n, width), codegen
+
+
+@intrinsic
 def vstore(typingctx, array, i, j, value):
     """``array[i, j:j + lanes] = value``."""
     _check_matrix(array)
@@ -205,3 +224,44 @@ def vadd(typingctx, a, b):
     def codegen(context, builder, signature, args):
         return builder.fadd(args[0], args[1])
     return a(a, b), codegen
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    """``a * b`` lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fmul(args[0], args[1])
+    return a(a, b), codegen
+
+
+@intrinsic
+def vdiv(typingctx, a, b):
+    """``a / b`` lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fdiv(args[0], args[1])
+    return a(a, b), codegen
+
+
+@intrinsic
+def vsplat(typingctx, like, value):
+    """A vector like ``like`` (a :class:`Vec`) with every lane ``value`` (a number, converted to
+    its dtype; a constant folds into the code)."""
+    if not isinstance(like, Vec):
+        raise TypingError(f"vsplat expects a vector first, got {like}")
+
+    def codegen(context, builder, signature, args):
+        scalar = context.cast(builder, args[1], signature.args[1], like.dtype)
+        return _broadcast(context, builder, like, scalar)
+    return like(like, value), codegen
+
+
+@intrinsic
+def vclamp(typingctx, v, limit):
+    """``limit`` where ``v > limit``, ``-limit`` where ``v < -limit``, else ``v`` lane by lane
+    (two ordered comparisons and selects: a NaN lane falls through both and stays NaN)."""
+    def codegen(context, builder, signature, args):
+        x, c = args
+        x = builder.select(builder.fcmp_ordered(">", x, c), c, x)
+        low = builder.fneg(c)
+        return builder.select(builder.fcmp_ordered("<", x, low), low, x)
+    return v(v, limit), codegen

@@ -27,6 +27,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from . import options
+from .simd import vclamp, vdiv, vfma, vmul, vsplat
 
 _FLAGS = options.INLINE
 
@@ -62,6 +63,28 @@ def tanh_f32(v):
     q = q * x2 + f(_Q32[2])
     q = q * x2 + f(_Q32[3])
     return (p * x) / q
+
+
+@njit(**_FLAGS)
+def tanh_f32_vector(v):
+    """:func:`tanh_f32` of each lane of a float32 :class:`.simd.Vec`, with the same operations in
+    the same order (the same bits as the scalar function), for a kernel that keeps the
+    pre-activations in vector registers."""
+    f = np.float32
+    x = vclamp(v, vsplat(v, f(_CLAMP32)))
+    x2 = vmul(x, x)
+    p = vsplat(v, f(_P32[0]))
+    p = vfma(p, x2, vsplat(v, f(_P32[1])))
+    p = vfma(p, x2, vsplat(v, f(_P32[2])))
+    p = vfma(p, x2, vsplat(v, f(_P32[3])))
+    p = vfma(p, x2, vsplat(v, f(_P32[4])))
+    p = vfma(p, x2, vsplat(v, f(_P32[5])))
+    p = vfma(p, x2, vsplat(v, f(_P32[6])))
+    q = vsplat(v, f(_Q32[0]))
+    q = vfma(q, x2, vsplat(v, f(_Q32[1])))
+    q = vfma(q, x2, vsplat(v, f(_Q32[2])))
+    q = vfma(q, x2, vsplat(v, f(_Q32[3])))
+    return vdiv(vmul(p, x), q)
 
 
 @intrinsic

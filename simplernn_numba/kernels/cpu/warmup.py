@@ -44,12 +44,13 @@ INFERENCE = (
     Variant("lanes", "lanes, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 4)),
     Variant("rows", "rows, tiles of 4 rows", {}, (4, 3, 4, 24)),
     Variant("rows", "rows, tiles of 4 rows of 32-byte vectors", {}, (4, 3, 4, 16)),
-    Variant("rows", "rows, tiles of 2 rows", {}, (2, 3, 4, 32)),
+    Variant("rows", "rows, tiles of 2 rows", {}, (6, 3, 4, 64)),
     Variant("rows", "rows, masked", {}, (4, 3, 4, 24), masked=True),
     Variant("rows", "rows, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 24)),
     Variant("rows", "rows, projected first", {"FUSED_MAX_WORK": 0}, (4, 3, 4, 24)),
     Variant("one_row", "one row", {}, (1, 3, 4, 24)),
     Variant("one_row", "one row, widest vectors", {}, (1, 3, 4, 64)),
+    Variant("two_rows", "two rows", {}, (2, 3, 4, 24)),
     Variant("panels", "panels", {"SERIAL_WORK": 0}, (8, 3, 4, 64)),
 )
 TRAINING = (
@@ -62,7 +63,7 @@ TRAINING = (
     Variant("panels", "training, panels", {"ROWS_WEIGHT_BYTES": 0}, (8, 3, 4, 24), training=True),
 )
 #: The plans :data:`INFERENCE` and :data:`TRAINING` cover.
-PATHS = ("lanes", "rows", "one_row", "panels")
+PATHS = ("lanes", "rows", "one_row", "two_rows", "panels")
 
 
 def variants(dtypes: tuple[str, ...], training: bool,

@@ -198,7 +198,7 @@ def test_per_step_gemm_path_without_mask_or_dropout_matches_reference(monkeypatc
 def test_large_kernels_without_mask_or_dropout_take_the_panels_path(activation, batch):
     """From ``PANELS_MIN_BATCH`` rows the backward recurrence with a large recurrent kernel and
     neither a mask, recurrent dropout nor pre-activations runs on packed panels of
-    ``recurrent_kernel.T``, one run of quads of rows per thread: the reference's gradients,
+    ``recurrent_kernel.T``, runs of quads of rows over the threads: the reference's gradients,
     and the per-step BLAS path's (taken below ``PANELS_MIN_BATCH`` rows) to rounding."""
     rng = np.random.default_rng(12)
     for go_backwards, return_sequences, with_d_state in itertools.product([False, True], repeat=3):

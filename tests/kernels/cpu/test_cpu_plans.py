@@ -60,10 +60,24 @@ def test_forward_plan_rules():
     assert _plan(7, 2, 3, 300, masked=True).path == "rows"
     assert _plan(16, 500, 32, 32).fused and not _plan(32, 500, 32, 32).fused  # FUSED_MAX_WORK
     assert not _plan(1, 10, 8, 8).fused  # one row projects first however little the work
+    one_row_shape = TILE_SHAPES.index((1, 4, 32))  # 24 units: 32-byte vectors either way
+    assert _plan(2, 800, 24, 24) == Plan("two_rows", 1, one_row_shape, False)  # so do two
+    assert _plan(2, 800, 24, 24, masked=True) == Plan("rows", 1, TILE_SHAPES.index((2, 4, 32)), True)
+    assert _plan(2, 800, 24, 24, training=True).path == "rows"  # fused: weights in L2
+    assert _plan(2, 800, 24, 300, training=True).path == "two_rows"  # beyond L2: projected
     threads = numba.get_num_threads()
     assert _plan(16, 500, 32, 32).runs == min(config.RUNS_PER_THREAD * threads, 8)
-    assert _plan(64, 200, 8, 16) == Plan("lanes", threads, -1, True)  # lanes: a run per thread
-    assert _plan(64, 100, 128, 128).runs == threads  # panels: a run per thread
+    assert _plan(64, 200, 8, 16) == Plan("lanes", threads, -1, True)  # fewer than LANES_RUN_ROWS
+    lanes_runs = min(config.RUNS_PER_THREAD * threads, 1024 // config.LANES_RUN_ROWS)
+    assert _plan(1024, 200, 8, 16).runs == max(threads, lanes_runs)
+    # panels: runs of PANELS_RUN_QUADS quads or more, RUNS_PER_THREAD a thread, one per thread
+    assert _plan(64, 100, 128, 128).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 4))
+    assert _plan(256, 30, 64, 256).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 16))
+    assert _plan(8, 40, 8, 64).runs == min(threads, 2)  # fewer quads than runs: one per thread
+    with config.override(RUNS_PER_THREAD=1):
+        assert _plan(64, 100, 128, 128).runs == threads
+    with config.override(PANELS_RUN_QUADS=1):
+        assert _plan(64, 100, 128, 128).runs == min(config.RUNS_PER_THREAD * threads, 16)
     with config.override(SERIAL_WORK=BIG):
         assert _plan(16, 500, 32, 32).runs == 1
     with config.override(**FORWARD["gemm"]):
@@ -83,6 +97,8 @@ def test_backward_plan_rules():
     for kind in ("masked", "recurrent_dropout", "preactivations"):
         assert plan(8, 10, 300, **{kind: True}).path == "gemm"
     assert plan(64, 100, 128).runs == min(config.RUNS_PER_THREAD * numba.get_num_threads(), 32)
+    threads = numba.get_num_threads()
+    assert plan(64, 10, 300).runs == max(threads, min(config.RUNS_PER_THREAD * threads, 4))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -162,6 +178,76 @@ def test_one_row_path_gives_the_rows_paths_bits(rng, dtype, units):
             ref_out, ref_state = reference.forward(*problem.arrays(), **kw)
             np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol)
             np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("units", [9, 64])
+def test_two_rows_path_matches_reference(rng, dtype, units):
+    """Two batch rows without a mask or recurrent dropout run on their own kernel (the
+    projection first, two partial sums over ``k`` per accumulator, both rows on each load of the
+    weights): the reference's values, forwards and backwards, every output or the last, with
+    input dropout; 9 units (K = 9: an odd term left over) and 64; relu (activated after the
+    products are stored) in float64."""
+    problem = make_problem(rng, batch=2, steps=7, features=5, units=units, dtype=dtype,
+                           dropout=True, scale=0.4 * (9 / units) ** 0.5)
+    rtol, atol = tolerance(dtype)
+    activations = ["tanh", "relu"] if dtype == np.float64 and units == 9 else ["tanh"]
+    for activation in activations:
+        for go_backwards in (False, True):
+            for return_sequences in (False, True):
+                kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
+                          input_dropout=problem.input_dropout, activation=activation)
+                out, state = cpu.forward(*problem.arrays(), **kw)
+                plan = cpu.last_plan()
+                assert plan.path == "two_rows" and TILE_SHAPES[plan.tile][0] == 1, plan
+                ref_out, ref_state = reference.forward(*problem.arrays(), **kw)
+                np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol)
+                np.testing.assert_allclose(state, ref_state, rtol=rtol, atol=atol)
+                assert out.flags.c_contiguous and state.flags.c_contiguous
+
+
+#: Settings that cut a batch into as many small runs as the plan rules allow.
+SMALL_RUNS = dict(SERIAL_WORK=0, BACKWARD_SERIAL_WORK=0, RUNS_PER_THREAD=4, PANELS_RUN_QUADS=1,
+                  LANES_RUN_ROWS=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", ["lanes", "panels"])
+def test_load_balanced_runs_give_the_bits_of_one_run(rng, path, dtype):
+    """The parallel plans cut the batch into more runs than threads (RUNS_PER_THREAD a thread,
+    handed out as threads come free): a row's result is the same bits on one run on the calling
+    thread, on many small runs, and on one or all of Numba's threads; forward and backward."""
+    problem = make_problem(rng, batch=37, steps=5, features=6, units=30, dtype=dtype, scale=0.3)
+    arrays = problem.arrays()
+    settings = dict(FORWARD[path], LANES_MIN_BATCH=1, PANELS_MIN_BATCH=1)
+
+    def call():
+        out, state = cpu.forward(*arrays)
+        forward_plan = cpu.last_plan()
+        grads = cpu.backward(*arrays, out, np.ones_like(out))
+        return (out, state, *grads.values()), forward_plan, cpu.last_plan()
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with config.override(**settings, SERIAL_WORK=BIG, BACKWARD_SERIAL_WORK=BIG, RUNS_PER_THREAD=1):
+            whole, forward_plan, backward_plan = call()
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert forward_plan.path == backward_plan.path == path
+    assert forward_plan.runs == backward_plan.runs == 1
+    for count in sorted({1, threads}):
+        numba.set_num_threads(count)
+        try:
+            with config.override(**settings, **SMALL_RUNS):
+                split, forward_plan, backward_plan = call()
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        # panels: 10 quads; lanes: 18 row pairs forward, 19 backward: more runs than threads
+        assert forward_plan.runs == min(4 * count, 18 if path == "lanes" else 10)
+        assert backward_plan.runs == min(4 * count, 19 if path == "lanes" else 10)
+        for got, expected in zip(split, whole):
+            np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("path", ["lanes", "rows_fused", "rows_projected", "panels"])
