@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _SCRIPT = """
 import sys
+import numba
+by_numba = {name.split(".")[0] for name in sys.modules}  # numba imports scipy where it is installed
 import simplernn_numba, simplernn_numba.__main__
-print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules} - by_numba | {"numpy", "numba"})))
 """
 #: Packages of the optional extras, none of which an import of the package may load.
 OPTIONAL = {"keras", "tf_keras", "tensorflow", "torch", "onnx", "onnxruntime", "dask", "distributed",
