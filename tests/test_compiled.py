@@ -58,6 +58,22 @@ def _expected(x, h0, kernel, recurrent_kernel, bias, activation="tanh"):
 
 
 CANONICAL = sorted({activations.canonical_name(n) for n in activations.NAMES})
+#: Units that take the step kernel's vector path and its scalar tail at any vector width.
+VECTOR_UNITS = 37
+
+
+@njit
+def _fresh_arrays(kernel, recurrent_kernel, bias):
+    """A step whose inputs and output are temporaries made in the call's own expression."""
+    features, units = kernel.shape
+    return _stepped(np.full((2, features), 0.5, kernel.dtype), np.full((2, units), -0.25, kernel.dtype),
+                    kernel, recurrent_kernel, bias, np.empty((2, units), kernel.dtype))
+
+
+@njit
+def _stepped(x_t, state, kernel, recurrent_kernel, bias, out):
+    compiled.step(x_t, state, kernel, recurrent_kernel, bias, out, "tanh")
+    return out
 
 
 @pytest.mark.parametrize("activation", CANONICAL)
@@ -65,7 +81,7 @@ def test_every_activation(activation):
     """Each activation's kernel variant (from Python, whose compiled entry is cached on disk; from
     compiled code the activation is read from the caller's literal the same way, tested below
     with tanh and relu)."""
-    x, h0, k, r, b = _problem(np.float64)
+    x, h0, k, r, b = _problem(np.float64, units=VECTOR_UNITS)
     expected = _expected(x, h0, k, r, b, activation)
     outputs = np.full_like(expected, np.nan)
     compiled.forward(x, h0, k, r, b, outputs, activation)
@@ -84,8 +100,8 @@ def test_an_alias_names_the_same_activation():
 
 @pytest.mark.parametrize("dtype, activation", [("float32", "tanh"), ("float64", "relu")])
 def test_equals_the_layer_with_strided_inputs_and_transposed_weights(dtype, activation):
-    layer = SimpleRNN(5, activation=activation, return_sequences=True, dtype=dtype)
-    x, h0, *_ = _problem(dtype)
+    layer = SimpleRNN(VECTOR_UNITS, activation=activation, return_sequences=True, dtype=dtype)
+    x, h0, *_ = _problem(dtype, units=VECTOR_UNITS)
     expected = layer(x, initial_state=h0)
     kernel = np.asfortranarray(layer.kernel)  # a transposed array's layout
     recurrent_kernel = layer.recurrent_kernel.T.copy().T
@@ -104,7 +120,7 @@ def test_equals_the_layer_with_strided_inputs_and_transposed_weights(dtype, acti
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_out_may_be_the_state(dtype):
-    x, h0, k, r, b = _problem(dtype)
+    x, h0, k, r, b = _problem(dtype, units=VECTOR_UNITS)
     rtol, atol = tolerance(dtype)
     h = h0.copy()
     _in_place_loop(x, h, k, r, b)
@@ -112,6 +128,17 @@ def test_out_may_be_the_state(dtype):
     h = h0.copy()  # from Python, and on one row
     compiled.step(x[0, 0], h[0], k, r, b, h[0])
     np.testing.assert_allclose(h[0], _expected(x[:1, :1], h0[:1], k, r, b)[0, 0], rtol=rtol, atol=atol)
+
+
+def test_temporary_arguments_live_until_the_step_returns():
+    """The step borrows its arrays from the caller (no reference counts): arrays made for the call
+    alone must not be released before it reads them."""
+    _, _, k, r, b = _problem(np.float32, units=VECTOR_UNITS)
+    out = _fresh_arrays(k, r, b)
+    x_t, h = np.full((2, k.shape[0]), 0.5, np.float32), np.full((2, VECTOR_UNITS), -0.25, np.float32)
+    expected = _expected(x_t[:, None], h, k, r, b)[:, 0]
+    rtol, atol = tolerance("float32")
+    np.testing.assert_allclose(out, expected, rtol=rtol, atol=atol)
 
 
 def test_forward_initial_state_may_overlap_outputs():

@@ -130,6 +130,23 @@ def vload(typingctx, array, i, j, width):
 
 
 @intrinsic
+def vload_row(typingctx, array, j, width):
+    """The vector ``array[j:j + lanes]`` (1-D C-contiguous float array, such as a bias)."""
+    if not (isinstance(array, types.Array) and array.ndim == 1
+            and isinstance(array.dtype, types.Float) and array.layout == "C"):
+        raise TypingError(f"expected a 1-D C-contiguous float array, got {array}")
+    vec = Vec(array.dtype, _bytes(width))
+
+    def codegen(context, builder, signature, args):
+        base = context.make_array(signature.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        pointer = builder.gep(base.data, [index], inbounds=True)
+        pointer = builder.bitcast(pointer, context.get_value_type(vec).as_pointer())
+        return builder.load(pointer, align=array.dtype.bitwidth // 8)
+    return vec(array, j, width), codegen
+
+
+@intrinsic
 def vload_at(typingctx, array, i, j, n, width):
     """The vector ``array[i, j + n * lanes:j + (n + 1) * lanes]`` with ``n`` a literal: its offset
     from ``array[i, j]`` is a constant of the load instruction. (Offsets added to ``j`` at run
