@@ -1,21 +1,19 @@
 """The activations on the GPU, by their integer codes (:mod:`simplernn_numba.activations`).
 
-:func:`activate` and :func:`derivative` are device functions taking the code as an argument;
-:func:`activation` and :func:`output_derivative` give device functions for one code and one
-dtype, the code fixed when the kernel compiles: ``f(z)`` computes the activation in the
-kernel's dtype (no float64 literals that would widen a float32 computation; activations other
-than linear, tanh, relu and sigmoid go through :func:`activate`, rounded to the dtype), and
-``g(o)`` the derivative at ``z`` computed from the output ``o = f(z)``, for the activations whose
-derivative is a function of their output (:data:`FROM_OUTPUT`): the register-resident backward
-kernels then need no pre-activations.
+Three device functions, each taking the code as an argument: :func:`activate` (the activation
+at ``v``), :func:`derivative` (its derivative at ``v``) and :func:`output_derivative` (the
+derivative where the output is ``o``, for the activations in :data:`FROM_OUTPUT`: the
+register-resident backward kernels need no pre-activations). They compute in the floating-point
+type of their argument: every constant goes through :func:`_like`, so no float64 literal widens
+a float32 computation. A kernel that passes a code fixed when it compiles (a closure constant)
+keeps only that code's branch (NVVM inlines the function and folds the others away); the other
+kernels pass the code at run time.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
-import numba
 import numpy as np
 from numba import cuda
 
@@ -41,42 +39,58 @@ from ...activations import (
     TANH,
 )
 
+_SQRT_2 = math.sqrt(2.0)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+#: Activations whose derivative :func:`output_derivative` computes from the output.
+FROM_OUTPUT = frozenset({LINEAR, TANH, RELU, SIGMOID, ELU, SELU, SOFTPLUS, SOFTSIGN,
+                         HARD_SIGMOID, EXPONENTIAL, RELU6, LEAKY_RELU})
+
+
+@cuda.jit(device=True)
+def _like(v, c):
+    """The constant ``c`` in the floating-point type of ``v`` (the test folds away when the
+    function compiles)."""
+    if isinstance(v, np.float32):
+        return np.float32(c)
+    return np.float64(c)
+
 
 @cuda.jit(device=True)
 def _sigmoid(v):
-    if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
+    one = _like(v, 1.0)
+    e = math.exp(-abs(v))
+    return one / (one + e) if v >= _like(v, 0.0) else e / (one + e)
 
 
 @cuda.jit(device=True)
 def _softplus(v):
-    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+    return max(v, _like(v, 0.0)) + math.log1p(math.exp(-abs(v)))
 
 
 @cuda.jit(device=True)
 def _hard_sigmoid(v):
-    return min(max(v / 6.0 + 0.5, 0.0), 1.0)
+    return min(max(v / _like(v, 6.0) + _like(v, 0.5), _like(v, 0.0)), _like(v, 1.0))
 
 
 @cuda.jit(device=True)
 def activate(v, act):
     """Activation with integer code ``act`` (see :mod:`simplernn_numba.activations`) at ``v``."""
+    zero, one = _like(v, 0.0), _like(v, 1.0)
     if act == TANH:
         return math.tanh(v)
     if act == RELU:
-        return max(v, 0.0)
+        return max(v, zero)
     if act == SIGMOID:
         return _sigmoid(v)
     if act == ELU:
-        return v if v > 0 else math.expm1(v)
+        return v if v > zero else math.expm1(v)
     if act == SELU:
-        return SELU_SCALE * (v if v > 0 else SELU_ALPHA * math.expm1(v))
+        return _like(v, SELU_SCALE) * (v if v > zero else _like(v, SELU_ALPHA) * math.expm1(v))
     if act == SOFTPLUS:
         return _softplus(v)
     if act == SOFTSIGN:
-        return v / (1.0 + abs(v))
+        return v / (one + abs(v))
     if act == HARD_SIGMOID:
         return _hard_sigmoid(v)
     if act == EXPONENTIAL:
@@ -84,11 +98,11 @@ def activate(v, act):
     if act == SILU:
         return v * _sigmoid(v)
     if act == GELU:
-        return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+        return _like(v, 0.5) * v * (one + math.erf(v / _like(v, _SQRT_2)))
     if act == RELU6:
-        return min(max(v, 0.0), 6.0)
+        return min(max(v, zero), _like(v, 6.0))
     if act == LEAKY_RELU:
-        return v if v > 0 else v * LEAKY_RELU_SLOPE
+        return v if v > zero else v * _like(v, LEAKY_RELU_SLOPE)
     if act == MISH:
         return v * math.tanh(_softplus(v))
     if act == HARD_SILU:
@@ -99,136 +113,73 @@ def activate(v, act):
 @cuda.jit(device=True)
 def derivative(v, act):
     """Derivative of activation ``act`` with respect to its input, at ``v``."""
+    zero, one, half = _like(v, 0.0), _like(v, 1.0), _like(v, 0.5)
+    three, six = _like(v, 3.0), _like(v, 6.0)
     if act == TANH:
         t = math.tanh(v)
-        return 1.0 - t * t
+        return one - t * t
     if act == RELU:
-        return 1.0 if v > 0 else 0.0
+        return one if v > zero else zero
     if act == SIGMOID:
         s = _sigmoid(v)
-        return s * (1.0 - s)
+        return s * (one - s)
     if act == ELU:
-        return 1.0 if v > 0 else math.exp(v)
+        return one if v > zero else math.exp(v)
     if act == SELU:
-        return SELU_SCALE * (1.0 if v > 0 else SELU_ALPHA * math.exp(v))
+        return _like(v, SELU_SCALE) * (one if v > zero else _like(v, SELU_ALPHA) * math.exp(v))
     if act == SOFTPLUS:
         return _sigmoid(v)
     if act == SOFTSIGN:
-        d = 1.0 + abs(v)
-        return 1.0 / (d * d)
+        d = one + abs(v)
+        return one / (d * d)
     if act == HARD_SIGMOID:
-        return 1.0 / 6.0 if -3.0 < v < 3.0 else 0.0
+        return _like(v, 1.0 / 6.0) if -three < v < three else zero
     if act == EXPONENTIAL:
         return math.exp(v)
     if act == SILU:
         s = _sigmoid(v)
-        return s + v * s * (1.0 - s)
+        return s + v * s * (one - s)
     if act == GELU:
-        return (0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
-                + v * math.exp(-0.5 * v * v) / math.sqrt(2.0 * math.pi))
+        return (half * (one + math.erf(v / _like(v, _SQRT_2)))
+                + v * math.exp(-half * v * v) / _like(v, _SQRT_2PI))
     if act == RELU6:
-        return 1.0 if 0.0 < v < 6.0 else 0.0
+        return one if zero < v < six else zero
     if act == LEAKY_RELU:
-        return 1.0 if v > 0 else LEAKY_RELU_SLOPE
+        return one if v > zero else _like(v, LEAKY_RELU_SLOPE)
     if act == MISH:
         t = math.tanh(_softplus(v))
-        return t + v * (1.0 - t * t) * _sigmoid(v)
+        return t + v * (one - t * t) * _sigmoid(v)
     if act == HARD_SILU:
-        return _hard_sigmoid(v) + (v / 6.0 if -3.0 < v < 3.0 else 0.0)
-    return 1.0  # LINEAR
+        return _hard_sigmoid(v) + (v / six if -three < v < three else zero)
+    return one  # LINEAR
 
 
-#: Activations whose derivative :func:`output_derivative` computes from the output.
-FROM_OUTPUT = frozenset({LINEAR, TANH, RELU, SIGMOID, ELU, SELU, SOFTPLUS, SOFTSIGN,
-                         HARD_SIGMOID, EXPONENTIAL, RELU6, LEAKY_RELU})
-
-
-@functools.cache
-def activation(dtype: np.dtype, act: int):
-    """Device function ``f(z)`` of activation code ``act`` in ``dtype``."""
-    dt = numba.from_dtype(dtype)
-    zero, one = dtype.type(0), dtype.type(1)
-    if act == LINEAR:
-        @cuda.jit(device=True)
-        def f(z):
-            return z
-    elif act == TANH:
-        @cuda.jit(device=True)
-        def f(z):
-            return math.tanh(z)
-    elif act == RELU:
-        @cuda.jit(device=True)
-        def f(z):
-            return z if z > zero else zero
-    elif act == SIGMOID:
-        @cuda.jit(device=True)
-        def f(z):
-            e = math.exp(-abs(z))
-            return one / (one + e) if z >= zero else e / (one + e)
-    else:
-        @cuda.jit(device=True)
-        def f(z):
-            return dt(activate(z, act))
-    return f
-
-
-@functools.cache
-def output_derivative(dtype: np.dtype, act: int):
-    """Device function ``g(o)``: the derivative of activation ``act`` where its output is ``o``
-    (``act`` in :data:`FROM_OUTPUT`)."""
-    if act not in FROM_OUTPUT:
-        raise ValueError(f"the derivative of activation code {act} is not a function of its output")
-    zero, one = dtype.type(0), dtype.type(1)
-    sixth, six = dtype.type(1 / 6), dtype.type(6)
-    scale, scale_alpha = dtype.type(SELU_SCALE), dtype.type(SELU_SCALE * SELU_ALPHA)
-    slope = dtype.type(LEAKY_RELU_SLOPE)
-    if act == LINEAR:
-        @cuda.jit(device=True)
-        def g(o):
-            return one
-    elif act == TANH:
-        @cuda.jit(device=True)
-        def g(o):
-            return one - o * o
-    elif act == RELU:
-        @cuda.jit(device=True)
-        def g(o):
-            return one if o > zero else zero
-    elif act == SIGMOID:
-        @cuda.jit(device=True)
-        def g(o):
-            return o * (one - o)
-    elif act == ELU:  # exp(z) = o + 1 where z <= 0
-        @cuda.jit(device=True)
-        def g(o):
-            return one if o > zero else o + one
-    elif act == SELU:  # scale * alpha * exp(z) = o + scale * alpha where z <= 0
-        @cuda.jit(device=True)
-        def g(o):
-            return scale if o > zero else o + scale_alpha
-    elif act == SOFTPLUS:  # sigmoid(z) = 1 - exp(-o)
-        @cuda.jit(device=True)
-        def g(o):
-            return -math.expm1(-o)
-    elif act == SOFTSIGN:  # 1 / (1 + |z|)^2 = (1 - |o|)^2
-        @cuda.jit(device=True)
-        def g(o):
-            d = one - abs(o)
-            return d * d
-    elif act == HARD_SIGMOID:  # 1/6 where -3 < z < 3, i.e. 0 < o < 1
-        @cuda.jit(device=True)
-        def g(o):
-            return sixth if zero < o < one else zero
-    elif act == EXPONENTIAL:
-        @cuda.jit(device=True)
-        def g(o):
-            return o
-    elif act == RELU6:
-        @cuda.jit(device=True)
-        def g(o):
-            return one if zero < o < six else zero
-    else:  # LEAKY_RELU
-        @cuda.jit(device=True)
-        def g(o):
-            return one if o > zero else slope
-    return g
+@cuda.jit(device=True)
+def output_derivative(o, act):
+    """Derivative of activation ``act`` (in :data:`FROM_OUTPUT`) with respect to its input, where
+    its output is ``o``."""
+    zero, one = _like(o, 0.0), _like(o, 1.0)
+    if act == TANH:
+        return one - o * o
+    if act == RELU:
+        return one if o > zero else zero
+    if act == SIGMOID:
+        return o * (one - o)
+    if act == ELU:  # exp(z) = o + 1 where z <= 0
+        return one if o > zero else o + one
+    if act == SELU:  # scale * alpha * exp(z) = o + scale * alpha where z <= 0
+        return _like(o, SELU_SCALE) if o > zero else o + _like(o, SELU_SCALE * SELU_ALPHA)
+    if act == SOFTPLUS:  # sigmoid(z) = 1 - exp(-o)
+        return -math.expm1(-o)
+    if act == SOFTSIGN:  # 1 / (1 + |z|)^2 = (1 - |o|)^2
+        d = one - abs(o)
+        return d * d
+    if act == HARD_SIGMOID:  # 1/6 where -3 < z < 3, i.e. 0 < o < 1
+        return _like(o, 1.0 / 6.0) if zero < o < one else zero
+    if act == EXPONENTIAL:
+        return o
+    if act == RELU6:
+        return one if zero < o < _like(o, 6.0) else zero
+    if act == LEAKY_RELU:
+        return one if o > zero else _like(o, LEAKY_RELU_SLOPE)
+    return one  # LINEAR

@@ -35,7 +35,7 @@ import numpy as np
 from numba import cuda, types
 
 from ..device_arrays import simulated
-from .activation import activation, output_derivative
+from .activation import FROM_OUTPUT, activate, output_derivative
 from .step import DOUT_LAST, DOUT_SEQUENCE
 
 _FULL_MASK = 0xFFFFFFFF
@@ -157,7 +157,6 @@ def forward_kernel(dtype: np.dtype, shape: Shape, act: int, has_mask: bool, has_
     levels = lanes.bit_length() - 1
     log_stage = stage.bit_length() - 1
     scratch_size = threads if simulated() else 1
-    f = activation(dtype, act)
     exchange = _exchange()
     load, load_mask = _staging(dt, shape)
     ptr, i32 = types.CPointer(dt), numba.int32
@@ -239,7 +238,8 @@ def forward_kernel(dtype: np.dtype, shape: Shape, act: int, has_mask: bool, has_
                     if has_mask:
                         keep = ms[buf, q * rows + r] != 0
                     if keep:
-                        h_own[i] = f(a + xs[buf, (q * rows + r) * bucket + col]) if col < units else zero
+                        h_own[i] = activate(a + xs[buf, (q * rows + r) * bucket + col], act) \
+                            if col < units else zero
                         seen[i] = 1
                     hs[1 - cur, r, col] = h_own[i] * rd[i]
                     b = b0 + r
@@ -281,6 +281,8 @@ def backward_kernel(dtype: np.dtype, shape: Shape, act: int, dout_mode: int, has
     ``dz`` (B * T, U), the gradient at every pre-activation (rows in input time order, zero at
     masked steps), and ``dh0`` (B, U), the gradient of the initial state.
     """
+    if act not in FROM_OUTPUT:
+        raise ValueError(f"the derivative of activation code {act} is not a function of its output")
     dt = numba.from_dtype(dtype)
     zero, one = dtype.type(0), dtype.type(1)
     bucket, lanes, rows, stage = shape
@@ -296,7 +298,6 @@ def backward_kernel(dtype: np.dtype, shape: Shape, act: int, dout_mode: int, has
     sequence = dout_mode == DOUT_SEQUENCE
     last = dout_mode == DOUT_LAST
     dout_slots = chunk if sequence else 1
-    g = output_derivative(dtype, act)
     exchange = _exchange()
     load, load_mask = _staging(dt, shape)
     ptr, i32 = types.CPointer(dt), numba.int32
@@ -396,7 +397,7 @@ def backward_kernel(dtype: np.dtype, shape: Shape, act: int, dout_mode: int, has
                     keep[i] = 1 if runs else 0
                     value = zero
                     if runs:
-                        value = (dh[i] + arriving) * g(os_[buf, e]) if live else zero
+                        value = (dh[i] + arriving) * output_derivative(os_[buf, e], act) if live else zero
                     else:
                         dh[i] += arriving
                     dzs[cur, r, col] = value
