@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import numpy as np
 from numba import errors, literally, njit, types
-from numba.core import cgutils
-from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from . import _validate, activations
 from .kernels.cpu.activation import choose
 from .kernels.cpu.specialise import static, value_of
 from .kernels.cpu.step import step as _step_kernel
+from .kernels.cpu.views import as_c, borrowed, is_c, keep, span
 
 __all__ = ["forward", "step"]
 
@@ -173,179 +172,89 @@ def _weights(kernel, recurrent_kernel, bias, dtype: np.dtype) -> tuple:
 
 
 # ---------------------------------------------------------------- compiled checks and entries
-@intrinsic
-def _as_c(typingctx, a):
-    """``a`` typed as C-contiguous (the same array): only for an array :func:`_is_c` accepts.
-    Numba addresses a C-typed array from its shape, so the step kernel's loops over a row
-    vectorise, which they do not over a row whose stride is only known at run time."""
-    if not isinstance(a, types.Array):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
-    return a.copy(layout="C")(a), codegen
-
-
-@intrinsic
-def _borrowed(typingctx, a):
-    """``a`` without its reference count (no memory owner, no parent object), for a call whose
-    caller keeps ``a`` alive: a compiled function counts the references of its array arguments up
-    on entry and down on exit, with atomic operations that cost a step kernel more than its
-    arithmetic (12 of them, about 60 ns, against about 40 ns at 8 features and 32 units)."""
-    if not isinstance(a, types.Array):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        array.meminfo = cgutils.get_null_value(array.meminfo.type)
-        array.parent = cgutils.get_null_value(array.parent.type)
-        return array._getvalue()
-    return a(a), codegen
-
-
-@intrinsic
-def _keep(typingctx, x_t, state, kernel, recurrent_kernel, bias, out):
-    """Nothing, but a use of the step's arrays: Numba releases a variable after its last use, so
-    arrays passed on borrowed (:func:`_borrowed`) stay alive until here."""
-    def codegen(context, builder, signature, args):
-        return context.get_dummy_value()
-    return types.none(x_t, state, kernel, recurrent_kernel, bias, out), codegen
-
-
-@njit(**_INLINE)
-def _kernel(x_t, state, kernel, recurrent_kernel, bias, act, out):
-    """The step kernel on borrowed arrays (:func:`_borrowed`)."""
-    _step_kernel(_borrowed(x_t), _borrowed(state), _borrowed(kernel), _borrowed(recurrent_kernel),
-                 _borrowed(bias), act, _borrowed(out))
-
-
-@intrinsic
-def _address(typingctx, a):
-    """The address of ``a``'s first element, as an integer (no reference counted, unlike
-    ``a.ctypes.data``)."""
-    if not isinstance(a, types.Array):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.ptrtoint(array.data, context.get_value_type(types.intp))
-    return types.intp(a), codegen
-
-
-@njit(**_INLINE)
-def _is_c(a):
-    """Whether ``a`` is C-contiguous (as NumPy's flag says: axes of length 1 may have any stride)."""
-    expected = a.itemsize
-    for d in range(a.ndim - 1, -1, -1):
-        if a.shape[d] != 1 and a.strides[d] != expected:
-            return False
-        expected *= a.shape[d]
-    return True
-
-
-@njit(**_INLINE)
-def _extent(a):
-    """First and one-past-last byte address that array ``a`` touches ((0, 0) when empty)."""
-    lo = _address(a)
-    hi = lo
-    for d in range(a.ndim):
-        if a.shape[d] == 0:
-            return np.intp(0), np.intp(0)
-        span = (a.shape[d] - 1) * a.strides[d]
-        if span < 0:
-            lo += span
-        else:
-            hi += span
-    return lo, hi + a.itemsize
-
-
-@njit(**_INLINE)
-def _overlap(a, b):
-    """Whether the memory spans of ``a`` and ``b`` intersect (conservative for strided views)."""
-    a_lo, a_hi = _extent(a)
-    return _meets(a_lo, a_hi, b)
-
-
-@njit(**_INLINE)
-def _meets(lo, hi, b):
-    """Whether the memory span of ``b`` meets the bytes ``lo:hi``."""
-    b_lo, b_hi = _extent(b)
-    return lo < b_hi and b_lo < hi
-
-
-@njit(**_INLINE)
+@njit(**_FLAGS)
 def _check_weights(kernel, recurrent_kernel, bias, features):
-    units = kernel.shape[1]
-    if kernel.shape[0] != features:
+    """Raise ValueError unless the weights' shapes (tuples) agree with ``features``."""
+    units = kernel[1]
+    if kernel[0] != features:
         raise ValueError("kernel.shape[0] must equal the number of features of x")
-    if recurrent_kernel.shape[0] != units or recurrent_kernel.shape[1] != units:
+    if recurrent_kernel[0] != units or recurrent_kernel[1] != units:
         raise ValueError("recurrent_kernel must have shape (units, units), units = kernel.shape[1]")
-    if bias.shape[0] != units:
+    if bias[0] != units:
         raise ValueError("bias must have shape (units,), units = kernel.shape[1]")
 
 
-@njit(**_INLINE)
-def _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
-    """Raise ValueError unless the 2-D step arguments' shapes agree; whether ``out`` overlaps
-    another argument."""
-    _check_weights(kernel, recurrent_kernel, bias, x_t.shape[1])
-    units = kernel.shape[1]
-    if state.shape[0] != x_t.shape[0] or state.shape[1] != units:
+@njit(**_FLAGS)
+def _check_step(x_t, state, kernel, recurrent_kernel, bias, out):
+    """Raise ValueError unless the 2-D step arguments' shapes (tuples) agree."""
+    _check_weights(kernel, recurrent_kernel, bias, x_t[1])
+    if state[0] != x_t[0] or state[1] != kernel[1]:
         raise ValueError("state must have shape (batch, units): x_t.shape[0], kernel.shape[1]")
-    if out.shape[0] != x_t.shape[0] or out.shape[1] != units:
+    if out[0] != x_t[0] or out[1] != kernel[1]:
         raise ValueError("out must have shape (batch, units): x_t.shape[0], kernel.shape[1]")
-    lo, hi = _extent(out)
-    return (_meets(lo, hi, state) or _meets(lo, hi, x_t) or _meets(lo, hi, kernel)
-            or _meets(lo, hi, recurrent_kernel) or _meets(lo, hi, bias))
+
+
+@njit(**_FLAGS)
+def _meets(a, b):
+    """Whether the byte spans ``a`` and ``b`` (:func:`.kernels.cpu.views.span`) intersect."""
+    return a[0] < b[1] and b[0] < a[1]
+
+
+@njit(**_FLAGS)
+def _meets_any(out, x_t, state, kernel, recurrent_kernel, bias):
+    """Whether the span ``out`` meets any of the others."""
+    return (_meets(out, x_t) or _meets(out, state) or _meets(out, kernel)
+            or _meets(out, recurrent_kernel) or _meets(out, bias))
 
 
 @njit(**_INLINE)
 def _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out):
     """The step kernel on C-typed views of arrays typed otherwise when they are C-contiguous (a
     slice such as ``outputs[:, t]`` of one row is), else on the arrays as they are typed."""
-    if _is_c(state) and _is_c(kernel) and _is_c(recurrent_kernel) and _is_c(bias) and _is_c(out):
-        _kernel(x_t, _as_c(state), _as_c(kernel), _as_c(recurrent_kernel), _as_c(bias), act, _as_c(out))
+    if is_c(state) and is_c(kernel) and is_c(recurrent_kernel) and is_c(bias) and is_c(out):
+        _step_kernel(x_t, as_c(state), as_c(kernel), as_c(recurrent_kernel), as_c(bias), act, as_c(out))
     else:
-        _kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
+        _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
 @njit(**_FLAGS)
 def _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out):
     """The step into a temporary, then copied into ``out``: for an ``out`` that overlaps an input."""
     result = np.empty((out.shape[0], out.shape[1]), out.dtype)
-    _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, result)
+    _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, borrowed(result))
     for b in range(out.shape[0]):  # (a loop compiles faster than out[:] = result)
         for u in range(out.shape[1]):
             out[b, u] = result[b, u]
+
+
+@njit(**_INLINE)
+def _step_borrowed(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """The step on borrowed 2-D arrays (:func:`.kernels.cpu.views.borrowed`), their shapes
+    checked; into a temporary when ``out`` overlaps an input."""
+    _check_step(x_t.shape, state.shape, kernel.shape, recurrent_kernel.shape, bias.shape, out.shape)
+    if _meets_any(span(out), span(x_t), span(state), span(kernel), span(recurrent_kernel), span(bias)):
+        _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
+    else:
+        _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
 def _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out):
     """The code of :func:`step` for these argument types (Numba types) and the static activation
     ``act``, compiled into the caller: :func:`_step_borrowed` on borrowed arrays (each array
     passed to a compiled function otherwise counts a reference up and down), 1-D rows as one-row
-    batches, the arguments kept alive until it returns (:func:`_keep`)."""
+    batches, the arguments kept alive until it returns (:func:`.kernels.cpu.views.keep`)."""
     if x_t.ndim == 1:
         def one_row(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
-            _step_borrowed(_borrowed(x_t)[np.newaxis], _borrowed(state)[np.newaxis], _borrowed(kernel),
-                           _borrowed(recurrent_kernel), _borrowed(bias), act, _borrowed(out)[np.newaxis])
-            _keep(x_t, state, kernel, recurrent_kernel, bias, out)
+            _step_borrowed(borrowed(x_t)[np.newaxis], borrowed(state)[np.newaxis], borrowed(kernel),
+                           borrowed(recurrent_kernel), borrowed(bias), act, borrowed(out)[np.newaxis])
+            keep(x_t, state, kernel, recurrent_kernel, bias, out)
         return one_row
 
     def rows(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
-        _step_borrowed(_borrowed(x_t), _borrowed(state), _borrowed(kernel), _borrowed(recurrent_kernel),
-                       _borrowed(bias), act, _borrowed(out))
-        _keep(x_t, state, kernel, recurrent_kernel, bias, out)
+        _step_borrowed(borrowed(x_t), borrowed(state), borrowed(kernel), borrowed(recurrent_kernel),
+                       borrowed(bias), act, borrowed(out))
+        keep(x_t, state, kernel, recurrent_kernel, bias, out)
     return rows
-
-
-@njit(**_INLINE)
-def _step_borrowed(x_t, state, kernel, recurrent_kernel, bias, act, out):
-    """The step on 2-D arrays, their shapes checked; into a temporary when ``out`` overlaps an
-    input."""
-    if _checked_step(x_t, state, kernel, recurrent_kernel, bias, out):
-        _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
-    else:
-        _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
 def _step_any(x_t, state, kernel, recurrent_kernel, bias, out, activation):
@@ -378,18 +287,19 @@ def _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act
     """Each batch row through every step (rows are independent): ``outputs[b, t:t + 1]`` is a
     one-row batch, C-typed when ``outputs`` is, so that the step kernel's loops vectorise."""
     batch, steps, features = x.shape
-    _check_weights(kernel, recurrent_kernel, bias, features)
+    _check_weights(kernel.shape, recurrent_kernel.shape, bias.shape, features)
     units = kernel.shape[1]
     if initial_state.shape[0] != batch or initial_state.shape[1] != units:
         raise ValueError("initial_state must have shape (batch, units): x.shape[0], kernel.shape[1]")
     if outputs.shape[0] != batch or outputs.shape[1] != steps or outputs.shape[2] != units:
         raise ValueError("outputs must have shape (batch, timesteps, units): x.shape[:2], kernel.shape[1]")
-    if (_overlap(outputs, x) or _overlap(outputs, kernel) or _overlap(outputs, recurrent_kernel)
-            or _overlap(outputs, bias)):
+    written = span(outputs)
+    if (_meets(written, span(x)) or _meets(written, span(kernel)) or _meets(written, span(recurrent_kernel))
+            or _meets(written, span(bias))):
         raise ValueError("outputs must not overlap x, kernel, recurrent_kernel or bias")
-    initial = initial_state.copy() if _overlap(outputs, initial_state) else _borrowed(initial_state)
-    x, outputs = _borrowed(x), _borrowed(outputs)  # (the caller keeps them alive)
-    kernel, recurrent_kernel, bias = _borrowed(kernel), _borrowed(recurrent_kernel), _borrowed(bias)
+    initial = initial_state.copy() if _meets(written, span(initial_state)) else borrowed(initial_state)
+    x, outputs = borrowed(x), borrowed(outputs)  # (the caller keeps them alive)
+    kernel, recurrent_kernel, bias = borrowed(kernel), borrowed(recurrent_kernel), borrowed(bias)
     for b in range(batch):
         state = initial[b:b + 1]
         for t in range(steps):
