@@ -56,6 +56,12 @@ LANES_MIN_BATCH = 8
 #: of rows projects its inputs first, in one large product.
 FUSED_WEIGHT_BYTES = 1 << 18
 FUSED_MAX_WORK = 1 << 24
+#: Up to this size of ``[kernel; recurrent_kernel]`` padded to whole tiles (bytes, within L1)
+#: the one- and two-row kernels compute each step's input product in the step, off the chain of
+#: dependent steps: its FMAs fill the slots left idle while the previous step's activation runs
+#: (1,2000,8,32 float32, AVX-512: 35.5 -> 31 ns a step). Beyond it the kernel's loads would come
+#: from L2 every step, and the inputs are projected first, in one product (the same bits).
+STEP_INPUT_BYTES = 1 << 15
 #: Up to this size of the recurrent kernel (bytes) the sequential products run on tiles of
 #: batch rows held in registers, each run of rows through every step; beyond it the kernel no
 #: longer fits in L2 and the weights are packed into column panels (or, with a mask or
@@ -91,7 +97,8 @@ LANES_RUN_ROWS = 128
 #: Cost of a padded element of a tile of 64-byte (AVX-512) vectors against one of 32-byte
 #: vectors, when the rows path chooses its tile shape (:func:`.cpu.products.tile_shape`): the
 #: wide tiles do each load, broadcast and FMA for twice the lanes but run at a lower clock
-#: (64,100,128,128 and 128,200,512,512 float32, the same padding: 0.73 to 0.80 of the time).
+#: (64,100,128,128 and 128,200,512,512 float32, the same padding: 0.73 to 0.80 of the time; one
+#: row, 1,2000,8,32: two 64-byte vectors 0.81 of the time of four 32-byte ones).
 WIDE_VECTOR_COST = 0.8
 #: Prepared weight layouts kept for immutable weight arrays (a layer's), least recently
 #: prepared dropped first; each is the size of the weights.

@@ -54,13 +54,16 @@ def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
         if rows > 1:
             np.testing.assert_array_equal(results[rows, vectors, size], first)
     # one row: ONE_ROW_PARTIALS partial sums over k (K = 37: terms left over), the same bits at
-    # either width and by row; the rounding differs from one chain's
+    # either width of four vectors and by row; the rounding differs from one chain's, and two
+    # vectors' twice as many partial sums from four's
     one_row = results[(1, 4, 64)]
     np.testing.assert_array_equal(results[(1, 4, 32)], one_row)
     assert not np.array_equal(one_row, first)
-    single = np.empty((1, width), dtype)
-    tiled_product(w, v[3:4], single, TILE_SHAPES.index((1, 4, 64)))
-    np.testing.assert_array_equal(single[0], one_row[3])
+    assert not np.array_equal(results[(1, 2, 64)], one_row)
+    for shape in ((1, 4, 64), (1, 2, 64)):
+        single = np.empty((1, width), dtype)
+        tiled_product(w, v[3:4], single, TILE_SHAPES.index(shape))
+        np.testing.assert_array_equal(single[0], results[shape][3])
 
 
 def test_vector_loads_need_c_contiguous_arrays():
@@ -96,9 +99,13 @@ def test_tile_shape_picks_the_least_padded_work():
         assert shape(2, 32, 4) == (2, 4, 32)  # (2, 4, 64) pads to 64 units
         assert shape(8, 128, 4) == (4, 2, wide)
         assert shape(16, 16, 4) == (4, 2, 32)  # ties at 32-byte vectors: more rows
-        assert shape(1, 24, 4) == (1, 4, 32)
+        assert shape(1, 24, 4) == ((1, 2, 64) if VECTOR_BYTES == 64 else (1, 4, 32))
     assert shape(3, 19, 4) == (4, 2, wide)  # several rows: never a one-row shape
     if VECTOR_BYTES == 64:
+        assert shape(1, 32, 4) == (1, 2, 64)  # two 64-byte vectors, against four 32-byte ones
+        assert shape(1, 96, 4) == (1, 2, 64)  # three tiles of two
+        assert shape(1, 64, 4) == (1, 4, 64)  # the same padding: four vectors a broadcast
+        assert shape(1, 48, 4) == (1, 4, 64)  # 64 units, either way
         assert shape(8, 48, 4) == (4, 2, 32)  # 48 units, against 64 at 0.8 each
         assert shape(8, 32, 4) == (4, 2, 64)  # the same padding: the wide vectors
         with config.override(WIDE_VECTOR_COST=1.5):
