@@ -97,8 +97,7 @@ LANES_RUN_ROWS = 128
 #: Cost of a padded element of a tile of 64-byte (AVX-512) vectors against one of 32-byte
 #: vectors, when the rows path chooses its tile shape (:func:`.cpu.products.tile_shape`): the
 #: wide tiles do each load, broadcast and FMA for twice the lanes but run at a lower clock
-#: (64,100,128,128 and 128,200,512,512 float32, the same padding: 0.73 to 0.80 of the time; one
-#: row, 1,2000,8,32: two 64-byte vectors 0.81 of the time of four 32-byte ones).
+#: (64,100,128,128 and 128,200,512,512 float32, the same padding: 0.73 to 0.80 of the time).
 WIDE_VECTOR_COST = 0.8
 #: Prepared weight layouts kept for immutable weight arrays (a layer's), least recently
 #: prepared dropped first; each is the size of the weights.

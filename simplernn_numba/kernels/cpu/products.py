@@ -85,7 +85,8 @@ _FLAGS = options.PRODUCTS
 #: :func:`one_row_tiles` (four or two vectors, each of partial sums over ``k``: the same number of
 #: accumulators either way), the two-row ones :func:`tile` (eight accumulators) and the four-row
 #: ones :func:`four_row_tiles` (4x3 tiles of twelve accumulators, the last columns 4x2).
-TILE_SHAPES = ((4, 2, 64), (2, 4, 64), (1, 4, 64), (4, 2, 32), (2, 4, 32), (1, 4, 32), (1, 2, 64))
+TILE_SHAPES = ((4, 2, 64), (2, 4, 64), (1, 4, 64), (4, 2, 32), (2, 4, 32), (1, 4, 32), (1, 2, 64),
+               (1, 2, 32))
 
 
 @njit(inline="always", **_FLAGS)
@@ -395,12 +396,15 @@ def _shape_vectors(shape):
 
 
 def tile_shape(rows: int, units: int, itemsize: int) -> int:
-    """Index into :data:`TILE_SHAPES` for a (rows, units) product: a one-row shape for one row,
-    otherwise one of several rows (which give the same bits); of those, with vectors no wider
-    than the CPU's (:data:`..config.VECTOR_BYTES`), the one with the least padded work: rows
-    rounded up to the tile's rows, units to its vectors, times :data:`..config.WIDE_VECTOR_COST`
-    for 64-byte vectors (ties: wider vectors, then more rows, which share each load of ``w``, then
-    more vectors, which share each broadcast of ``v``)."""
+    """Index into :data:`TILE_SHAPES` for a (rows, units) product, of the shapes with vectors no
+    wider than the CPU's (:data:`..config.VECTOR_BYTES`). For one row, the one-row shape with the
+    fewest vectors of units: a one-row step is bound by its FMAs' issue and latency, one
+    instruction a vector whatever its width (1,1000,8,48 float32, AVX-512: 56 ns a step with
+    four 64-byte vectors, 80 with three tiles of two 32-byte ones). Otherwise the shape of
+    several rows (which give the same bits) with the least padded work: rows rounded up to the
+    tile's rows, units to its vectors, times :data:`..config.WIDE_VECTOR_COST` for 64-byte
+    vectors. Ties: wider vectors, then more rows, which share each load of ``w``, then more
+    vectors, which share each broadcast of ``v``."""
     return _tile_shape(rows, units, itemsize, config.WIDE_VECTOR_COST)
 
 
@@ -408,9 +412,13 @@ def tile_shape(rows: int, units: int, itemsize: int) -> int:
 def _tile_shape(rows: int, units: int, itemsize: int, wide_cost: float) -> int:
     def order(i: int) -> tuple:
         shape_rows, vectors, size = TILE_SHAPES[i]
-        step = vectors * (size // itemsize)
-        work = -(-rows // shape_rows) * shape_rows * -(-units // step) * step
-        return work * (wide_cost if size > BYTES[0] else 1.0), -size, -shape_rows, -vectors
+        lanes = size // itemsize
+        padded = -(-units // (vectors * lanes)) * vectors * lanes
+        if rows == 1:
+            cost = padded / lanes
+        else:
+            cost = -(-rows // shape_rows) * shape_rows * padded * (wide_cost if size > BYTES[0] else 1.0)
+        return cost, -size, -shape_rows, -vectors
     return min((i for i, (shape_rows, _, size) in enumerate(TILE_SHAPES)
                 if (shape_rows == 1) == (rows == 1) and size <= VECTOR_BYTES), key=order)
 

@@ -161,7 +161,8 @@ def test_one_row_path_gives_the_rows_paths_bits(rng, dtype, units):
     input product in the step, the states in a ring): the same bits as the rows path (taken with
     a mask that masks nothing, the projection first) and the reference's values. 9 units: one
     tile; 90: several. With 64-byte vectors, 9 and 90 float32 units (and 9 float64) take tiles of
-    two 64-byte vectors, 64 units (and 90 float64) of four; with 32-byte vectors, of four."""
+    two vectors, 64 units (and 90 float64) of four; with 32-byte vectors, 9 units two, 64 and
+    90 four."""
     problem = make_problem(rng, batch=1, steps=7, features=5, units=units, dtype=dtype,
                            dropout=True, scale=0.4 * (9 / units) ** 0.5)
     rtol, atol = tolerance(dtype)

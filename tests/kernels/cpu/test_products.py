@@ -60,6 +60,7 @@ def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
     np.testing.assert_array_equal(results[(1, 4, 32)], one_row)
     assert not np.array_equal(one_row, first)
     assert not np.array_equal(results[(1, 2, 64)], one_row)
+    np.testing.assert_array_equal(results[(1, 2, 32)], results[(1, 2, 64)])
     for shape in ((1, 4, 64), (1, 2, 64)):
         single = np.empty((1, width), dtype)
         tiled_product(w, v[3:4], single, TILE_SHAPES.index(shape))
@@ -101,11 +102,14 @@ def test_tile_shape_picks_the_least_padded_work():
         assert shape(16, 16, 4) == (4, 2, 32)  # ties at 32-byte vectors: more rows
         assert shape(1, 24, 4) == ((1, 2, 64) if VECTOR_BYTES == 64 else (1, 4, 32))
     assert shape(3, 19, 4) == (4, 2, wide)  # several rows: never a one-row shape
+    # one row: the fewest vectors (ties: the widest, then four a tile)
+    assert shape(1, 48, 4) == ((1, 4, 64) if VECTOR_BYTES == 64 else (1, 2, 32))  # 4 against 6
+    assert shape(1, 32, 4) == ((1, 2, 64) if VECTOR_BYTES == 64 else (1, 4, 32))
     if VECTOR_BYTES == 64:
-        assert shape(1, 32, 4) == (1, 2, 64)  # two 64-byte vectors, against four 32-byte ones
-        assert shape(1, 96, 4) == (1, 2, 64)  # three tiles of two
-        assert shape(1, 64, 4) == (1, 4, 64)  # the same padding: four vectors a broadcast
-        assert shape(1, 48, 4) == (1, 4, 64)  # 64 units, either way
+        assert shape(1, 8, 4) == (1, 2, 64)  # two vectors either width: the wider
+        assert shape(1, 16, 8) == (1, 2, 64)
+        assert shape(1, 96, 4) == (1, 2, 64)  # three tiles of two, against two of four
+        assert shape(1, 64, 4) == (1, 4, 64)  # four vectors either way: four a broadcast
         assert shape(8, 48, 4) == (4, 2, 32)  # 48 units, against 64 at 0.8 each
         assert shape(8, 32, 4) == (4, 2, 64)  # the same padding: the wide vectors
         with config.override(WIDE_VECTOR_COST=1.5):
