@@ -354,36 +354,6 @@ def _store_vectors(z, r, u, sums):
     return four
 
 
-def load_vectors(a, i, u, shape):
-    """The ``V`` vectors ``a[i, u:u + V * lanes]`` of a one-row tile of ``TILE_SHAPES[shape]``."""
-
-
-@overload(load_vectors, inline="always", jit_options=options.OVERLOAD_CACHED)
-def _load_vectors(a, i, u, shape):
-    if TILE_SHAPES[value_of(shape)][1] == 2:
-        def two(a, i, u, shape):
-            W = shape_width(shape)
-            return vload(a, i, u, W), vload_at(a, i, u, 1, W)
-        return two
-
-    def four(a, i, u, shape):
-        W = shape_width(shape)
-        return (vload(a, i, u, W), vload_at(a, i, u, 1, W), vload_at(a, i, u, 2, W),
-                vload_at(a, i, u, 3, W))
-    return four
-
-
-def add_vectors(a, b):
-    """``a + b`` vector by vector, for tuples of two or four vectors."""
-
-
-@overload(add_vectors, inline="always", jit_options=options.OVERLOAD_CACHED)
-def _add_vectors(a, b):
-    if len(a) == 2:
-        return lambda a, b: (vadd(a[0], b[0]), vadd(a[1], b[1]))
-    return lambda a, b: (vadd(a[0], b[0]), vadd(a[1], b[1]), vadd(a[2], b[2]), vadd(a[3], b[3]))
-
-
 def shape_vectors(shape):
     """Vectors of units of a tile of ``TILE_SHAPES[shape]`` (``shape`` a static choice), a
     constant in a jitted function."""

@@ -30,19 +30,16 @@ from .activation import activation
 from .launch import row_pairs
 from .products import (
     TILE_SHAPES,
-    add_vectors,
-    load_vectors,
     product,
     row_pair_partials,
     row_partials,
     row_product,
     shape_vectors,
     shape_width,
-    store_vectors,
     tiled_product,
 )
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
-from .simd import lane_count
+from .simd import lane_count, vadd, vload, vload_at, vstore
 from .specialise import skipped, times, value_of
 from .tanh import tanh_f32_vector
 
@@ -215,22 +212,32 @@ def _step_inputs(xs, kernel, projection, xw, i, u, tile):
 
 @overload(_step_inputs, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _step_inputs_impl(xs, kernel, projection, xw, i, u, tile):
-    if projection is None or isinstance(projection, types.NoneType):
-        return lambda xs, kernel, projection, xw, i, u, tile: add_vectors(
-            row_product(kernel, xs, i, u, tile), load_vectors(xw, 0, u, tile))
-    return lambda xs, kernel, projection, xw, i, u, tile: load_vectors(xw, i, u, tile)
+    in_step = projection is None or isinstance(projection, types.NoneType)
+    if TILE_SHAPES[value_of(tile)][1] == 2:
+        if in_step:
+            def two_in_step(xs, kernel, projection, xw, i, u, tile):
+                W = shape_width(tile)
+                p0, p1 = row_product(kernel, xs, i, u, tile)
+                return vadd(p0, vload(xw, 0, u, W)), vadd(p1, vload_at(xw, 0, u, 1, W))
+            return two_in_step
 
+        def two(xs, kernel, projection, xw, i, u, tile):
+            W = shape_width(tile)
+            return vload(xw, i, u, W), vload_at(xw, i, u, 1, W)
+        return two
+    if in_step:
+        def four_in_step(xs, kernel, projection, xw, i, u, tile):
+            W = shape_width(tile)
+            p0, p1, p2, p3 = row_product(kernel, xs, i, u, tile)
+            return (vadd(p0, vload(xw, 0, u, W)), vadd(p1, vload_at(xw, 0, u, 1, W)),
+                    vadd(p2, vload_at(xw, 0, u, 2, W)), vadd(p3, vload_at(xw, 0, u, 3, W)))
+        return four_in_step
 
-def _tanh_vectors(v):
-    """:func:`.tanh.tanh_f32_vector` of each of a tuple of two or four vectors."""
-
-
-@overload(_tanh_vectors, inline="always", jit_options=options.OVERLOAD_CACHED)
-def _tanh_vectors_impl(v):
-    if len(v) == 2:
-        return lambda v: (tanh_f32_vector(v[0]), tanh_f32_vector(v[1]))
-    return lambda v: (tanh_f32_vector(v[0]), tanh_f32_vector(v[1]), tanh_f32_vector(v[2]),
-                      tanh_f32_vector(v[3]))
+    def four(xs, kernel, projection, xw, i, u, tile):
+        W = shape_width(tile)
+        return (vload(xw, i, u, W), vload_at(xw, i, u, 1, W), vload_at(xw, i, u, 2, W),
+                vload_at(xw, i, u, 3, W))
+    return four
 
 
 def _finish_vectors(sums, inputs, ring, row, z, u, act):
@@ -243,11 +250,33 @@ def _finish_vectors(sums, inputs, ring, row, z, u, act):
 
 @overload(_finish_vectors, inline="always", jit_options=options.OVERLOAD_CACHED)
 def _finish_vectors_impl(sums, inputs, ring, row, z, u, act):
-    if value_of(act) == activations.TANH and ring.dtype == types.float32:
-        return lambda sums, inputs, ring, row, z, u, act: store_vectors(
-            ring, row, u, _tanh_vectors(add_vectors(sums, inputs)))
-    return lambda sums, inputs, ring, row, z, u, act: store_vectors(
-        z, row, u, add_vectors(sums, inputs))
+    lanes = sums[0].lanes
+    tanh = value_of(act) == activations.TANH and ring.dtype == types.float32
+    if len(sums) == 2:
+        if tanh:
+            def two_tanh(sums, inputs, ring, row, z, u, act):
+                vstore(ring, row, u, tanh_f32_vector(vadd(sums[0], inputs[0])))
+                vstore(ring, row, u + lanes, tanh_f32_vector(vadd(sums[1], inputs[1])))
+            return two_tanh
+
+        def two(sums, inputs, ring, row, z, u, act):
+            vstore(z, row, u, vadd(sums[0], inputs[0]))
+            vstore(z, row, u + lanes, vadd(sums[1], inputs[1]))
+        return two
+    if tanh:
+        def four_tanh(sums, inputs, ring, row, z, u, act):
+            vstore(ring, row, u, tanh_f32_vector(vadd(sums[0], inputs[0])))
+            vstore(ring, row, u + lanes, tanh_f32_vector(vadd(sums[1], inputs[1])))
+            vstore(ring, row, u + 2 * lanes, tanh_f32_vector(vadd(sums[2], inputs[2])))
+            vstore(ring, row, u + 3 * lanes, tanh_f32_vector(vadd(sums[3], inputs[3])))
+        return four_tanh
+
+    def four(sums, inputs, ring, row, z, u, act):
+        vstore(z, row, u, vadd(sums[0], inputs[0]))
+        vstore(z, row, u + lanes, vadd(sums[1], inputs[1]))
+        vstore(z, row, u + 2 * lanes, vadd(sums[2], inputs[2]))
+        vstore(z, row, u + 3 * lanes, vadd(sums[3], inputs[3]))
+    return four
 
 
 def _finish_scalars(z, ring, row, units, act):
