@@ -8,7 +8,8 @@ computes its rows' input projection for every step in one product (:func:`.produ
 on the run's own thread) and each step multiplies ``h_{t-1}`` by the recurrent kernel alone.
 The weights are padded with zero columns to whole tiles (U' columns). One or two batch rows
 without a mask or recurrent dropout have kernels of their own (:func:`one_row`,
-:func:`two_rows`): the state's product is split into partial sums over ``k``
+:func:`two_rows`; each step's input product in the step with weights in L1, see
+:func:`_step_inputs`): the state's product is split into partial sums over ``k``
 (:func:`.products.row_partials`, as on the rows path's one-row shapes, and
 :func:`.products.row_pair_partials`; ``config.ONE_ROW_PARTIALS`` and ``TWO_ROW_PARTIALS``), so a
 step's chain of dependent FMAs is shorter.
