@@ -87,7 +87,7 @@ def forward_plan(batch: int, steps: int, features: int, units: int, itemsize: in
     if not fused and large and batch >= c.PANELS_MIN_BATCH:
         return _plan("gemm", 1)
     if few and not fused:
-        tile = tile_shape(1, units, itemsize)
+        tile = tile_shape(1, units, itemsize, True)
         in_step = (features + units) * padded_units(units, tile, itemsize) * itemsize
         return _plan(("one_row", "two_rows")[batch - 1], 1, tile, in_step <= c.STEP_INPUT_BYTES)
     runs = _runs(batch // 2, c.RUNS_PER_THREAD) if batch >= 4 and work >= c.SERIAL_WORK else 1

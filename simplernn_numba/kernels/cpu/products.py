@@ -365,32 +365,39 @@ def _shape_vectors(shape):
     return lambda shape: vectors
 
 
-def tile_shape(rows: int, units: int, itemsize: int) -> int:
+def tile_shape(rows: int, units: int, itemsize: int, latency_bound: bool = False) -> int:
     """Index into :data:`TILE_SHAPES` for a (rows, units) product, of the shapes with vectors no
-    wider than the CPU's (:data:`..config.VECTOR_BYTES`). For one row, the one-row shape with the
-    fewest vectors of units: a one-row step is bound by its FMAs' issue and latency, one
-    instruction a vector whatever its width (1,1000,8,48 float32, AVX-512: 56 ns a step with
-    four 64-byte vectors, 80 with three tiles of two 32-byte ones). Otherwise the shape of
-    several rows (which give the same bits) with the least padded work: rows rounded up to the
-    tile's rows, units to its vectors, times :data:`..config.WIDE_VECTOR_COST` for 64-byte
-    vectors. Ties: wider vectors, then more rows, which share each load of ``w``, then more
-    vectors, which share each broadcast of ``v``."""
-    return _tile_shape(rows, units, itemsize, config.WIDE_VECTOR_COST)
+    wider than the CPU's (:data:`..config.VECTOR_BYTES`). For the one- and two-row kernels
+    (``latency_bound``: :func:`.rows.one_row`, :func:`.rows.two_rows`, whose steps keep their
+    sums in registers through the activation), the one-row shape with the fewest vectors of
+    units: their steps are bound by the FMAs' issue and latency, one instruction a vector
+    whatever its width (1,1000,8,48 float32, AVX-512: 56 ns a step with four 64-byte vectors, 80
+    with three tiles of two 32-byte ones). Otherwise, a one-row shape of four vectors for one
+    row (two-vector tiles ran the rows path's training steps 1.02x slower at 1,2000,8,16), or
+    one of several rows (which give the same bits): the one with the least padded work, rows
+    rounded up to the tile's rows, units to its vectors, times
+    :data:`..config.WIDE_VECTOR_COST` for 64-byte vectors. Ties: wider vectors, then more rows,
+    which share each load of ``w``, then more vectors, which share each broadcast of ``v``."""
+    return _tile_shape(rows, units, itemsize, latency_bound, config.WIDE_VECTOR_COST)
 
 
 @functools.lru_cache(maxsize=1024)
-def _tile_shape(rows: int, units: int, itemsize: int, wide_cost: float) -> int:
+def _tile_shape(rows: int, units: int, itemsize: int, latency_bound: bool, wide_cost: float) -> int:
     def order(i: int) -> tuple:
         shape_rows, vectors, size = TILE_SHAPES[i]
         lanes = size // itemsize
         padded = -(-units // (vectors * lanes)) * vectors * lanes
-        if rows == 1:
+        if latency_bound:
             cost = padded / lanes
         else:
             cost = -(-rows // shape_rows) * shape_rows * padded * (wide_cost if size > BYTES[0] else 1.0)
         return cost, -size, -shape_rows, -vectors
-    return min((i for i, (shape_rows, _, size) in enumerate(TILE_SHAPES)
-                if (shape_rows == 1) == (rows == 1) and size <= VECTOR_BYTES), key=order)
+
+    def allowed(shape_rows: int, vectors: int, size: int) -> bool:
+        if size > VECTOR_BYTES or (shape_rows == 1) != (rows == 1):
+            return False
+        return latency_bound or shape_rows > 1 or vectors == 4
+    return min((i for i, shape in enumerate(TILE_SHAPES) if allowed(*shape)), key=order)
 
 
 def one_row_shape(shape: int) -> bool:
