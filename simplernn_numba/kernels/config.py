@@ -56,6 +56,12 @@ LANES_MIN_BATCH = 8
 #: of rows projects its inputs first, in one large product.
 FUSED_WEIGHT_BYTES = 1 << 18
 FUSED_MAX_WORK = 1 << 24
+#: Up to this size of ``[kernel; recurrent_kernel]`` padded to whole tiles (bytes, within L1)
+#: the one- and two-row kernels compute each step's input product in the step, off the chain of
+#: dependent steps: its FMAs fill the slots left idle while the previous step's activation runs
+#: (1,2000,8,32 float32, AVX-512: 35.5 -> 31 ns a step). Beyond it the kernel's loads would come
+#: from L2 every step, and the inputs are projected first, in one product (the same bits).
+STEP_INPUT_BYTES = 1 << 15
 #: Up to this size of the recurrent kernel (bytes) the sequential products run on tiles of
 #: batch rows held in registers, each run of rows through every step; beyond it the kernel no
 #: longer fits in L2 and the weights are packed into column panels (or, with a mask or

@@ -94,12 +94,13 @@ def test_compile_command_reports_each_variant(capsys):
     assert PATHS == warmup.PATHS
     main(["compile", "--dtype", "float32"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("[1/13] float32 tanh, lanes: ") and lines[-1].startswith("13 variants ready")
+    assert lines[0].startswith("[1/14] float32 tanh, lanes: ") and lines[-1].startswith("14 variants ready")
     main(["compile", "--plan", "one_row", "--plan", "two_rows", "--plan", "panels"])  # loads only
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == [
-        "[1/4] float32 tanh, one row", "[2/4] float32 tanh, one row, widest vectors",
-        "[3/4] float32 tanh, two rows", "[4/4] float32 tanh, panels"]
+        "[1/5] float32 tanh, one row", "[2/5] float32 tanh, one row, four vectors",
+        "[3/5] float32 tanh, one row, projected first", "[4/5] float32 tanh, two rows",
+        "[5/5] float32 tanh, panels"]
     with pytest.raises(ValueError, match="Unknown activation 'Tanh'"):
         main(["compile", "--activation", "Tanh"])
 

@@ -89,8 +89,8 @@ def forward_validated(x, kernel, recurrent_kernel, bias, initial_state, *, mask=
         outputs[...] = 0
         return (outputs if return_sequences else outputs[:, 0]), final_state
     bias = _zeros(units, dtype.char) if bias is None else _read_only(bias)
-    if input_dropout is not None and not (plan.path == "lanes" or plan.fused):
-        x = x * input_dropout[:, None, :]  # the paths that project the inputs first
+    if input_dropout is not None and not (plan.path in ("lanes", "rows") and plan.fused):
+        x = x * input_dropout[:, None, :]  # the paths that do not apply it in their steps
         input_dropout = None
     seq = sequence(x, bias, initial_state, mask, input_dropout, recurrent_dropout,
                    bool(go_backwards), outputs, final_state)
@@ -123,7 +123,9 @@ def _run_few_rows(plan, seq, kernel, recurrent_kernel, act):
     batch, steps = x.shape[:2]
     features, units = kernel.shape
     w = prepared_weights(kernel, recurrent_kernel, "fused", padded_units(units, plan.tile, x.itemsize))
-    projection = workspace.arrays(x.dtype, (batch * steps, w.shape[1]))[0]
+    projection = None  # plan.fused: each step computes its inputs' product itself
+    if not plan.fused:
+        projection = workspace.arrays(x.dtype, (batch * steps, w.shape[1]))[0]
     kernel_ = rows.one_row if batch == 1 else rows.two_rows
     kernel_(seq, w[features:], w[:features], projection, act, static(plan.tile))
 

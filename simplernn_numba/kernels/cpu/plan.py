@@ -5,8 +5,9 @@ Each plan has entry kernels of its own that compile only the code the plan runs 
 
 Forward paths:
 
-- ``one_row``, ``two_rows``: one or two batch rows without a mask or recurrent dropout, the
-  input projection first (inference, or training with weights beyond ``FUSED_WEIGHT_BYTES``);
+- ``one_row``, ``two_rows``: one or two batch rows without a mask or recurrent dropout
+  (inference, or training with weights beyond ``FUSED_WEIGHT_BYTES``), each step's input product
+  in the step with weights up to ``STEP_INPUT_BYTES``, else the input projection first;
 - ``lanes``: at most ``LANES_MAX_UNITS`` units and ``LANES_MIN_BATCH`` rows, weights in L2;
 - ``panels``: no mask or recurrent dropout, ``PANELS_MIN_BATCH`` rows, and a recurrent kernel
   beyond L2 or at least ``PANELS_MIN_UNITS`` units and ``SERIAL_WORK`` multiply-adds;
@@ -30,13 +31,14 @@ from typing import NamedTuple
 import numba
 
 from .. import config
-from .products import tile_shape
+from .products import padded_units, tile_shape
 
 
 class Plan(NamedTuple):
     """A call's path, how many runs of rows it is split into over the threads (1: the calling
     thread alone), the tile shape of the rows paths (-1 elsewhere), and whether the rows path
-    projects the inputs inside each step's product."""
+    projects the inputs inside each step's product (``one_row``, ``two_rows``: inside each step,
+    by products of their own)."""
 
     path: str
     runs: int
@@ -85,7 +87,9 @@ def forward_plan(batch: int, steps: int, features: int, units: int, itemsize: in
     if not fused and large and batch >= c.PANELS_MIN_BATCH:
         return _plan("gemm", 1)
     if few and not fused:
-        return _plan(("one_row", "two_rows")[batch - 1], 1, tile_shape(1, units, itemsize))
+        tile = tile_shape(1, units, itemsize, True)
+        in_step = (features + units) * padded_units(units, tile, itemsize) * itemsize
+        return _plan(("one_row", "two_rows")[batch - 1], 1, tile, in_step <= c.STEP_INPUT_BYTES)
     runs = _runs(batch // 2, c.RUNS_PER_THREAD) if batch >= 4 and work >= c.SERIAL_WORK else 1
     return _plan("rows", runs, tile_shape(largest_run(batch, runs), units, itemsize), fused)
 

@@ -82,10 +82,11 @@ _FLAGS = options.PRODUCTS
 #: Shapes of the tiles of :func:`tiled_product`, (rows, vectors of units, bytes per vector): the
 #: rows it is padded to, the vectors of units the weights are padded to and the vectors' width
 #: (:mod:`.simd`: 64 bytes is one AVX-512 register). The one-row shapes are
-#: :func:`one_row_tiles` (four vectors, each of partial sums over ``k``), the
-#: two-row ones :func:`tile` (eight accumulators) and the four-row ones :func:`four_row_tiles`
-#: (4x3 tiles of twelve accumulators, the last columns 4x2).
-TILE_SHAPES = ((4, 2, 64), (2, 4, 64), (1, 4, 64), (4, 2, 32), (2, 4, 32), (1, 4, 32))
+#: :func:`one_row_tiles` (four or two vectors, each of partial sums over ``k``: the same number of
+#: accumulators either way), the two-row ones :func:`tile` (eight accumulators) and the four-row
+#: ones :func:`four_row_tiles` (4x3 tiles of twelve accumulators, the last columns 4x2).
+TILE_SHAPES = ((4, 2, 64), (2, 4, 64), (1, 4, 64), (4, 2, 32), (2, 4, 32), (1, 4, 32), (1, 2, 64),
+               (1, 2, 32))
 
 
 @njit(inline="always", **_FLAGS)
@@ -127,14 +128,26 @@ def tile(w, v, z, r, u, R, V, k0, k1, T, W):
     vstore(z, p7, c7, a7)
 
 
+def row_partials(w, v, r, u, shape):
+    """``v[r] @ w[:, u:u + V * lanes]`` for one row as the tuple of the ``V`` vectors of the one-row
+    shape ``TILE_SHAPES[shape]`` (a static choice): :func:`_four_vector_partials` or
+    :func:`_two_vector_partials`. ``w`` (K, U) C-contiguous, ``v`` (rows, K) any strides."""
+
+
+@overload(row_partials, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _row_partials(w, v, r, u, shape):
+    two = TILE_SHAPES[value_of(shape)][1] == 2
+    partials = _two_vector_partials if two else _four_vector_partials
+    return lambda w, v, r, u, shape: partials(w, v, r, u, shape_width(shape))
+
+
 @njit(inline="always", **_FLAGS)
-def row_partials(w, v, r, u, W):
+def _four_vector_partials(w, v, r, u, W):
     """``v[r] @ w[:, u:u + 4 * lanes]`` for one row as four vectors, each the sum of
     :data:`..config.ONE_ROW_PARTIALS` partial sums over the quarters (or halves) of ``k`` (the
     first takes the terms left over), added as ``(p0 + p1) + (p2 + p3)`` (or ``p0 + p1``): a
     step's chain of dependent FMAs is a quarter (a half) of one chain's. Each partial sum is one
-    FMA per ``k`` in order; the result differs from :func:`tile` 's in rounding only. ``w``
-    (K, U) C-contiguous, ``v`` (rows, K) any strides."""
+    FMA per ``k`` in order; the result differs from :func:`tile` 's in rounding only."""
     depth = w.shape[0]
     q = depth // ONE_ROW_PARTIALS
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)
@@ -167,12 +180,95 @@ def row_partials(w, v, r, u, W):
 
 
 @njit(inline="always", **_FLAGS)
-def row_pair_partials(w, v, r, u, W):
+def _term2(w, v, r, j, u, s0, s1, W):
+    """``(s0, s1)`` plus ``v[r, j]`` times the two vectors ``w[j, u:u + 2 * lanes]``."""
+    x = vbroadcast(v, r, j, W)
+    return vfma(x, vload_at(w, j, u, 0, W), s0), vfma(x, vload_at(w, j, u, 1, W), s1)
+
+
+@njit(inline="always", **_FLAGS)
+def _term4(w, v, r, j, u, s0, s1, s2, s3, W):
+    """``(s0, s1, s2, s3)`` plus ``v[r, j]`` times the four vectors ``w[j, u:u + 4 * lanes]``."""
+    x = vbroadcast(v, r, j, W)
+    return (vfma(x, vload_at(w, j, u, 0, W), s0), vfma(x, vload_at(w, j, u, 1, W), s1),
+            vfma(x, vload_at(w, j, u, 2, W), s2), vfma(x, vload_at(w, j, u, 3, W), s3))
+
+
+def row_product(w, v, r, u, shape):
+    """``v[r] @ w[:, u:u + V * lanes]`` for one row as the ``V`` vectors of the one-row shape
+    ``TILE_SHAPES[shape]`` (a static choice), one FMA per ``k`` in order from zero: the bits of
+    :func:`tile` and :func:`product`. ``w`` (K, U) C-contiguous, ``v`` (rows, K) any strides."""
+
+
+@overload(row_product, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _row_product(w, v, r, u, shape):
+    if TILE_SHAPES[value_of(shape)][1] == 2:
+        def two(w, v, r, u, shape):
+            W = shape_width(shape)
+            s0 = s1 = vzero(w, W)
+            for k in range(w.shape[0]):
+                s0, s1 = _term2(w, v, r, k, u, s0, s1, W)
+            return s0, s1
+        return two
+
+    def four(w, v, r, u, shape):
+        W = shape_width(shape)
+        s0 = s1 = s2 = s3 = vzero(w, W)
+        for k in range(w.shape[0]):
+            s0, s1, s2, s3 = _term4(w, v, r, k, u, s0, s1, s2, s3, W)
+        return s0, s1, s2, s3
+    return four
+
+
+@njit(inline="always", **_FLAGS)
+def _two_vector_partials(w, v, r, u, W):
+    """``v[r] @ w[:, u:u + 2 * lanes]`` for one row as two vectors, each the sum of twice
+    :data:`..config.ONE_ROW_PARTIALS` partial sums (the accumulators of
+    :func:`_four_vector_partials`) over the eighths (or quarters) of ``k``, the first taking the
+    terms left over, added as a balanced tree. Each partial sum is one FMA per ``k`` in order."""
+    depth = w.shape[0]
+    partials = 2 * ONE_ROW_PARTIALS
+    q = depth // partials
+    a0 = a1 = b0 = b1 = c0 = c1 = d0 = d1 = vzero(w, W)
+    e0 = e1 = f0 = f1 = g0 = g1 = h0 = h1 = vzero(w, W)
+    for k in range(q):
+        a0, a1 = _term2(w, v, r, k, u, a0, a1, W)
+        b0, b1 = _term2(w, v, r, q + k, u, b0, b1, W)
+        c0, c1 = _term2(w, v, r, 2 * q + k, u, c0, c1, W)
+        d0, d1 = _term2(w, v, r, 3 * q + k, u, d0, d1, W)
+        if partials == 8:
+            e0, e1 = _term2(w, v, r, 4 * q + k, u, e0, e1, W)
+            f0, f1 = _term2(w, v, r, 5 * q + k, u, f0, f1, W)
+            g0, g1 = _term2(w, v, r, 6 * q + k, u, g0, g1, W)
+            h0, h1 = _term2(w, v, r, 7 * q + k, u, h0, h1, W)
+    for k in range(partials * q, depth):
+        a0, a1 = _term2(w, v, r, k, u, a0, a1, W)
+    s0, s1 = vadd(vadd(a0, b0), vadd(c0, d0)), vadd(vadd(a1, b1), vadd(c1, d1))
+    if partials == 8:
+        return (vadd(s0, vadd(vadd(e0, f0), vadd(g0, h0))),
+                vadd(s1, vadd(vadd(e1, f1), vadd(g1, h1))))
+    return s0, s1
+
+
+def row_pair_partials(w, v, r, u, shape):
+    """``v[r:r + 2] @ w[:, u:u + V * lanes]`` for two rows as two tuples of the ``V`` vectors of the
+    one-row shape ``TILE_SHAPES[shape]`` (a static choice): :func:`_four_vector_pair` or
+    :func:`_two_vector_pair`. ``w`` (K, U) C-contiguous, ``v`` (rows, K) any strides."""
+
+
+@overload(row_pair_partials, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _row_pair_partials(w, v, r, u, shape):
+    two = TILE_SHAPES[value_of(shape)][1] == 2
+    partials = _two_vector_pair if two else _four_vector_pair
+    return lambda w, v, r, u, shape: partials(w, v, r, u, shape_width(shape))
+
+
+@njit(inline="always", **_FLAGS)
+def _four_vector_pair(w, v, r, u, W):
     """``v[r:r + 2] @ w[:, u:u + 4 * lanes]`` for two rows as two tuples of four vectors, each
     the sum of :data:`..config.TWO_ROW_PARTIALS` partial sums over the halves of ``k`` (the first
     takes the term left over) added as ``p0 + p1``, or one chain; each load of ``w`` feeds both
-    rows. Each partial sum is one FMA per ``k`` in order. ``w`` (K, U) C-contiguous, ``v``
-    (rows, K) any strides."""
+    rows. Each partial sum is one FMA per ``k`` in order."""
     depth = w.shape[0]
     half = depth // TWO_ROW_PARTIALS
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vzero(w, W)  # row r, first and second half
@@ -202,25 +298,106 @@ def row_pair_partials(w, v, r, u, W):
     return (a0, a1, a2, a3), (c0, c1, c2, c3)
 
 
-def tile_shape(rows: int, units: int, itemsize: int) -> int:
-    """Index into :data:`TILE_SHAPES` for a (rows, units) product: a one-row shape for one row,
-    otherwise one of several rows (which give the same bits); of those, with vectors no wider
-    than the CPU's (:data:`..config.VECTOR_BYTES`), the one with the least padded work: rows
-    rounded up to the tile's rows, units to its vectors, times :data:`..config.WIDE_VECTOR_COST`
-    for 64-byte vectors (ties: wider vectors, then more rows, which share each load of ``w``)."""
-    return _tile_shape(rows, units, itemsize, config.WIDE_VECTOR_COST)
+@njit(inline="always", **_FLAGS)
+def _pair_term2(w, v, r, j, u, s0, s1, t0, t1, W):
+    """``(s0, s1)`` plus ``v[r, j]`` and ``(t0, t1)`` plus ``v[r + 1, j]`` times the two vectors
+    ``w[j, u:u + 2 * lanes]`` (loaded once for both rows)."""
+    w0, w1 = vload_at(w, j, u, 0, W), vload_at(w, j, u, 1, W)
+    x, y = vbroadcast(v, r, j, W), vbroadcast(v, r + 1, j, W)
+    return vfma(x, w0, s0), vfma(x, w1, s1), vfma(y, w0, t0), vfma(y, w1, t1)
+
+
+@njit(inline="always", **_FLAGS)
+def _two_vector_pair(w, v, r, u, W):
+    """``v[r:r + 2] @ w[:, u:u + 2 * lanes]`` for two rows as two tuples of two vectors, each the
+    sum of twice :data:`..config.TWO_ROW_PARTIALS` partial sums (the accumulators of
+    :func:`_four_vector_pair`) over the quarters (or halves) of ``k``, the first taking the terms
+    left over, added as ``(p0 + p1) + (p2 + p3)`` (or ``p0 + p1``). Each partial sum is one FMA
+    per ``k`` in order."""
+    depth = w.shape[0]
+    partials = 2 * TWO_ROW_PARTIALS
+    q = depth // partials
+    a0 = a1 = b0 = b1 = c0 = c1 = d0 = d1 = vzero(w, W)  # row r: partial sums a, b, c, d
+    e0 = e1 = f0 = f1 = g0 = g1 = h0 = h1 = vzero(w, W)  # row r + 1: e, f, g, h
+    for k in range(q):
+        a0, a1, e0, e1 = _pair_term2(w, v, r, k, u, a0, a1, e0, e1, W)
+        b0, b1, f0, f1 = _pair_term2(w, v, r, q + k, u, b0, b1, f0, f1, W)
+        if partials == 4:
+            c0, c1, g0, g1 = _pair_term2(w, v, r, 2 * q + k, u, c0, c1, g0, g1, W)
+            d0, d1, h0, h1 = _pair_term2(w, v, r, 3 * q + k, u, d0, d1, h0, h1, W)
+    for k in range(partials * q, depth):
+        a0, a1, e0, e1 = _pair_term2(w, v, r, k, u, a0, a1, e0, e1, W)
+    if partials == 4:
+        return ((vadd(vadd(a0, b0), vadd(c0, d0)), vadd(vadd(a1, b1), vadd(c1, d1))),
+                (vadd(vadd(e0, f0), vadd(g0, h0)), vadd(vadd(e1, f1), vadd(g1, h1))))
+    return (vadd(a0, b0), vadd(a1, b1)), (vadd(e0, f0), vadd(e1, f1))
+
+
+def store_vectors(z, r, u, sums):
+    """``z[r, u:u + V * lanes] = sums``, the ``V`` (two or four) vectors of a one-row tile."""
+
+
+@overload(store_vectors, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _store_vectors(z, r, u, sums):
+    lanes = sums[0].lanes
+    if len(sums) == 2:
+        def two(z, r, u, sums):
+            vstore(z, r, u, sums[0])
+            vstore(z, r, u + lanes, sums[1])
+        return two
+
+    def four(z, r, u, sums):
+        vstore(z, r, u, sums[0])
+        vstore(z, r, u + lanes, sums[1])
+        vstore(z, r, u + 2 * lanes, sums[2])
+        vstore(z, r, u + 3 * lanes, sums[3])
+    return four
+
+
+def shape_vectors(shape):
+    """Vectors of units of a tile of ``TILE_SHAPES[shape]`` (``shape`` a static choice), a
+    constant in a jitted function."""
+
+
+@overload(shape_vectors, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _shape_vectors(shape):
+    vectors = TILE_SHAPES[value_of(shape)][1]
+    return lambda shape: vectors
+
+
+def tile_shape(rows: int, units: int, itemsize: int, latency_bound: bool = False) -> int:
+    """Index into :data:`TILE_SHAPES` for a (rows, units) product, of the shapes with vectors no
+    wider than the CPU's (:data:`..config.VECTOR_BYTES`). For the one- and two-row kernels
+    (``latency_bound``: :func:`.rows.one_row`, :func:`.rows.two_rows`, whose steps keep their
+    sums in registers through the activation), the one-row shape with the fewest vectors of
+    units: their steps are bound by the FMAs' issue and latency, one instruction a vector
+    whatever its width (1,1000,8,48 float32, AVX-512: 56 ns a step with four 64-byte vectors, 80
+    with three tiles of two 32-byte ones). Otherwise, a one-row shape of four vectors for one
+    row (two-vector tiles ran the rows path's training steps 1.02x slower at 1,2000,8,16), or
+    one of several rows (which give the same bits): the one with the least padded work, rows
+    rounded up to the tile's rows, units to its vectors, times
+    :data:`..config.WIDE_VECTOR_COST` for 64-byte vectors. Ties: wider vectors, then more rows,
+    which share each load of ``w``, then more vectors, which share each broadcast of ``v``."""
+    return _tile_shape(rows, units, itemsize, latency_bound, config.WIDE_VECTOR_COST)
 
 
 @functools.lru_cache(maxsize=1024)
-def _tile_shape(rows: int, units: int, itemsize: int, wide_cost: float) -> int:
-    def cost(i: int) -> float:
+def _tile_shape(rows: int, units: int, itemsize: int, latency_bound: bool, wide_cost: float) -> int:
+    def order(i: int) -> tuple:
         shape_rows, vectors, size = TILE_SHAPES[i]
-        step = vectors * (size // itemsize)
-        work = -(-rows // shape_rows) * shape_rows * -(-units // step) * step
-        return work * (wide_cost if size > BYTES[0] else 1.0)
-    return min((i for i, (shape_rows, _, size) in enumerate(TILE_SHAPES)
-                if (shape_rows == 1) == (rows == 1) and size <= VECTOR_BYTES),
-               key=lambda i: (cost(i), i))
+        lanes = size // itemsize
+        padded = -(-units // (vectors * lanes)) * vectors * lanes
+        if latency_bound:
+            cost = padded / lanes
+        else:
+            cost = -(-rows // shape_rows) * shape_rows * padded * (wide_cost if size > BYTES[0] else 1.0)
+        return cost, -size, -shape_rows, -vectors
+
+    def allowed(shape_rows: int, vectors: int, size: int) -> bool:
+        if size > VECTOR_BYTES or (shape_rows == 1) != (rows == 1):
+            return False
+        return latency_bound or shape_rows > 1 or vectors == 4
+    return min((i for i, shape in enumerate(TILE_SHAPES) if allowed(*shape)), key=order)
 
 
 def one_row_shape(shape: int) -> bool:
@@ -398,19 +575,15 @@ def four_row_tiles(w, v, z, lo, hi, W):
 
 
 @njit(inline="always", **_FLAGS)
-def one_row_tiles(w, v, z, r, W):
-    """``z[r] = v[r] @ w`` for one row by :func:`row_partials` over each four vectors of units.
-    ``w`` (K, U), ``z`` (rows, U) C-contiguous, U whole fours of vectors; ``v`` (rows, K), any
-    strides. A step of one row is a chain of dependent steps: a single chain of FMAs per
-    element would wait the FMA latency ``K`` times a step (1,2000,8,32 float32, interleaved:
-    46 -> 40 ns a step with :mod:`.rows`' one-row kernel)."""
-    lanes = lane_count(W, w.itemsize)
-    for u in range(0, z.shape[1], 4 * lanes):
-        s0, s1, s2, s3 = row_partials(w, v, r, u, W)
-        vstore(z, r, u, s0)
-        vstore(z, r, u + lanes, s1)
-        vstore(z, r, u + 2 * lanes, s2)
-        vstore(z, r, u + 3 * lanes, s3)
+def one_row_tiles(w, v, z, r, shape):
+    """``z[r] = v[r] @ w`` for one row by :func:`row_partials` over each ``V`` vectors of units
+    (the one-row shape ``TILE_SHAPES[shape]``). ``w`` (K, U), ``z`` (rows, U) C-contiguous, U
+    whole tiles; ``v`` (rows, K), any strides. A step of one row is a chain of dependent steps: a
+    single chain of FMAs per element would wait the FMA latency ``K`` times a step
+    (1,2000,8,32 float32, interleaved: 46 -> 40 ns a step with :mod:`.rows`' one-row kernel)."""
+    step = shape_vectors(shape) * lane_count(shape_width(shape), w.itemsize)
+    for u in range(0, z.shape[1], step):
+        store_vectors(z, r, u, row_partials(w, v, r, u, shape))
 
 
 def tiled_product(w, v, z, shape):
@@ -438,9 +611,8 @@ def _tiled_product(w, v, z, shape):
         return two_rows
 
     def one_row(w, v, z, shape):
-        W = shape_width(shape)
         for r in range(z.shape[0]):
-            one_row_tiles(w, v, z, r, W)
+            one_row_tiles(w, v, z, r, shape)
     return one_row
 
 

@@ -8,7 +8,8 @@ computes its rows' input projection for every step in one product (:func:`.produ
 on the run's own thread) and each step multiplies ``h_{t-1}`` by the recurrent kernel alone.
 The weights are padded with zero columns to whole tiles (U' columns). One or two batch rows
 without a mask or recurrent dropout have kernels of their own (:func:`one_row`,
-:func:`two_rows`): the state's product is split into partial sums over ``k``
+:func:`two_rows`; each step's input product in the step with weights in L1, see
+:func:`_step_inputs`): the state's product is split into partial sums over ``k``
 (:func:`.products.row_partials`, as on the rows path's one-row shapes, and
 :func:`.products.row_pair_partials`; ``config.ONE_ROW_PARTIALS`` and ``TWO_ROW_PARTIALS``), so a
 step's chain of dependent FMAs is shorter.
@@ -28,7 +29,16 @@ from ... import activations
 from . import options
 from .activation import activation
 from .launch import row_pairs
-from .products import TILE_SHAPES, product, row_pair_partials, row_partials, shape_width, tiled_product
+from .products import (
+    TILE_SHAPES,
+    product,
+    row_pair_partials,
+    row_partials,
+    row_product,
+    shape_vectors,
+    shape_width,
+    tiled_product,
+)
 from .rowsteps import first_unmasked, last_outputs, previous_states, row_dz
 from .simd import lane_count, vadd, vload, vload_at, vstore
 from .specialise import skipped, times, value_of
@@ -163,78 +173,150 @@ def forward(seq, w, kernel, projections, act, tile, run, runs):
         last_outputs(outputs, state, seen, lo, hi)
 
 
-def _finish_vectors(sums, projection, t, ring, row, z, u, act, W):
-    """The four vectors of products ``sums`` of units ``u:u + 4 * lanes`` of a row of
-    :func:`one_row` or :func:`two_rows`, whose projection (bias added) is ``projection[t]``: float32
-    tanh activates them in registers (:func:`.tanh.tanh_f32_vector`, the scalar function's bits)
-    into ``ring[row]``; other activations and float64 leave the sums in ``z[row]`` for
+def _inputs(x, kernel, projection, bias, W):
+    """The inputs' share of the pre-activations of :func:`one_row` and :func:`two_rows`, for
+    :func:`_step_inputs`: with a work array ``projection`` (at least rows * T, U'), the input
+    projection of every step first (one product) plus the bias, into it; without one (None), the
+    bias padded to U' as (1, U'): each step computes ``x_t @ kernel`` itself."""
+
+
+@overload(_inputs, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _inputs_impl(x, kernel, projection, bias, W):
+    if projection is None or isinstance(projection, types.NoneType):
+        def padded_bias(x, kernel, projection, bias, W):
+            row = np.zeros((1, kernel.shape[1]), kernel.dtype)
+            for u in range(bias.shape[0]):
+                row[0, u] = bias[u]
+            return row
+        return padded_bias
+
+    def project(x, kernel, projection, bias, W):
+        rows, steps, features = x.shape
+        product(x.reshape((rows * steps, features)), kernel, projection, W)
+        for i in range(rows * steps):  # the bias joins the projection: xw + b, as the other paths
+            pi = projection[i]
+            for u in range(bias.shape[0]):
+                pi[u] = pi[u] + bias[u]
+        return projection
+    return project
+
+
+def _step_inputs(xs, kernel, projection, xw, i, u, tile):
+    """``xs[i] @ kernel[:, u:u + V * lanes] + bias`` as the ``V`` vectors of the one-row shape
+    ``tile``, ``xs`` the inputs as (rows * T, F) and ``xw`` from :func:`_inputs`: computed here
+    (:func:`.products.row_product`, the bits of the projection's product) without a
+    ``projection``, else loaded from ``xw[i]``. Each step's own product is off the chain of
+    dependent steps: called before the step's product with the state, its FMAs come first in
+    program order and fill the slots left idle while the previous step's activation runs
+    (1,2000,8,32 float32: 35.5 -> 31 ns a step; after the state's product, 35.5)."""
+
+
+@overload(_step_inputs, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _step_inputs_impl(xs, kernel, projection, xw, i, u, tile):
+    in_step = projection is None or isinstance(projection, types.NoneType)
+    if TILE_SHAPES[value_of(tile)][1] == 2:
+        if in_step:
+            def two_in_step(xs, kernel, projection, xw, i, u, tile):
+                W = shape_width(tile)
+                p0, p1 = row_product(kernel, xs, i, u, tile)
+                return vadd(p0, vload(xw, 0, u, W)), vadd(p1, vload_at(xw, 0, u, 1, W))
+            return two_in_step
+
+        def two(xs, kernel, projection, xw, i, u, tile):
+            W = shape_width(tile)
+            return vload(xw, i, u, W), vload_at(xw, i, u, 1, W)
+        return two
+    if in_step:
+        def four_in_step(xs, kernel, projection, xw, i, u, tile):
+            W = shape_width(tile)
+            p0, p1, p2, p3 = row_product(kernel, xs, i, u, tile)
+            return (vadd(p0, vload(xw, 0, u, W)), vadd(p1, vload_at(xw, 0, u, 1, W)),
+                    vadd(p2, vload_at(xw, 0, u, 2, W)), vadd(p3, vload_at(xw, 0, u, 3, W)))
+        return four_in_step
+
+    def four(xs, kernel, projection, xw, i, u, tile):
+        W = shape_width(tile)
+        return (vload(xw, i, u, W), vload_at(xw, i, u, 1, W), vload_at(xw, i, u, 2, W),
+                vload_at(xw, i, u, 3, W))
+    return four
+
+
+def _finish_vectors(sums, inputs, ring, row, z, u, act):
+    """The pre-activations ``sums + inputs`` (tuples of two or four vectors) of units
+    ``u:u + V * lanes`` of a row of :func:`one_row` or :func:`two_rows`: float32 tanh activates
+    them in registers (:func:`.tanh.tanh_f32_vector`, the scalar function's bits) into
+    ``ring[row]``; other activations and float64 leave them in ``z[row]`` for
     :func:`_finish_scalars`."""
 
 
-@overload(_finish_vectors, inline="always", jit_options={"cache": True})
-def _finish_vectors_impl(sums, projection, t, ring, row, z, u, act, W):
+@overload(_finish_vectors, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _finish_vectors_impl(sums, inputs, ring, row, z, u, act):
     lanes = sums[0].lanes
-    if value_of(act) == activations.TANH and projection.dtype == types.float32:
-        def in_registers(sums, projection, t, ring, row, z, u, act, W):
-            s0, s1, s2, s3 = sums
-            vstore(ring, row, u, tanh_f32_vector(vadd(s0, vload(projection, t, u, W))))
-            vstore(ring, row, u + lanes, tanh_f32_vector(vadd(s1, vload_at(projection, t, u, 1, W))))
-            vstore(ring, row, u + 2 * lanes,
-                   tanh_f32_vector(vadd(s2, vload_at(projection, t, u, 2, W))))
-            vstore(ring, row, u + 3 * lanes,
-                   tanh_f32_vector(vadd(s3, vload_at(projection, t, u, 3, W))))
-        return in_registers
+    tanh = value_of(act) == activations.TANH and ring.dtype == types.float32
+    if len(sums) == 2:
+        if tanh:
+            def two_tanh(sums, inputs, ring, row, z, u, act):
+                vstore(ring, row, u, tanh_f32_vector(vadd(sums[0], inputs[0])))
+                vstore(ring, row, u + lanes, tanh_f32_vector(vadd(sums[1], inputs[1])))
+            return two_tanh
 
-    def stored(sums, projection, t, ring, row, z, u, act, W):
-        s0, s1, s2, s3 = sums
-        vstore(z, row, u, s0)
-        vstore(z, row, u + lanes, s1)
-        vstore(z, row, u + 2 * lanes, s2)
-        vstore(z, row, u + 3 * lanes, s3)
-    return stored
+        def two(sums, inputs, ring, row, z, u, act):
+            vstore(z, row, u, vadd(sums[0], inputs[0]))
+            vstore(z, row, u + lanes, vadd(sums[1], inputs[1]))
+        return two
+    if tanh:
+        def four_tanh(sums, inputs, ring, row, z, u, act):
+            vstore(ring, row, u, tanh_f32_vector(vadd(sums[0], inputs[0])))
+            vstore(ring, row, u + lanes, tanh_f32_vector(vadd(sums[1], inputs[1])))
+            vstore(ring, row, u + 2 * lanes, tanh_f32_vector(vadd(sums[2], inputs[2])))
+            vstore(ring, row, u + 3 * lanes, tanh_f32_vector(vadd(sums[3], inputs[3])))
+        return four_tanh
+
+    def four(sums, inputs, ring, row, z, u, act):
+        vstore(z, row, u, vadd(sums[0], inputs[0]))
+        vstore(z, row, u + lanes, vadd(sums[1], inputs[1]))
+        vstore(z, row, u + 2 * lanes, vadd(sums[2], inputs[2]))
+        vstore(z, row, u + 3 * lanes, vadd(sums[3], inputs[3]))
+    return four
 
 
-def _finish_scalars(z, projection, t, ring, row, units, act):
-    """``ring[row, u] = act(z[row, u] + projection[t, u])`` for the activations
-    :func:`_finish_vectors` leaves in ``z`` (nothing for float32 tanh)."""
+def _finish_scalars(z, ring, row, units, act):
+    """``ring[row, u] = act(z[row, u])`` for the activations :func:`_finish_vectors` leaves in
+    ``z`` (nothing for float32 tanh)."""
 
 
-@overload(_finish_scalars, inline="always", jit_options={"cache": True})
-def _finish_scalars_impl(z, projection, t, ring, row, units, act):
-    if value_of(act) == activations.TANH and projection.dtype == types.float32:
-        return lambda z, projection, t, ring, row, units, act: None
+@overload(_finish_scalars, inline="always", jit_options=options.OVERLOAD_CACHED)
+def _finish_scalars_impl(z, ring, row, units, act):
+    if value_of(act) == activations.TANH and ring.dtype == types.float32:
+        return lambda z, ring, row, units, act: None
 
-    def finish(z, projection, t, ring, row, units, act):
+    def finish(z, ring, row, units, act):
         for u in range(units):
-            ring[row, u] = activation(z[row, u] + projection[t, u], act)
+            ring[row, u] = activation(z[row, u], act)
     return finish
 
 
 @njit(**_FLAGS)
 def one_row(seq, w, kernel, projection, act, tile):
-    """The forward call of one batch row without a mask or recurrent dropout: the input
-    projection for every step first (one product, plus the bias), then per step the state's
-    product with the recurrent kernel by :func:`.products.row_partials` (the bits of
-    :func:`forward` for ``lo, hi = 0, 1`` projected with a mask that masks nothing), its
-    activation (float32 tanh in vector registers), and the new state in a two-slot ring, copied
-    to its output slot off the chain of dependent steps.
+    """The forward call of one batch row without a mask or recurrent dropout: per step the
+    state's product with the recurrent kernel by :func:`.products.row_partials` plus the inputs'
+    (:func:`_step_inputs`: computed in the step, or with a ``projection`` work array all first, in
+    one product; the same bits), its activation (float32 tanh in vector registers), and the new
+    state in a two-slot ring, copied to its output slot off the chain of dependent steps.
 
     ``seq.x`` (1, T, F), T >= 1, with any input dropout applied; ``w`` the recurrent kernel and
     ``kernel`` the kernel, padded to whole tiles of the one-row shape ``tile`` (a static choice);
-    ``projection`` a (T, U') work array.
+    ``projection`` a (T, U') work array, or None.
     """
     x, bias, initial_state, mask, input_dropout, recurrent_dropout, go_backwards, outputs, final_state = seq
-    steps = x.shape[1]
+    steps, features = x.shape[1], x.shape[2]
     units = final_state.shape[1]
     padded = w.shape[1]
     keep_all = outputs.shape[1] == steps
     W = shape_width(tile)
-    lanes = lane_count(W, w.itemsize)
-    product(x[0], kernel, projection, W)
-    for t in range(steps):  # the bias joins the projection: xw + b, as the other paths add it
-        pt = projection[t]
-        for u in range(units):
-            pt[u] = pt[u] + bias[u]
+    step = shape_vectors(tile) * lane_count(W, w.itemsize)
+    xs = x.reshape((steps, features))
+    xw = _inputs(x, kernel, projection, bias, W)
     z = np.empty((2, padded), w.dtype)
     ring = np.zeros((2, padded), w.dtype)
     for u in range(units):
@@ -242,14 +324,13 @@ def one_row(seq, w, kernel, projection, act, tile):
     for s in range(steps):
         t = steps - 1 - s if go_backwards else s
         row = 1 - s % 2
-        for u in range(0, padded, 4 * lanes):
-            _finish_vectors(row_partials(w, ring, 1 - row, u, W), projection, t, ring, row, z, u,
-                            act, W)
-        _finish_scalars(z, projection, t, ring, row, units, act)
-        if keep_all:
-            out, new = outputs[0, s], ring[row]
+        for u in range(0, padded, step):
+            inputs = _step_inputs(xs, kernel, projection, xw, t, u, tile)  # first: see there
+            _finish_vectors(row_partials(w, ring, 1 - row, u, tile), inputs, ring, row, z, u, act)
+        _finish_scalars(z, ring, row, units, act)
+        if keep_all:  # by indices: views of the rows would cost two reference counts a step
             for u in range(units):
-                out[u] = new[u]
+                outputs[0, s, u] = ring[row, u]
     last = ring[steps % 2]
     for u in range(units):
         final_state[0, u] = last[u]
@@ -260,14 +341,13 @@ def one_row(seq, w, kernel, projection, act, tile):
 @njit(**_FLAGS)
 def two_rows(seq, w, kernel, projection, act, tile):
     """The forward call of two batch rows without a mask or recurrent dropout, as
-    :func:`one_row` does one: the input projection of both rows for every step first, then per
-    step both states' products with the recurrent kernel by
+    :func:`one_row` does one: per step both states' products with the recurrent kernel by
     :func:`.products.row_pair_partials` (partial sums over ``k``; each load of the weights feeds
-    both rows), the activation, and the new states in a two-slot ring (rows ``2 * slot + r``),
-    copied to the outputs off the chain of steps.
+    both rows) plus the inputs' (:func:`_step_inputs`), the activation, and the new states in a
+    two-slot ring (rows ``2 * slot + r``), copied to the outputs off the chain of steps.
 
     ``seq.x`` (2, T, F), T >= 1, with any input dropout applied; ``w`` and ``kernel`` padded to
-    whole tiles of the one-row shape ``tile``; ``projection`` a (2 T, U') work array.
+    whole tiles of the one-row shape ``tile``; ``projection`` a (2 T, U') work array, or None.
     """
     x, bias, initial_state, _, _, _, go_backwards, outputs, final_state = seq
     steps, features = x.shape[1], x.shape[2]
@@ -275,12 +355,9 @@ def two_rows(seq, w, kernel, projection, act, tile):
     padded = w.shape[1]
     keep_all = outputs.shape[1] == steps
     W = shape_width(tile)
-    lanes = lane_count(W, w.itemsize)
-    product(x.reshape((2 * steps, features)), kernel, projection, W)
-    for t in range(2 * steps):
-        pt = projection[t]
-        for u in range(units):
-            pt[u] = pt[u] + bias[u]
+    step = shape_vectors(tile) * lane_count(W, w.itemsize)
+    xs = x.reshape((2 * steps, features))
+    xw = _inputs(x, kernel, projection, bias, W)
     z = np.empty((4, padded), w.dtype)
     ring = np.zeros((4, padded), w.dtype)
     for r in range(2):
@@ -289,17 +366,18 @@ def two_rows(seq, w, kernel, projection, act, tile):
     for s in range(steps):
         t = steps - 1 - s if go_backwards else s
         row = 2 - 2 * (s % 2)  # the new states' slot; the previous ones are in the other
-        for u in range(0, padded, 4 * lanes):
-            first, second = row_pair_partials(w, ring, 2 - row, u, W)
-            _finish_vectors(first, projection, t, ring, row, z, u, act, W)
-            _finish_vectors(second, projection, steps + t, ring, row + 1, z, u, act, W)
-        _finish_scalars(z, projection, t, ring, row, units, act)
-        _finish_scalars(z, projection, steps + t, ring, row + 1, units, act)
-        if keep_all:
+        for u in range(0, padded, step):
+            inputs = _step_inputs(xs, kernel, projection, xw, t, u, tile)
+            inputs2 = _step_inputs(xs, kernel, projection, xw, steps + t, u, tile)
+            first, second = row_pair_partials(w, ring, 2 - row, u, tile)
+            _finish_vectors(first, inputs, ring, row, z, u, act)
+            _finish_vectors(second, inputs2, ring, row + 1, z, u, act)
+        _finish_scalars(z, ring, row, units, act)
+        _finish_scalars(z, ring, row + 1, units, act)
+        if keep_all:  # by indices, as in one_row
             for r in range(2):
-                out, new = outputs[r, s], ring[row + r]
                 for u in range(units):
-                    out[u] = new[u]
+                    outputs[r, s, u] = ring[row + r, u]
     last = 2 * (steps % 2)
     for r in range(2):
         for u in range(units):

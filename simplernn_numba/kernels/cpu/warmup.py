@@ -49,7 +49,8 @@ INFERENCE = (
     Variant("rows", "rows, runs over threads", {"SERIAL_WORK": 0}, (8, 3, 4, 24)),
     Variant("rows", "rows, projected first", {"FUSED_MAX_WORK": 0}, (4, 3, 4, 24)),
     Variant("one_row", "one row", {}, (1, 3, 4, 24)),
-    Variant("one_row", "one row, widest vectors", {}, (1, 3, 4, 64)),
+    Variant("one_row", "one row, four vectors", {}, (1, 3, 4, 64)),
+    Variant("one_row", "one row, projected first", {"STEP_INPUT_BYTES": 0}, (1, 3, 4, 64)),
     Variant("two_rows", "two rows", {}, (2, 3, 4, 24)),
     Variant("panels", "panels", {"SERIAL_WORK": 0}, (8, 3, 4, 64)),
 )

@@ -45,7 +45,7 @@ def test_forward_plan_rules():
     another (see plan.py). Plans of one run are the same whatever the thread count."""
     assert _plan(32, 10, 8, 4) == Plan("lanes", 1, -1, True)
     one_row = TILE_SHAPES.index((1, 4, VECTOR_BYTES))  # 64 units: whole vectors of either width
-    assert _plan(1, 1000, 16, 64) == Plan("one_row", 1, one_row, False)
+    assert _plan(1, 1000, 16, 64) == Plan("one_row", 1, one_row, True)  # inputs in the steps
     assert _plan(1, 1000, 16, 64, masked=True).path == "rows"  # a mask: the general per-row path
     assert _plan(1, 1000, 16, 64, training=True) == Plan("rows", 1, one_row, True)  # fused
     assert _plan(64, 100, 128, 128).path == "panels"
@@ -59,9 +59,11 @@ def test_forward_plan_rules():
     assert _plan(8, 2, 3, 300, masked=True, training=True).path == "gemm"  # not in L2: not fused
     assert _plan(7, 2, 3, 300, masked=True).path == "rows"
     assert _plan(16, 500, 32, 32).fused and not _plan(32, 500, 32, 32).fused  # FUSED_MAX_WORK
-    assert not _plan(1, 10, 8, 8).fused  # one row projects first however little the work
-    one_row_shape = TILE_SHAPES.index((1, 4, 32))  # 24 units: 32-byte vectors either way
-    assert _plan(2, 800, 24, 24) == Plan("two_rows", 1, one_row_shape, False)  # so do two
+    assert _plan(1, 10, 8, 8).fused and not _plan(1, 10, 8, 100).fused  # STEP_INPUT_BYTES
+    with config.override(STEP_INPUT_BYTES=0):
+        assert _plan(1, 1000, 16, 64) == Plan("one_row", 1, one_row, False)  # projected first
+    two_vectors = (1, 2, 64) if VECTOR_BYTES == 64 else (1, 4, 32)  # 24 units: 32 padded
+    assert _plan(2, 800, 24, 24) == Plan("two_rows", 1, TILE_SHAPES.index(two_vectors), True)
     assert _plan(2, 800, 24, 24, masked=True) == Plan("rows", 1, TILE_SHAPES.index((2, 4, 32)), True)
     assert _plan(2, 800, 24, 24, training=True).path == "rows"  # fused: weights in L2
     assert _plan(2, 800, 24, 300, training=True).path == "two_rows"  # beyond L2: projected
@@ -154,13 +156,15 @@ def test_other_activations_on_the_large_kernel_paths(rng, activation):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("units", [9, 64, 90])
-def test_one_row_path_gives_the_rows_paths_bits(rng, dtype, units):
-    """One batch row without a mask or recurrent dropout runs on its own kernel (each state
-    written once, into its output slot, and read there by the next step): the same bits as the
-    rows path (taken with a mask that masks nothing) and the reference's values. 9 units: one
-    four-vector tile; 90: tiles of eight vectors too (eight and a four-vector tile, or three
-    eights, depending on the vectors' width). With 64-byte vectors, 64 units (and 90 in float64)
-    take them, 9 (and 90 in float32) 32-byte ones."""
+def test_one_row_path_gives_the_rows_paths_bits(rng, monkeypatch, dtype, units):
+    """One batch row without a mask or recurrent dropout runs on its own kernel (each step's
+    input product in the step, the states in a ring): the same bits as the rows path on the same
+    tile shape (taken with a mask that masks nothing, the projection first) and the reference's
+    values. 9 units: one tile; 90: several. With 64-byte vectors, 9 and 90 float32 units (and 9
+    float64) take tiles of two vectors, 64 units (and 90 float64) of four; with 32-byte vectors,
+    9 units two, 64 and 90 four."""
+    from simplernn_numba.kernels.cpu import plan as plans
+
     problem = make_problem(rng, batch=1, steps=7, features=5, units=units, dtype=dtype,
                            dropout=True, scale=0.4 * (9 / units) ** 0.5)
     rtol, atol = tolerance(dtype)
@@ -171,8 +175,10 @@ def test_one_row_path_gives_the_rows_paths_bits(rng, dtype, units):
             out, state = cpu.forward(*problem.arrays(), **kw)
             plan = cpu.last_plan()
             assert plan.path == "one_row" and TILE_SHAPES[plan.tile][0] == 1
-            rows_out, rows_state = cpu.forward(*problem.arrays(), mask=np.ones((1, 7), bool), **kw)
-            assert cpu.last_plan() == plan._replace(path="rows")
+            with monkeypatch.context() as patched:
+                patched.setattr(plans, "tile_shape", lambda *args, tile=plan.tile: tile)
+                rows_out, rows_state = cpu.forward(*problem.arrays(), mask=np.ones((1, 7), bool), **kw)
+            assert cpu.last_plan() == plan._replace(path="rows", fused=False)
             np.testing.assert_array_equal(out, rows_out)
             np.testing.assert_array_equal(state, rows_state)
             ref_out, ref_state = reference.forward(*problem.arrays(), **kw)

@@ -54,13 +54,17 @@ def test_every_tile_shape_gives_the_same_bits_and_matches_numpy(rng, dtype):
         if rows > 1:
             np.testing.assert_array_equal(results[rows, vectors, size], first)
     # one row: ONE_ROW_PARTIALS partial sums over k (K = 37: terms left over), the same bits at
-    # either width and by row; the rounding differs from one chain's
+    # either width of four vectors and by row; the rounding differs from one chain's, and two
+    # vectors' twice as many partial sums from four's
     one_row = results[(1, 4, 64)]
     np.testing.assert_array_equal(results[(1, 4, 32)], one_row)
     assert not np.array_equal(one_row, first)
-    single = np.empty((1, width), dtype)
-    tiled_product(w, v[3:4], single, TILE_SHAPES.index((1, 4, 64)))
-    np.testing.assert_array_equal(single[0], one_row[3])
+    assert not np.array_equal(results[(1, 2, 64)], one_row)
+    np.testing.assert_array_equal(results[(1, 2, 32)], results[(1, 2, 64)])
+    for shape in ((1, 4, 64), (1, 2, 64)):
+        single = np.empty((1, width), dtype)
+        tiled_product(w, v[3:4], single, TILE_SHAPES.index(shape))
+        np.testing.assert_array_equal(single[0], results[shape][3])
 
 
 def test_vector_loads_need_c_contiguous_arrays():
@@ -88,21 +92,30 @@ def test_vector_loads_need_c_contiguous_arrays():
 
 
 def test_tile_shape_picks_the_least_padded_work():
-    def shape(rows, units, itemsize):
-        return TILE_SHAPES[_products.tile_shape(rows, units, itemsize)]
+    def shape(rows, units, itemsize, latency_bound=False):
+        return TILE_SHAPES[_products.tile_shape(rows, units, itemsize, latency_bound)]
     wide = 64 if VECTOR_BYTES == 64 else 32
     with config.override(WIDE_VECTOR_COST=1.0):  # 64-byte vectors where the padding is the same
         assert shape(1, 64, 4) == (1, 4, wide)
         assert shape(2, 32, 4) == (2, 4, 32)  # (2, 4, 64) pads to 64 units
         assert shape(8, 128, 4) == (4, 2, wide)
         assert shape(16, 16, 4) == (4, 2, 32)  # ties at 32-byte vectors: more rows
-        assert shape(1, 24, 4) == (1, 4, 32)
+        assert shape(1, 24, 4) == (1, 4, 32)  # the rows path: tiles of four vectors for one row
     assert shape(3, 19, 4) == (4, 2, wide)  # several rows: never a one-row shape
     if VECTOR_BYTES == 64:
         assert shape(8, 48, 4) == (4, 2, 32)  # 48 units, against 64 at 0.8 each
         assert shape(8, 32, 4) == (4, 2, 64)  # the same padding: the wide vectors
         with config.override(WIDE_VECTOR_COST=1.5):
             assert shape(8, 32, 4) == (4, 2, 32)
+    # the one- and two-row kernels: the fewest vectors (ties: the widest, then four a tile)
+    assert shape(1, 48, 4, True) == ((1, 4, 64) if VECTOR_BYTES == 64 else (1, 2, 32))  # 4 or 6
+    assert shape(1, 32, 4, True) == ((1, 2, 64) if VECTOR_BYTES == 64 else (1, 4, 32))
+    assert shape(1, 16, 4, True) == ((1, 2, 64) if VECTOR_BYTES == 64 else (1, 2, 32))
+    if VECTOR_BYTES == 64:
+        assert shape(1, 8, 4, True) == (1, 2, 64)  # two vectors either width: the wider
+        assert shape(1, 16, 8, True) == (1, 2, 64)
+        assert shape(1, 96, 4, True) == (1, 2, 64)  # three tiles of two, against two of four
+        assert shape(1, 64, 4, True) == (1, 4, 64)  # four vectors either way: four a broadcast
     assert _products.padded_units(42, TILE_SHAPES.index((4, 2, 32)), 8) == 48
     assert _products.padded_units(64, TILE_SHAPES.index((1, 4, 32)), 4) == 64
     assert _products.padded_units(33, TILE_SHAPES.index((1, 4, 32)), 4) == 64
