@@ -3,7 +3,7 @@ weight and input gradients as large products after the loop.
 
 Only ``dh_{t-1} = (dz_t @ recurrent_kernel.T) * recurrent_dropout`` is sequential; the weight
 and input gradients are products over all timesteps after it: Numba-parallel tiled products
-(:func:`.products.gradient_products`) where the recurrence ran on runs of rows with the weights
+(:func:`.gradient_products.gradient_products`) where the recurrence ran on runs of rows with the weights
 in L2 and the products are large enough for OpenBLAS to use its threads
 (``config.BLAS_SERIAL_MACS``: they would keep spinning on the cores the next call's parallel
 kernels need), BLAS otherwise. Work arrays (``dz``, previous states, pre-activations)
@@ -23,10 +23,12 @@ from . import gemm, lanes, options, panels, rows, workspace
 from .activation import NEEDS_PREACTIVATION
 from .bundles import gradients
 from .forward_pass import input_projection
+from .gradient_products import gradient_products
 from .last_call import about_to_run
 from .launch import run_all
+from .panel_products import panel_width
 from .plan import backward_plan
-from .products import gradient_products, padded_units, panel_width
+from .products import padded_units
 from .rowsteps import previous_states
 from .specialise import static
 from .weights import prepared_weights

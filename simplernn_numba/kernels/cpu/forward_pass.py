@@ -23,8 +23,9 @@ from .activation import choose
 from .bundles import sequence
 from .last_call import about_to_run
 from .launch import run_all
+from .panel_products import panel_width
 from .plan import forward_plan, largest_run
-from .products import padded_units, panel_width
+from .products import padded_units
 from .specialise import static
 from .weights import prepared_weights
 

@@ -6,7 +6,7 @@ units, fall into a few L1 sets and evict each other), and each step's operand, t
 is packed by quads of rows, (U, 4) each. The batch is cut into runs of quads of rows, several
 a thread (:mod:`.plan`), and each run goes through every step: its input projection, then per
 step ``h @ recurrent_kernel``, both by tiles of four rows by :data:`..config.PANEL_VECTORS`
-vectors over the packed rows (:func:`.products.packed_product`), then bias and activation. No
+vectors over the packed rows (:func:`.panel_products.packed_product`), then bias and activation. No
 BLAS: OpenBLAS's threads keep spinning after a call and would take the cores the recurrence runs
 on. The backward pass runs the same way on panels of the transposed recurrent kernel.
 """
@@ -20,7 +20,7 @@ from ..config import PANEL_ROW_BLOCK
 from . import options
 from .activation import activation
 from .launch import row_quads
-from .products import pack_rows, packed_product
+from .panel_products import pack_rows, packed_product
 from .rowsteps import step_dz
 
 _FLAGS = options.THREADED
@@ -29,7 +29,7 @@ _FLAGS = options.THREADED
 @njit(inline="always", **_FLAGS)
 def _pack_quads(source, t, lo, rows, packed):
     """``packed[q, u, i] = source[lo + 4 * q + i, t, u]`` for the rows ``lo:lo + rows`` of
-    ``source`` (B, T, U): quads of rows as (U, 4), the operand of :func:`.products.packed_product`
+    ``source`` (B, T, U): quads of rows as (U, 4), the operand of :func:`.panel_products.packed_product`
     (the places of rows past ``rows`` keep what they had)."""
     units = source.shape[2]
     for q in range((rows + 3) // 4):

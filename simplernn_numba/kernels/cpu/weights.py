@@ -7,7 +7,7 @@ tiles and starting on a cache line (:func:`.workspace.aligned_empty`: NumPy's la
 - ``"fused"``: ``[kernel; recurrent_kernel]`` (F + U, U'): a step's product of ``[x_t, h]``;
 - ``"recurrent_t"``: the recurrent kernel transposed (U, U'): the backward step's product;
 - ``"panels"``: the column panels of the kernel, then of the recurrent kernel
-  (:func:`.products.panels`), (P * (F + U), width) for P panels;
+  (:func:`.panel_products.panels`), (P * (F + U), width) for P panels;
 - ``"recurrent_t_panels"``: the panels of the transposed recurrent kernel.
 
 >>> import numpy as np
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config
-from .products import panels
+from .panel_products import panels
 from .workspace import aligned_empty
 
 LAYOUTS = {

@@ -8,9 +8,10 @@ from numba.core.errors import TypingError
 
 from simplernn_numba.kernels import config, cpu
 from simplernn_numba.kernels.config import VECTOR_BYTES
-from simplernn_numba.kernels.cpu import backward_pass
+from simplernn_numba.kernels.cpu import backward_pass, panel_products
 from simplernn_numba.kernels.cpu import products as _products
-from simplernn_numba.kernels.cpu.products import TILE_SHAPES, gradient_products
+from simplernn_numba.kernels.cpu.gradient_products import gradient_products
+from simplernn_numba.kernels.cpu.products import TILE_SHAPES
 from simplernn_numba.kernels.cpu.simd import width as width_of
 from simplernn_numba.kernels.cpu.specialise import static
 
@@ -224,8 +225,8 @@ def test_packed_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, col
     same bits as the four-row tiles (one FMA per term, in order)."""
     a = rng.standard_normal((rows, depth)).astype(dtype)
     w = rng.standard_normal((depth, columns)).astype(dtype)
-    width = _products.panel_width(a.itemsize)
-    parts = _products.panels(w)
+    width = panel_products.panel_width(a.itemsize)
+    parts = panel_products.panels(w)
     assert [p.shape for p in parts] == [(depth, min(width, columns - j)) for j in range(0, columns, width)]
     wp = cpu.prepared_weights(w, np.empty((0, columns), dtype), "panels", width)
     assert wp.shape == (len(parts) * depth, width) and wp.ctypes.data % 64 == 0
@@ -234,7 +235,7 @@ def test_packed_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, col
     packed[:rows] = a
     packed = np.ascontiguousarray(packed.reshape(quads, 4, depth).transpose(0, 2, 1))
     z = np.full((4 * quads, len(parts) * width), np.nan, dtype)
-    _products.packed_product(packed, quads, wp, len(parts), z)
+    panel_products.packed_product(packed, quads, wp, len(parts), z)
     out = z[:rows, :columns]
     np.testing.assert_allclose(out, a.astype(np.float64) @ w, rtol=1e-5 if dtype == "float32"
                                else 1e-12, atol=1e-5 if dtype == "float32" else 1e-12)
@@ -251,8 +252,8 @@ def test_packed_product_matches_numpy_and_the_tiles(rng, dtype, rows, depth, col
 @njit(cache=True)
 def _panel_tiles(w, v, z3, z4, width):
     """Both panel tiles on one quad of rows given transposed (K, 4), ``w`` (K, 4 vectors)."""
-    _products._tile_4x3(w, 0, v, 0, z3, 0, 0, 0, w.shape[0], True, width)
-    _products._tile_4x4(w, v, 0, z4, 0, 0, w.shape[0], True, width)
+    _products.tile_4x3(w, 0, v, 0, z3, 0, 0, 0, w.shape[0], True, width)
+    _products.tile_4x4(w, v, 0, z4, 0, 0, w.shape[0], True, width)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -33,7 +33,7 @@ def test_aligned_empty_starts_on_a_cache_line():
 
 
 def test_gradient_product_operands_are_aligned_copies():
-    from simplernn_numba.kernels.cpu.products import _padded
+    from simplernn_numba.kernels.cpu.gradient_products import _padded
     a = np.arange(12.0).reshape(3, 4)
     assert _padded(a) is a  # already C-contiguous and whole: no copy
     for copy in (_padded(a, rows=4), _padded(a.T), _padded(a, columns=8)):
