@@ -41,9 +41,8 @@ from numba.extending import overload
 
 from . import _validate, activations
 from .kernels.cpu.activation import choose
-from .kernels.cpu.specialise import static, value_of
 from .kernels.cpu.step import step as _step_kernel
-from .kernels.cpu.views import as_c, borrowed, is_c, keep, span
+from .kernels.cpu.views import as_any, as_c, borrowed, is_c, keep, span
 
 __all__ = ["forward", "step"]
 
@@ -91,7 +90,9 @@ def step(x_t: np.ndarray, state: np.ndarray, kernel: np.ndarray, recurrent_kerne
     _validate.check_shape(x_t, "x_t", (*batch, features))
     _validate.check_shape(state, "state", (*batch, units))
     _validate.check_shape(out, "out", (*batch, units))
-    _run_step(x_t, state, kernel, recurrent_kernel, bias, out, act)
+    if x_t.ndim == 1:
+        x_t, state, out = x_t[np.newaxis], state[np.newaxis], out[np.newaxis]
+    _run_step(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
 def forward(x: np.ndarray, initial_state: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray,
@@ -131,7 +132,9 @@ def forward(x: np.ndarray, initial_state: np.ndarray, kernel: np.ndarray, recurr
     _validate.check_shape(x, "x", (*lead, features))
     _validate.check_shape(initial_state, "initial_state", (*lead[:-1], units))
     _validate.check_shape(outputs, "outputs", (*lead, units))
-    _run_forward(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+    if x.ndim == 2:
+        x, initial_state, outputs = x[np.newaxis], initial_state[np.newaxis], outputs[np.newaxis]
+    _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
 
 
 # ---------------------------------------------------------------- Python-side validation
@@ -208,20 +211,24 @@ def _meets_any(out, x_t, state, kernel, recurrent_kernel, bias):
 
 
 @njit(**_INLINE)
-def _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out):
-    """The step kernel on C-typed views of arrays typed otherwise when they are C-contiguous (a
-    slice such as ``outputs[:, t]`` of one row is), else on the arrays as they are typed."""
+def _step_contiguous(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """The step kernel on C-typed views when the arrays are C-contiguous (a slice such as
+    ``outputs[:, t]`` of one row is), else :func:`_step_copied`: one compiled variant of the
+    kernel per dtype and activation (``x_t``, read by its strides, typed with any layout)."""
     if is_c(state) and is_c(kernel) and is_c(recurrent_kernel) and is_c(bias) and is_c(out):
-        _step_kernel(x_t, as_c(state), as_c(kernel), as_c(recurrent_kernel), as_c(bias), act, as_c(out))
+        _step_kernel(as_any(x_t), as_c(state), as_c(kernel), as_c(recurrent_kernel), as_c(bias), act,
+                     as_c(out))
     else:
-        _step_kernel(x_t, state, kernel, recurrent_kernel, bias, act, out)
+        _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
 @njit(**_FLAGS)
 def _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out):
-    """The step into a temporary, then copied into ``out``: for an ``out`` that overlaps an input."""
+    """The step on C-contiguous copies of the arrays that are not (the others as they are), into
+    a temporary then copied into ``out``: for an ``out`` that overlaps an input or is strided."""
     result = np.empty((out.shape[0], out.shape[1]), out.dtype)
-    _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, borrowed(result))
+    _step_kernel(as_any(x_t), np.ascontiguousarray(state), np.ascontiguousarray(kernel),
+                 np.ascontiguousarray(recurrent_kernel), np.ascontiguousarray(bias), act, result)
     for b in range(out.shape[0]):  # (a loop compiles faster than out[:] = result)
         for u in range(out.shape[1]):
             out[b, u] = result[b, u]
@@ -235,7 +242,7 @@ def _step_borrowed(x_t, state, kernel, recurrent_kernel, bias, act, out):
     if _meets_any(span(out), span(x_t), span(state), span(kernel), span(recurrent_kernel), span(bias)):
         _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
     else:
-        _step_viewed(x_t, state, kernel, recurrent_kernel, bias, act, out)
+        _step_contiguous(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
 def _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out):
@@ -255,17 +262,6 @@ def _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out):
                        borrowed(bias), act, borrowed(out))
         keep(x_t, state, kernel, recurrent_kernel, bias, out)
     return rows
-
-
-def _step_any(x_t, state, kernel, recurrent_kernel, bias, out, activation):
-    """:func:`step` with ``activation`` a static choice (:func:`.kernels.cpu.activation.choose`)."""
-
-
-@overload(_step_any, jit_options=_JIT_OPTIONS)
-def _step_any_impl(x_t, state, kernel, recurrent_kernel, bias, out, activation):
-    body = _step_body(static(value_of(activation)), x_t, state, kernel, recurrent_kernel, bias, out)
-    body.__defaults__ = None  # this declaration's ``activation`` has no default
-    return body
 
 
 def _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
@@ -304,20 +300,15 @@ def _forward_rows(x, initial_state, kernel, recurrent_kernel, bias, outputs, act
         state = initial[b:b + 1]
         for t in range(steps):
             out = outputs[b, t:t + 1]
-            _step_viewed(x[b, t:t + 1], state, kernel, recurrent_kernel, bias, act, out)
+            _step_contiguous(x[b, t:t + 1], state, kernel, recurrent_kernel, bias, act, out)
             state = out
 
 
 @njit(**_FLAGS)
-def _run_step(x_t, state, kernel, recurrent_kernel, bias, out, act):
-    """:func:`step` from Python, on validated arguments."""
-    _step_any(x_t, state, kernel, recurrent_kernel, bias, out, act)
-
-
-@njit(**_FLAGS)
-def _run_forward(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
-    """:func:`forward` from Python, on validated arguments."""
-    _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
+def _run_step(x_t, state, kernel, recurrent_kernel, bias, act, out):
+    """:func:`step` from Python, on validated 2-D arguments (alive until it returns)."""
+    _step_borrowed(borrowed(x_t), borrowed(state), borrowed(kernel), borrowed(recurrent_kernel),
+                   borrowed(bias), act, borrowed(out))
 
 
 # ---------------------------------------------------------------- compiled-code typing

@@ -5,7 +5,7 @@ typing work of an inlined Numba function (a caller that inlined a dozen small he
 arrays spent seconds compiling them).
 
 - :func:`as_c`: an array typed C-contiguous (for one that :func:`is_c` accepts), so that the
-  kernels' vector loads apply and their loops vectorise.
+  kernels' vector loads apply and their loops vectorise; :func:`as_any`: typed with any layout.
 - :func:`borrowed` and :func:`keep`: an array passed on without counting references, and the
   use that keeps the original alive until the callee has returned.
 - :func:`span`: the bytes an array touches, to find overlapping arguments.
@@ -35,6 +35,17 @@ def as_c(typingctx, a):
     def codegen(context, builder, signature, args):
         return impl_ret_borrowed(context, builder, signature.return_type, args[0])
     return a.copy(layout="C")(a), codegen
+
+
+@intrinsic
+def as_any(typingctx, a):
+    """``a`` typed with any layout (the same array): callers whose arrays come in several
+    layouts then share one compiled variant of a kernel that reads ``a`` by its strides."""
+    _array(a)
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+    return a.copy(layout="A")(a), codegen
 
 
 @intrinsic
