@@ -10,10 +10,12 @@ layer's arrays (``layer.kernel``, ``layer.recurrent_kernel``, ``layer.bias``, or
 layer without bias); a run of :func:`step` equals the layer's call to float rounding.
 
 Any layout Numba passes works (slices such as ``x[:, t]``, transposed weights); all arrays have
-one float dtype, float32 or float64. Each call uses only its own arguments (and, when ``out``
-overlaps an input, a fresh temporary), so calls on different rows from different threads are
-safe. From compiled code a shape mismatch raises ValueError before any element is read; a
-wrong rank, dtype or activation name is a compile-time typing error. From Python the arguments
+one float dtype, float32 or float64. ``x_t`` is read in place; a state, ``out`` or weights that
+are not C-contiguous (``outputs[:, t]`` with several rows, transposed weights) are copied for
+the call, as is the result when ``out`` overlaps an input. Each call uses only its own
+arguments and such temporaries, so calls on different rows from different threads are safe.
+From compiled code a shape mismatch raises ValueError before any element is read; a wrong rank,
+dtype or activation name is a compile-time typing error. From Python the arguments
 are validated as everywhere in the package.
 
 >>> import numpy as np
