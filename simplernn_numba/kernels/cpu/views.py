@@ -25,16 +25,18 @@ def _array(a) -> None:
         raise TypingError(f"expected an array, got {a}")
 
 
+def _same_array(context, builder, signature, args):
+    """Code of an intrinsic that returns its array argument under another type."""
+    return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+
 @intrinsic
 def as_c(typingctx, a):
     """``a`` typed as C-contiguous (the same array): only for an array :func:`is_c` accepts.
     Numba addresses a C-typed array from its shape, so the step kernel's loops over a row
     vectorise, which they do not over a row whose stride is only known at run time."""
     _array(a)
-
-    def codegen(context, builder, signature, args):
-        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
-    return a.copy(layout="C")(a), codegen
+    return a.copy(layout="C")(a), _same_array
 
 
 @intrinsic
@@ -42,10 +44,7 @@ def as_any(typingctx, a):
     """``a`` typed with any layout (the same array): callers whose arrays come in several
     layouts then share one compiled variant of a kernel that reads ``a`` by its strides."""
     _array(a)
-
-    def codegen(context, builder, signature, args):
-        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
-    return a.copy(layout="A")(a), codegen
+    return a.copy(layout="A")(a), _same_array
 
 
 @intrinsic
