@@ -4,10 +4,12 @@
 into an array you pass. Inside a function compiled with ``@njit`` or ``@njit(parallel=True)``
 (``prange`` bodies included) they compile into your code, so a simulation, filter or control
 loop advances the RNN without leaving compiled code. The activation is a string known when
-your function compiles (a literal, or an argument of your ``@njit`` function, which then
-compiles once per activation), so only that activation's code is compiled. The weights are the
-layer's arrays (``layer.kernel``, ``layer.recurrent_kernel``, ``layer.bias``, or zeros for a
-layer without bias); a run of :func:`step` equals the layer's call to float rounding.
+your function compiles, so only that activation's code is compiled: a literal or a module-level
+constant. An argument of your ``@njit`` function works too (it then compiles once per
+activation), but Numba resolves such a literal argument anew on every call of your function
+(about 18 ms on a 2-core machine): pass one only to a function that runs a long loop. The
+weights are the layer's arrays (``layer.kernel``, ``layer.recurrent_kernel``, ``layer.bias``, or
+zeros for a layer without bias); a run of :func:`step` equals the layer's call to float rounding.
 
 Any layout Numba passes works (slices such as ``x[:, t]``, transposed weights); all arrays have
 one float dtype, float32 or float64. ``x_t`` is read in place; a state, ``out`` or weights that

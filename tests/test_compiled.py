@@ -70,9 +70,13 @@ def _fresh_arrays(kernel, recurrent_kernel, bias):
                     kernel, recurrent_kernel, bias, np.empty((2, units), kernel.dtype))
 
 
+#: An activation given as a module-level constant (compiled as a literal).
+ACTIVATION = "tanh"
+
+
 @njit
 def _stepped(x_t, state, kernel, recurrent_kernel, bias, out):
-    compiled.step(x_t, state, kernel, recurrent_kernel, bias, out, "tanh")
+    compiled.step(x_t, state, kernel, recurrent_kernel, bias, out, ACTIVATION)
     return out
 
 
