@@ -362,11 +362,19 @@ def _tile_shape(rows: int, units: int, itemsize: int, latency_bound: bool, wide_
             cost = -(-rows // shape_rows) * shape_rows * padded * (wide_cost if size > BYTES[0] else 1.0)
         return cost, -size, -shape_rows, -vectors
 
-    def allowed(shape_rows: int, vectors: int, size: int) -> bool:
+    def allowed(i: int) -> bool:
+        shape_rows, _, size = TILE_SHAPES[i]
         if size > VECTOR_BYTES or (shape_rows == 1) != (rows == 1):
             return False
-        return latency_bound or shape_rows > 1 or vectors == 4
-    return min((i for i, shape in enumerate(TILE_SHAPES) if allowed(*shape)), key=order)
+        return latency_bound or rows_path_shape(i)
+    return min((i for i in range(len(TILE_SHAPES)) if allowed(i)), key=order)
+
+
+def rows_path_shape(shape: int) -> bool:
+    """Whether the rows path (:func:`tile_shape` without ``latency_bound``) may take
+    ``TILE_SHAPES[shape]``: one of several rows, or one row of four vectors."""
+    shape_rows, vectors, _ = TILE_SHAPES[shape]
+    return shape_rows > 1 or vectors == 4
 
 
 def one_row_shape(shape: int) -> bool:
