@@ -44,15 +44,15 @@ from numba import errors, literally, njit, types
 from numba.extending import overload
 
 from . import _validate, activations
+from .kernels.cpu import options
 from .kernels.cpu.activation import choose
 from .kernels.cpu.step import step as _step_kernel
 from .kernels.cpu.views import as_any, as_c, borrowed, is_c, keep, span
 
 __all__ = ["forward", "step"]
 
-_FLAGS = dict(cache=True, nogil=True, error_model="numpy")
-_INLINE = dict(_FLAGS, inline="always")
-_JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+_FLAGS = options.NOGIL_EXACT
+_INLINE = options.INLINE_EXACT
 
 
 # ---------------------------------------------------------------- the public functions
@@ -272,7 +272,7 @@ def _forward_any(x, initial_state, kernel, recurrent_kernel, bias, outputs, act)
     """:func:`forward` with ``act`` a static choice; a single sequence as a one-row batch."""
 
 
-@overload(_forward_any, jit_options=_JIT_OPTIONS)
+@overload(_forward_any, jit_options=_FLAGS)
 def _forward_any_impl(x, initial_state, kernel, recurrent_kernel, bias, outputs, act):
     if x.ndim == 2:
         return lambda x, initial_state, kernel, recurrent_kernel, bias, outputs, act: _forward_rows(
@@ -348,7 +348,7 @@ def _check_types(arrays: dict, ranks: tuple) -> None:
                                  f"{', '.join(f'{n}: {a.dtype}' for n, a in arrays.items())}.")
 
 
-@overload(step, prefer_literal=True, inline="always", jit_options=_JIT_OPTIONS)
+@overload(step, prefer_literal=True, inline="always", jit_options=_FLAGS)
 def _step_overload(x_t, state, kernel, recurrent_kernel, bias, out, activation="tanh"):
     rows = x_t.ndim if isinstance(x_t, types.Array) else 2
     _check_types(dict(x_t=x_t, state=state, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
@@ -364,7 +364,7 @@ def _step_overload(x_t, state, kernel, recurrent_kernel, bias, out, activation="
     return _step_body(act, x_t, state, kernel, recurrent_kernel, bias, out)
 
 
-@overload(forward, prefer_literal=True, jit_options=_JIT_OPTIONS)
+@overload(forward, prefer_literal=True, jit_options=_FLAGS)
 def _forward_overload(x, initial_state, kernel, recurrent_kernel, bias, outputs, activation="tanh"):
     rank = x.ndim if isinstance(x, types.Array) else 3
     _check_types(dict(x=x, initial_state=initial_state, kernel=kernel, recurrent_kernel=recurrent_kernel,

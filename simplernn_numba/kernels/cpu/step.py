@@ -82,24 +82,23 @@ def _vectors(x_t, state, kernel, recurrent_kernel, bias, act, out, b):
 def _vectors_impl(x_t, state, kernel, recurrent_kernel, bias, act, out, b):
     if not all(a.layout == "C" for a in (kernel, recurrent_kernel, bias, out)):
         return lambda x_t, state, kernel, recurrent_kernel, bias, act, out, b: (0, 0)
-    if value_of(act) == activations.TANH and out.dtype == types.float32:
-        def activated(x_t, state, kernel, recurrent_kernel, bias, act, out, b):
-            W = widest()
-            lanes = lane_count(W, out.itemsize)
-            whole = kernel.shape[1] - kernel.shape[1] % lanes
-            for u in range(0, whole, lanes):
-                vstore(out, b, u, tanh_f32_vector(_sums(x_t, state, kernel, recurrent_kernel, bias, b, u, W)))
-            return whole, whole
-        return activated
+    in_registers = value_of(act) == activations.TANH and out.dtype == types.float32
+    finish = tanh_f32_vector if in_registers else _as_summed
 
-    def summed(x_t, state, kernel, recurrent_kernel, bias, act, out, b):
+    def vectors(x_t, state, kernel, recurrent_kernel, bias, act, out, b):
         W = widest()
         lanes = lane_count(W, out.itemsize)
         whole = kernel.shape[1] - kernel.shape[1] % lanes
         for u in range(0, whole, lanes):
-            vstore(out, b, u, _sums(x_t, state, kernel, recurrent_kernel, bias, b, u, W))
-        return whole, 0
-    return summed
+            vstore(out, b, u, finish(_sums(x_t, state, kernel, recurrent_kernel, bias, b, u, W)))
+        return whole, whole if in_registers else 0
+    return vectors
+
+
+@njit(**options.INLINE_PLAIN)
+def _as_summed(v):
+    """``v`` unchanged: sums left for the scalar activation."""
+    return v
 
 
 @njit(**options.INLINE_PLAIN)
