@@ -223,13 +223,16 @@ def _step_contiguous(x_t, state, kernel, recurrent_kernel, bias, act, out):
         _step_kernel(as_any(x_t), as_c(state), as_c(kernel), as_c(recurrent_kernel), as_c(bias), act,
                      as_c(out))
     else:
-        _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
+        _step_copied(as_any(x_t), as_any(state), as_any(kernel), as_any(recurrent_kernel),
+                     as_any(bias), act, as_any(out))
 
 
 @njit(**_FLAGS)
 def _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out):
     """The step on C-contiguous copies of the arrays that are not (the others as they are), into
-    a temporary then copied into ``out``: for an ``out`` that overlaps an input or is strided."""
+    a temporary then copied into ``out``: for an ``out`` that overlaps an input or is strided.
+    Callers pass every array typed with any layout (:func:`.kernels.cpu.views.as_any`): one
+    compiled variant per dtype and activation."""
     result = np.empty((out.shape[0], out.shape[1]), out.dtype)
     _step_kernel(as_any(x_t), np.ascontiguousarray(state), np.ascontiguousarray(kernel),
                  np.ascontiguousarray(recurrent_kernel), np.ascontiguousarray(bias), act, result)
@@ -244,7 +247,8 @@ def _step_borrowed(x_t, state, kernel, recurrent_kernel, bias, act, out):
     checked; into a temporary when ``out`` overlaps an input."""
     _check_step(x_t.shape, state.shape, kernel.shape, recurrent_kernel.shape, bias.shape, out.shape)
     if _meets_any(span(out), span(x_t), span(state), span(kernel), span(recurrent_kernel), span(bias)):
-        _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
+        _step_copied(as_any(x_t), as_any(state), as_any(kernel), as_any(recurrent_kernel),
+                     as_any(bias), act, as_any(out))
     else:
         _step_contiguous(x_t, state, kernel, recurrent_kernel, bias, act, out)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-#: The fuzz tests vary shapes, masks, dropout and flags over activations of each kind: the
-#: vectorised tanh, a piecewise one, one whose derivative needs the pre-activation, an unbounded
-#: one. Each activation is a compiled variant of its own; every one of them is checked against
-#: the reference in test_cpu_backward.py and against Keras in test_keras_parity.py.
-FUZZ_ACTIVATIONS = ("tanh", "relu", "gelu", "exponential")
+#: The fuzz tests vary shapes, masks, dropout and flags, over activations of each kind. Each
+#: (activation, dtype, set of optional arrays) is a compiled variant of its own, and every
+#: activation is checked against the reference in test_cpu_backward.py and against Keras in
+#: test_keras_parity.py: the fuzz takes the kinds whose code differs. In a backward pass: a
+#: derivative from the output (the vectorised tanh) and one from the pre-activation (gelu).
+FUZZ_ACTIVATIONS = ("tanh", "gelu")
 #: The forward fuzz: in a forward pass the activation is one function applied where the kernels'
 #: code is otherwise the same, so two kinds (the vectorised tanh, a piecewise one) vary shapes and
-#: flags; the backward fuzz takes all four (the derivative from the pre-activation is other code).
+#: flags.
 FORWARD_FUZZ_ACTIVATIONS = ("tanh", "relu")
 
 
@@ -31,8 +32,7 @@ def problems(draw, max_batch=5, max_steps=12, max_features=8, max_units=16,
     dtype = np.dtype(draw(st.sampled_from(["float32", "float64"])))
     activation = draw(st.sampled_from(activations))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    # exponential feeds back exp(h): keep its weights small so the recurrence stays well conditioned
-    scale = draw(st.sampled_from([0.1, 0.4, 1.0])) if activation != "exponential" else 0.1
+    scale = draw(st.sampled_from([0.1, 0.4, 1.0]))
 
     def normal(*shape):
         return (rng.normal(size=shape) * scale).astype(dtype)

@@ -82,17 +82,17 @@ def _stepped(x_t, state, kernel, recurrent_kernel, bias, out):
 
 @pytest.mark.parametrize("activation", CANONICAL)
 def test_every_activation(activation):
-    """Each activation's kernel variant (from Python, whose compiled entry is cached on disk; from
-    compiled code the activation is read from the caller's literal the same way, tested below
-    with tanh and relu)."""
+    """Each activation's kernel variant, stepped from Python (the entry compiled per activation is
+    cached on disk). ``forward`` runs the same variant (tested with tanh and relu below, where
+    compiled code reads the activation from the caller's literal the same way)."""
     x, h0, k, r, b = _problem(np.float64, units=VECTOR_UNITS)
     expected = _expected(x, h0, k, r, b, activation)
-    outputs = np.full_like(expected, np.nan)
-    compiled.forward(x, h0, k, r, b, outputs, activation)
-    np.testing.assert_allclose(outputs, expected, rtol=1e-12, atol=1e-12)
-    out = np.full_like(h0, np.nan)
-    compiled.step(x[:, 0], h0, k, r, b, out, activation)  # a strided x_t: the forward's kernel variant
-    np.testing.assert_allclose(out, expected[:, 0], rtol=1e-12, atol=1e-12)
+    state = h0
+    for t in range(x.shape[1]):
+        out = np.full_like(h0, np.nan)
+        compiled.step(x[:, t], state, k, r, b, out, activation)  # a strided x_t
+        np.testing.assert_allclose(out, expected[:, t], rtol=1e-12, atol=1e-12)
+        state = out
 
 
 def test_an_alias_names_the_same_activation():
