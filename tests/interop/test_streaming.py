@@ -17,9 +17,14 @@ def _layer(rng, units=5, features=3, dtype="float32", **config):
     return layer
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
-@pytest.mark.parametrize("use_bias", [True, False])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+#: (activation, use_bias, dtype): tanh in both dtypes (its float32 code is vectorised apart), the
+#: others and the absent bias taking turns (each activation and dtype compiles a step kernel
+#: variant of its own; test_compiled.py steps every activation).
+STREAM_CASES = [("tanh", True, "float32"), ("tanh", False, "float64"), ("relu", False, "float32"),
+                ("sigmoid", True, "float64")]
+
+
+@pytest.mark.parametrize("activation, use_bias, dtype", STREAM_CASES)
 def test_steps_equal_one_call(activation, use_bias, dtype):
     rng = np.random.default_rng(0)
     layer = _layer(rng, activation=activation, use_bias=use_bias, dtype=dtype, return_sequences=True)

@@ -12,6 +12,7 @@ from numba import njit
 
 from simplernn_numba.__main__ import PATHS, main
 from simplernn_numba.kernels import config
+from simplernn_numba.kernels.cpu import last_call, plan, warmup
 from simplernn_numba.kernels.cpu.launch import run_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,14 +89,18 @@ def test_run_kernels_compile_once_for_one_run_and_several():
     assert len(kernel.signatures) == 1 and out.tolist() == [3.0] * 4
 
 
-def test_compile_command_reports_each_variant(capsys):
-    from simplernn_numba.kernels.cpu import warmup
-
+def test_compile_command_reports_each_variant(monkeypatch, capsys):
+    """A line per variant, in order (the calls recorded here; the compiling is tested below)."""
     assert PATHS == warmup.PATHS
+    calls = []
+    monkeypatch.setattr(warmup, "_call", lambda variant, dtype, activation: calls.append(
+        (variant.label, dtype, activation)))
     main(["compile", "--dtype", "float32"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("[1/14] float32 tanh, lanes: ") and lines[-1].startswith("14 variants ready")
-    main(["compile", "--plan", "one_row", "--plan", "two_rows", "--plan", "panels"])  # loads only
+    assert calls == [(variant.label, "float32", "tanh") for variant in warmup.INFERENCE]
+    assert len(lines) == 15 and lines[-1].startswith("14 variants ready (0 compiled, 14 cached) in ")
+    assert lines[0].startswith("[1/14] float32 tanh, lanes: ") and lines[0].endswith(" s (cached)")
+    main(["compile", "--plan", "one_row", "--plan", "two_rows", "--plan", "panels"])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == [
         "[1/5] float32 tanh, one row", "[2/5] float32 tanh, one row, four vectors",
@@ -103,6 +108,40 @@ def test_compile_command_reports_each_variant(capsys):
         "[5/5] float32 tanh, panels"]
     with pytest.raises(ValueError, match="Unknown activation 'Tanh'"):
         main(["compile", "--activation", "Tanh"])
+
+
+def _label(variant) -> str:
+    return variant.label.replace(", ", "-").replace(" ", "_")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("variant", warmup.INFERENCE + warmup.TRAINING, ids=_label)
+def test_each_common_variant_takes_its_plan(monkeypatch, variant, dtype):
+    """The plan rules send each variant's call down the plan it names (with two threads)."""
+    monkeypatch.setattr(plan.numba, "get_num_threads", lambda: 2)
+    batch, steps, features, units = variant.shape
+    itemsize = np.dtype(dtype).itemsize
+    with config.override(**variant.settings):
+        chosen = plan.forward_plan(batch, steps, features, units, itemsize, masked=variant.masked,
+                                   recurrent_dropout=variant.dropout, training=variant.training)
+        assert chosen.path == variant.path
+        if variant.training:
+            chosen = plan.backward_plan(batch, steps, units, itemsize, masked=variant.masked,
+                                        recurrent_dropout=variant.dropout, preactivations=False)
+            assert chosen.path == variant.path
+    if "threads" in variant.label:
+        assert chosen.runs > 1
+    if "projected first" in variant.label:
+        assert not chosen.fused
+
+
+def test_the_compile_command_runs_a_training_step_with_every_optional_array():
+    """A real warm-up call with a mask and dropout masks, forward and backward (the variant the
+    flag tests compile too), on the plan it names."""
+    variant = warmup.TRAINING[1]
+    assert variant.masked and variant.dropout and variant.training
+    warmup._call(variant, "float64", "tanh")
+    assert last_call.last_plan().path == variant.path
 
 
 def test_compile_command_all_dtypes_and_training(monkeypatch, capsys):
