@@ -136,8 +136,8 @@ def test_each_common_variant_takes_its_plan(monkeypatch, variant, dtype):
 
 
 def test_the_compile_command_runs_a_training_step_with_every_optional_array():
-    """A real warm-up call with a mask and dropout masks, forward and backward (the variant the
-    flag tests compile too), on the plan it names."""
+    """A real warm-up call with a mask and dropout masks, forward and backward, on the plan it
+    names (the command's other calls are the same code with fewer optional arrays)."""
     variant = warmup.TRAINING[1]
     assert variant.masked and variant.dropout and variant.training
     warmup._call(variant, "float64", "tanh")
@@ -145,8 +145,6 @@ def test_the_compile_command_runs_a_training_step_with_every_optional_array():
 
 
 def test_compile_command_all_dtypes_and_training(monkeypatch, capsys):
-    from simplernn_numba.kernels.cpu import warmup
-
     calls = []
     monkeypatch.setattr(warmup, "run", lambda *args: calls.append(args) or [("v", 0.5, ["f"])])
     main(["compile", "--dtype", "all", "--training", "--activation", "relu", "--plan", "rows"])
