@@ -223,20 +223,34 @@ def _step_contiguous(x_t, state, kernel, recurrent_kernel, bias, act, out):
         _step_kernel(as_any(x_t), as_c(state), as_c(kernel), as_c(recurrent_kernel), as_c(bias), act,
                      as_c(out))
     else:
-        _step_copied(as_any(x_t), as_any(state), as_any(kernel), as_any(recurrent_kernel),
-                     as_any(bias), act, as_any(out))
+        _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
 
-@njit(**_FLAGS)
+@njit(**_INLINE)
 def _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out):
     """The step on C-contiguous copies of the arrays that are not (the others as they are), into
     a temporary then copied into ``out``: for an ``out`` that overlaps an input or is strided.
-    Callers pass every array typed with any layout (:func:`.kernels.cpu.views.as_any`): one
-    compiled variant per dtype and activation."""
-    result = np.empty((out.shape[0], out.shape[1]), out.dtype)
-    _step_kernel(as_any(x_t), np.ascontiguousarray(state), np.ascontiguousarray(kernel),
-                 np.ascontiguousarray(recurrent_kernel), np.ascontiguousarray(bias), act, result)
-    for b in range(out.shape[0]):  # (a loop compiles faster than out[:] = result)
+    The copies are made by functions compiled once per dtype (:func:`_copies`, :func:`_copy`),
+    whatever the activation and the layouts."""
+    state, kernel, recurrent_kernel, bias, result = _copies(
+        as_any(state), as_any(kernel), as_any(recurrent_kernel), as_any(bias), as_any(out))
+    _step_kernel(as_any(x_t), state, kernel, recurrent_kernel, bias, act, result)
+    _copy(result, as_any(out))
+
+
+@njit(**_FLAGS)
+def _copies(state, kernel, recurrent_kernel, bias, out):
+    """C-contiguous ``state``, ``kernel``, ``recurrent_kernel`` and ``bias`` (copies of those
+    that are not) and a new array shaped as ``out``."""
+    return (np.ascontiguousarray(state), np.ascontiguousarray(kernel),
+            np.ascontiguousarray(recurrent_kernel), np.ascontiguousarray(bias),
+            np.empty((out.shape[0], out.shape[1]), out.dtype))
+
+
+@njit(**_FLAGS)
+def _copy(result, out):
+    """``out[:] = result`` (2-D; a loop compiles faster than the slice assignment)."""
+    for b in range(out.shape[0]):
         for u in range(out.shape[1]):
             out[b, u] = result[b, u]
 
@@ -247,8 +261,7 @@ def _step_borrowed(x_t, state, kernel, recurrent_kernel, bias, act, out):
     checked; into a temporary when ``out`` overlaps an input."""
     _check_step(x_t.shape, state.shape, kernel.shape, recurrent_kernel.shape, bias.shape, out.shape)
     if _meets_any(span(out), span(x_t), span(state), span(kernel), span(recurrent_kernel), span(bias)):
-        _step_copied(as_any(x_t), as_any(state), as_any(kernel), as_any(recurrent_kernel),
-                     as_any(bias), act, as_any(out))
+        _step_copied(x_t, state, kernel, recurrent_kernel, bias, act, out)
     else:
         _step_contiguous(x_t, state, kernel, recurrent_kernel, bias, act, out)
 
