@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from numba import errors, njit, prange
+from numba import errors, njit, prange, types
 
 from simplernn_numba import SimpleRNN, activations, compiled
 from simplernn_numba.kernels import reference
+from simplernn_numba.kernels.cpu.activation import choose
 from simplernn_numba.testing import tolerance
 
 
@@ -57,7 +58,6 @@ def _expected(x, h0, kernel, recurrent_kernel, bias, activation="tanh"):
     return reference.forward(x, kernel, recurrent_kernel, bias, h0, activation=activation)[0]
 
 
-CANONICAL = sorted({activations.canonical_name(n) for n in activations.NAMES})
 #: Units that take the step kernel's vector path and its scalar tail at any vector width.
 VECTOR_UNITS = 37
 
@@ -80,11 +80,29 @@ def _stepped(x_t, state, kernel, recurrent_kernel, bias, out):
     return out
 
 
-@pytest.mark.parametrize("activation", CANONICAL)
-def test_every_activation(activation):
-    """Each activation's kernel variant, stepped from Python (the entry compiled per activation is
-    cached on disk). ``forward`` runs the same variant (tested with tanh and relu below, where
-    compiled code reads the activation from the caller's literal the same way)."""
+def test_every_activation_name_selects_its_kernel_code():
+    """Each name, alias or not, compiles the kernels' code of its activation (from compiled code:
+    the literal's typing; from Python the same ``choose``), and an unknown name is refused."""
+    for name in activations.NAMES:
+        act = choose(activations.canonical_name(name))
+        assert compiled._compiled_activation(types.literal(name)) == act
+        assert compiled._compiled_activation(types.Omitted(name)) == act
+    assert compiled._compiled_activation(types.unicode_type) is None  # asks for the literal
+    assert "Unknown activation 'Tanh'" in compiled._compiled_activation(types.literal("Tanh"))
+
+
+#: Activations of each kind stepped through the kernel: the vectorised tanh, piecewise ones,
+#: exp-based ones, one by erf. Every activation's code is the kernels' one function
+#: (``kernels.cpu.activation``), checked against the reference for every activation in
+#: tests/kernels/cpu; each activation is a compiled variant of the step kernel of its own.
+STEPPED = ("tanh", "relu", "hard_silu", "sigmoid", "elu", "gelu")
+
+
+@pytest.mark.parametrize("activation", STEPPED)
+def test_activations_of_each_kind(activation):
+    """Stepped from Python (the entry compiled per activation is cached on disk). ``forward``
+    runs the same kernel variant (tested with tanh and relu below, where compiled code reads the
+    activation from the caller's literal the same way)."""
     x, h0, k, r, b = _problem(np.float64, units=VECTOR_UNITS)
     expected = _expected(x, h0, k, r, b, activation)
     state = h0
