@@ -91,7 +91,7 @@ def test_every_activation_name_selects_its_kernel_code():
     assert "Unknown activation 'Tanh'" in compiled._compiled_activation(types.literal("Tanh"))
 
 
-#: Activations of each kind stepped through the kernel: the vectorised tanh, piecewise ones,
+#: Activations of each kind stepped through the kernel: tanh (code of its own), piecewise ones,
 #: exp-based ones, one by erf. Every activation's code is the kernels' one function
 #: (``kernels.cpu.activation``), checked against the reference for every activation in
 #: tests/kernels/cpu; each activation is a compiled variant of the step kernel of its own.
